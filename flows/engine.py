@@ -1,0 +1,278 @@
+"""The sync engine every source runs through: list → plan → (fetch → transform →
+validate → load) per batch → mark deletions → ledger.
+
+A source plugs in as a :class:`SourceAdapter`. Units (projects) are planned against the
+cursors committed with the data, fetched batch by batch with bounded concurrency, and
+each batch is loaded in one transaction while the next batch is being fetched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import partial
+from typing import Any, Protocol
+
+import duckdb
+import polars as pl
+
+from schemas.spec import Table
+from schemas.validate import split_valid
+from sources.errors import AuthError, NotFoundError, SourceError
+from transforms.frames import RejectedRecord, TableBatch
+from warehouse.load import read_state, mark_deleted, replace_units
+from warehouse.runs import RunRecord, save_run, start_run
+
+log = logging.getLogger("pwh.sync")
+
+MODES = ("incremental", "full_refresh")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A unit of atomic replacement: one project, as the list showed it."""
+
+    key: str
+    cursor: str | None
+    listed: Any = None
+
+
+class SourceAdapter(Protocol):
+    source: str
+    account: str
+    strategy: str | None
+    tables: Sequence[Table]
+
+    async def list_units(self) -> list[Unit]: ...
+
+    async def fetch_unit(self, unit: Unit) -> Any: ...
+
+    def transform(self, fetched: list[Any]) -> TableBatch: ...
+
+    def redact(self, raw: Any) -> Any: ...
+
+    @property
+    def requests(self) -> int: ...
+
+    @property
+    def retries(self) -> int: ...
+
+
+@dataclass
+class Plan:
+    new: list[Unit] = field(default_factory=list)
+    changed: list[Unit] = field(default_factory=list)
+    unchanged: list[Unit] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)
+
+    @property
+    def to_fetch(self) -> list[Unit]:
+        return self.new + self.changed
+
+
+def plan_units(units: Sequence[Unit], state: dict, mode: str) -> Plan:
+    """Which units to fetch: new ones, ones whose cursor moved (or that came back after
+    deletion), and in full-refresh mode all of them; known units missing from the list
+    are gone."""
+    plan = Plan()
+    listed = set()
+    for unit in units:
+        listed.add(unit.key)
+        known = state.get(unit.key)
+        if known is None:
+            plan.new.append(unit)
+        elif mode == "full_refresh" or known.deleted or unit.cursor is None or known.cursor != unit.cursor:
+            plan.changed.append(unit)
+        else:
+            plan.unchanged.append(unit)
+    plan.gone = sorted(key for key, known in state.items() if key not in listed and not known.deleted)
+    return plan
+
+
+@dataclass
+class Progress:
+    """What a progress bar shows; the engine calls ``update`` after each batch."""
+
+    total: int = 0
+    done: int = 0
+    requests: int = 0
+    retries: int = 0
+    listener: Callable[[Progress], None] | None = None
+
+    def update(self, **changes: int) -> None:
+        for name, value in changes.items():
+            setattr(self, name, value)
+        if self.listener is not None:
+            self.listener(self)
+
+
+@dataclass
+class FetchedBatch:
+    units: list[Unit]
+    payloads: list[Any]
+    failed: dict[str, str]
+    vanished: list[str]
+
+
+@dataclass
+class Stages:
+    """The engine's stages; a flow swaps in Prefect-task versions of the same functions."""
+
+    list_units: Callable[[SourceAdapter], Awaitable[list[Unit]]]
+    fetch_batch: Callable[[SourceAdapter, list[Unit]], Awaitable[FetchedBatch]]
+    load_batch: Callable[..., Awaitable[dict[str, Any]]]
+
+
+async def list_units(adapter: SourceAdapter) -> list[Unit]:
+    return await adapter.list_units()
+
+
+async def fetch_batch(adapter: SourceAdapter, units: list[Unit]) -> FetchedBatch:
+    """Fetch every unit of a batch concurrently (the HTTP client bounds requests in
+    flight). A unit that fails is recorded, not fatal; a 401 stops the run."""
+    results = await asyncio.gather(*(adapter.fetch_unit(u) for u in units), return_exceptions=True)
+    batch = FetchedBatch([], [], {}, [])
+    for unit, result in zip(units, results):
+        if isinstance(result, AuthError):
+            raise result
+        if isinstance(result, NotFoundError):
+            batch.vanished.append(unit.key)
+        elif isinstance(result, SourceError):
+            batch.failed[unit.key] = str(result)
+        elif isinstance(result, BaseException):
+            raise result
+        else:
+            batch.units.append(unit)
+            batch.payloads.append(result)
+    return batch
+
+
+def transform_and_load(
+    adapter: SourceAdapter,
+    con: duckdb.DuckDBPyConnection,
+    fetched: FetchedBatch,
+    run_id: str,
+) -> dict[str, Any]:
+    """Transform, validate and load one batch (runs in a worker thread)."""
+    batch = adapter.transform(fetched.payloads)
+    frames: dict[str, pl.DataFrame] = {}
+    rejected: list[RejectedRecord] = list(batch.rejected)
+    for name, buffer in batch.buffers.items():
+        valid, bad = split_valid(buffer, adapter.redact)
+        frames[name] = valid
+        rejected.extend(bad)
+    loaded = replace_units(
+        con,
+        source=adapter.source,
+        account=adapter.account,
+        run_id=run_id,
+        tables=adapter.tables,
+        cursors={u.key: u.cursor for u in fetched.units},
+        frames=frames,
+        rejected=rejected,
+        now=_now(),
+    )
+    return {"rows": loaded, "rejected": len(rejected)}
+
+
+async def load_batch(adapter: SourceAdapter, con: duckdb.DuckDBPyConnection, fetched: FetchedBatch, run_id: str) -> dict[str, Any]:
+    if not fetched.units:
+        return {"rows": {}, "rejected": 0}
+    return await asyncio.to_thread(transform_and_load, adapter, con, fetched, run_id)
+
+
+PLAIN_STAGES = Stages(list_units, fetch_batch, load_batch)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+async def run_sync(
+    adapter: SourceAdapter,
+    con: duckdb.DuckDBPyConnection,
+    *,
+    run_id: str,
+    mode: str = "incremental",
+    batch_size: int = 250,
+    stages: Stages = PLAIN_STAGES,
+    progress: Progress | None = None,
+) -> RunRecord:
+    """Sync one source account into an open warehouse connection; returns the ledger row."""
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    progress = progress or Progress()
+    run = RunRecord(run_id, adapter.source, adapter.account, mode, adapter.strategy, _now())
+    start_run(con, run)
+    started = time.perf_counter()
+    try:
+        await _sync(adapter, con, run, mode, batch_size, stages, progress)
+    except BaseException as exc:
+        run.status = "failed"
+        run.error = f"{type(exc).__name__}: {exc}"[:2000]
+        raise
+    finally:
+        run.requests, run.retries = adapter.requests, adapter.retries
+        run.ended_at = _now()
+        save_run(con, run)
+        log.info(
+            "%s/%s %s run %s: %s in %.1f s (%d projects fetched, %d unchanged, %d deleted, %d failed, %d requests)",
+            adapter.source, adapter.account, mode, run_id, run.status, time.perf_counter() - started,
+            run.units_new + run.units_changed, run.units_unchanged, run.units_deleted, run.units_failed, run.requests,
+        )
+    return run
+
+
+async def _sync(adapter, con, run: RunRecord, mode: str, batch_size: int, stages: Stages, progress: Progress) -> None:
+    units = await stages.list_units(adapter)
+    duplicates = len(units) - len({u.key for u in units})
+    if duplicates:
+        log.warning("%s list named %d projects more than once; each is synced once", adapter.source, duplicates)
+        units = list({u.key: u for u in units}.values())
+    plan = plan_units(units, read_state(con, adapter.source, adapter.account), mode)
+    run.units_seen = len(units)
+    run.units_new, run.units_changed, run.units_unchanged = len(plan.new), len(plan.changed), len(plan.unchanged)
+    progress.update(total=len(plan.to_fetch), done=0)
+
+    vanished: list[str] = list(plan.gone)
+    pending_load: asyncio.Task | None = None
+
+    async def finish_load(task: asyncio.Task) -> None:
+        outcome = await task
+        for table, rows in outcome["rows"].items():
+            run.rows_loaded[table] = run.rows_loaded.get(table, 0) + rows
+        run.rows_rejected += outcome["rejected"]
+
+    to_fetch = plan.to_fetch
+    try:
+        for start in range(0, len(to_fetch), batch_size):
+            # The next batch is fetched while the previous one loads in a worker thread.
+            fetched = await stages.fetch_batch(adapter, to_fetch[start : start + batch_size])
+            vanished.extend(fetched.vanished)
+            run.failed_units.update(fetched.failed)
+            if pending_load is not None:
+                await finish_load(pending_load)
+            pending_load = asyncio.ensure_future(stages.load_batch(adapter, con, fetched, run.run_id))
+            progress.update(done=min(start + batch_size, len(to_fetch)),
+                            requests=adapter.requests, retries=adapter.retries)
+        if pending_load is not None:
+            await finish_load(pending_load)
+            pending_load = None
+    finally:
+        if pending_load is not None:
+            # Never leave a load running on the connection while the run is being closed.
+            await asyncio.gather(pending_load, return_exceptions=True)
+
+    run.units_deleted = mark_deleted(
+        con, source=adapter.source, account=adapter.account, unit_keys=vanished,
+        tables=adapter.tables, now=_now(),
+    )
+    run.units_failed = len(run.failed_units)
+    run.status = "partial" if run.failed_units else "success"
+    progress.update(requests=adapter.requests, retries=adapter.retries)

@@ -1,0 +1,32 @@
+"""Secrets are read here, inside the flow run, from the environment or a Prefect Secret
+block, never taken as flow parameters (Prefect stores parameters in its database)."""
+
+from __future__ import annotations
+
+import os
+
+
+class MissingSecretError(RuntimeError):
+    pass
+
+
+def block_name(variable: str) -> str:
+    """The Prefect Secret block that may hold a variable: RAYTEAMS_TOKEN → rayteams-token."""
+    return variable.lower().replace("_", "-")
+
+
+def read_secret(variable: str) -> str:
+    value = os.environ.get(variable)
+    if value:
+        return value
+    if os.environ.get("PREFECT_API_URL"):
+        from prefect.blocks.system import Secret
+
+        try:
+            return Secret.load(block_name(variable)).get()
+        except ValueError:
+            pass  # no such block: fall through to the clear error below
+    raise MissingSecretError(
+        f"{variable} is not set: export it, or (with a Prefect server) create a Secret block "
+        f"named '{block_name(variable)}'"
+    )

@@ -1,0 +1,82 @@
+"""The pipeline's own tables: run ledger, quarantine, per-unit sync state, schema version."""
+
+from __future__ import annotations
+
+from schemas.spec import Table, integer, json_text, text, timestamp
+
+SCHEMA = "pipeline"
+
+SCHEMA_VERSION = Table(
+    SCHEMA, "schema_version",
+    "Migrations applied to this warehouse file, one row each.",
+    (
+        integer("version", "Migration number.", nullable=False),
+        text("description", "What the migration did."),
+        timestamp("applied_at", "When it was applied (UTC)."),
+    ),
+    key=("version",), unit_column=None,
+)
+
+RUNS = Table(
+    SCHEMA, "runs",
+    "One row per sync run: what it did, how much, and how it ended.",
+    (
+        text("run_id", "Run id (the Prefect flow run id when run as a flow).", nullable=False),
+        text("source", "Source system, e.g. `rayteams`."),
+        text("account", "Account (lab, instance) synced."),
+        text("mode", "`incremental` or `full_refresh`."),
+        text("strategy", "Fetch strategy (RAYTeams: `aggregate` or `per_resource`)."),
+        text("status", "`running`, `success`, `partial` (some projects failed: see `failed_units`), `failed`, or `abandoned` (the process died)."),
+        timestamp("started_at", "Start (UTC)."),
+        timestamp("ended_at", "End (UTC); NULL while running."),
+        integer("units_seen", "Projects listed by the API."),
+        integer("units_new", "Projects never synced before."),
+        integer("units_changed", "Known projects whose cursor moved (or that came back after deletion)."),
+        integer("units_unchanged", "Projects skipped because their cursor did not move."),
+        integer("units_deleted", "Projects newly marked deleted (vanished from the list or answered NO_ITEM)."),
+        integer("units_failed", "Projects that could not be fetched; retried by the next run."),
+        json_text("failed_units", "The failed projects with their error, as JSON `{unit: error}`."),
+        json_text("rows_loaded", "Rows loaded per table, as JSON `{table: rows}`."),
+        integer("rows_rejected", "Records quarantined in `pipeline.rejected_records`."),
+        integer("requests", "HTTP requests made (retries included)."),
+        integer("retries", "HTTP retries."),
+        text("error", "Why the run failed, when it did."),
+    ),
+    key=("run_id",), unit_column=None,
+)
+
+REJECTED_RECORDS = Table(
+    SCHEMA, "rejected_records",
+    "Quarantine: records that could not load, with every reason and the raw record (patient data pseudonymised, links removed). Replaced with the project.",
+    (
+        text("source", "Source system.", nullable=False),
+        text("account", "Account.", nullable=False),
+        text("unit_key", "The project the record belongs to.", nullable=False),
+        integer("seq", "Position among the project's rejected records.", nullable=False),
+        text("table_name", "Table the record was meant for."),
+        text("record_key", "The record's key, e.g. `<project id>/<sk>`."),
+        json_text("reasons", "Every reason the record was rejected, as a JSON array of text."),
+        json_text("raw", "The record as received, redacted."),
+        text("run_id", "Run that rejected it."),
+        timestamp("rejected_at", "When (UTC)."),
+    ),
+    key=("source", "account", "unit_key", "seq"), unit_column="unit_key",
+)
+
+UNIT_STATE = Table(
+    SCHEMA, "unit_state",
+    "Sync state per project (unit): the cursor last loaded, committed in the same transaction as the project's rows.",
+    (
+        text("source", "Source system.", nullable=False),
+        text("account", "Account.", nullable=False),
+        text("unit_key", "Project id.", nullable=False),
+        text("cursor", "The project's cursor when it was last loaded (RAYTeams: `updated`, epoch ms)."),
+        timestamp("first_seen_at", "When the pipeline first loaded the project (UTC)."),
+        timestamp("synced_at", "When the project was last loaded (UTC)."),
+        text("run_id", "Run that last loaded it."),
+        timestamp("deleted_at", "When it vanished from the API (UTC); NULL while it exists."),
+    ),
+    key=("source", "account", "unit_key"), unit_column="unit_key",
+)
+
+TABLES: tuple[Table, ...] = (SCHEMA_VERSION, RUNS, REJECTED_RECORDS, UNIT_STATE)

@@ -1,0 +1,70 @@
+"""Validate a table's rows of a batch; split them into rows that load and rows that are
+quarantined with every reason pandera found."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import pandera.errors
+import polars as pl
+
+from transforms.frames import RejectedRecord, RowBuffer, raw_json
+
+
+class SchemaMismatchError(RuntimeError):
+    """A batch whose columns or dtypes differ from its table: a bug in a transform, not bad
+    input, so the batch fails as a whole rather than quarantining every row."""
+
+
+def split_valid(buffer: RowBuffer, redact: Callable[[Any], Any]) -> tuple[pl.DataFrame, list[RejectedRecord]]:
+    frame = buffer.frame()
+    table = buffer.table
+    if frame.height == 0:
+        return frame, []
+    reasons: dict[int, list[str]] = defaultdict(list)
+    # pandera's polars backend reports every copy of a duplicate key; keep the first here.
+    later_copies = frame.select(~pl.struct(table.key).is_first_distinct()).to_series()
+    for i in later_copies.arg_true().to_list():
+        reasons[i].append(f"duplicate key ({', '.join(table.key)}): an earlier record with the same key was kept")
+    try:
+        # Eager frames: a LazyFrame would check only names and dtypes (stack notes).
+        table.pandera_schema.validate(frame, lazy=True)
+        failures = None
+    except pandera.errors.SchemaErrors as exc:
+        failures = exc.failure_cases
+    if failures is None and not reasons:
+        return frame, []
+    if failures is not None:
+        _collect(table.qualified_name, failures, reasons)
+    rejected = [
+        RejectedRecord(
+            table.name, buffer.units[i], buffer.keys[i], tuple(reasons[i]), raw_json(buffer.raws[i], redact)
+        )
+        for i in sorted(reasons)
+    ]
+    bad = pl.Series("__row", sorted(reasons), dtype=pl.UInt32)
+    valid = frame.with_row_index("__row").filter(~pl.col("__row").is_in(bad.implode())).drop("__row")
+    return valid, rejected
+
+
+def _collect(table_name: str, failures: pl.DataFrame, reasons: dict[int, list[str]]) -> None:
+    schema_level = failures.filter(pl.col("index").is_null())
+    if schema_level.height:
+        detail = "; ".join(
+            f"{row['column']}: {row['check']} ({row['failure_case']})"
+            for row in schema_level.head(5).iter_rows(named=True)
+        )
+        raise SchemaMismatchError(f"{table_name}: batch does not match its table: {detail}")
+    for row in failures.iter_rows(named=True):
+        reasons[int(row["index"])].append(_reason(row))
+
+
+def _reason(failure: dict[str, Any]) -> str:
+    column = failure["column"] or "row"
+    check = failure["check"]
+    value = failure["failure_case"]
+    if check in ("not_nullable", "nullable"):
+        return f"{column}: must not be empty"
+    return f"{column}: failed {check} (value {value!r})"

@@ -1,0 +1,127 @@
+"""Tolerant-but-honest coercions: accept every documented type of a field, normalise it,
+and raise :class:`CoercionError` (which becomes a rejection reason) for anything else.
+
+Polars' own constructors are not strict (``"123" -> 123``, ``1.9 -> 1``, ``True -> 1``), so
+values are coerced here, explicitly, before a frame is built.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import date as Date
+from typing import Any
+
+import orjson
+
+_INT_TEXT = re.compile(r"^\s*[+-]?\d+\s*$")
+_NUMBER_TEXT = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$")
+# Epoch milliseconds between 1970 and 2200: a seconds value or garbage falls outside.
+_MAX_EPOCH_MS = 7_258_118_400_000
+INT64_MAX = 2**63 - 1
+
+
+class CoercionError(ValueError):
+    """A value that is none of the types its field is documented with."""
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def as_text(value: Any, field: str) -> str | None:
+    """Strings as they are; numbers (a field the docs type as Number but show as text,
+    or the reverse) as their decimal text."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        raise CoercionError(f"{field}: expected text, got boolean {value}")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and math.isfinite(value):
+        return str(int(value)) if value.is_integer() else repr(value)
+    raise CoercionError(f"{field}: expected text, got {type(value).__name__} {_describe(value)}")
+
+
+def as_int(value: Any, field: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise CoercionError(f"{field}: expected an integer, got boolean {value}")
+    if isinstance(value, int):
+        result = value
+    elif isinstance(value, float) and value.is_integer():
+        result = int(value)
+    elif isinstance(value, str) and _INT_TEXT.match(value):
+        result = int(value)
+    else:
+        raise CoercionError(f"{field}: expected an integer, got {_describe(value)}")
+    if abs(result) > INT64_MAX:
+        raise CoercionError(f"{field}: integer {_describe(value)} out of range")
+    return result
+
+
+def as_float(value: Any, field: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise CoercionError(f"{field}: expected a number, got boolean {value}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        result = float(value)
+    elif isinstance(value, str) and _NUMBER_TEXT.match(value):
+        result = float(value)
+    else:
+        raise CoercionError(f"{field}: expected a number, got {_describe(value)}")
+    if not math.isfinite(result):
+        raise CoercionError(f"{field}: number {_describe(value)} is not finite")
+    return result
+
+
+def as_bool(value: Any, field: str) -> bool | None:
+    """Booleans, or the strings "true"/"false" (a field documented as String, shown as bool)."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise CoercionError(f"{field}: expected a boolean, got {_describe(value)}")
+
+
+def as_epoch_ms(value: Any, field: str) -> int | None:
+    """Epoch milliseconds given as a number or a numeric string."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip() == "":
+        return None
+    try:
+        ms = as_int(value, field)
+    except CoercionError:
+        raise CoercionError(f"{field}: expected epoch milliseconds, got {_describe(value)}") from None
+    if ms is None or not 0 <= ms <= _MAX_EPOCH_MS:
+        raise CoercionError(f"{field}: {_describe(value)} is not epoch milliseconds between 1970 and 2200")
+    return ms
+
+
+def as_date(value: Any, field: str) -> Date | None:
+    """An ISO date, YYYY-MM-DD."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            return Date.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    raise CoercionError(f"{field}: expected a date YYYY-MM-DD, got {_describe(value)}")
+
+
+def as_object(value: Any, field: str) -> dict | None:
+    if value is None or isinstance(value, dict):
+        return value
+    raise CoercionError(f"{field}: expected an object, got {type(value).__name__}")
+
+
+def as_json(value: Any) -> str | None:
+    """JSON text for a JSON column (None stays NULL)."""
+    if value is None:
+        return None
+    return orjson.dumps(value).decode()

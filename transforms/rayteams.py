@@ -1,0 +1,334 @@
+"""RAYTeams records → typed rows, routed by the sk prefix.
+
+Pure: records in, a :class:`TableBatch` out. Every documented type of a field is
+accepted and normalised (numbers or numeric strings for time stamps, `content` or
+`contents` for comment text, …). A record that cannot be read is rejected with every
+reason; a record of an unknown kind goes to `other_records`. Nothing is dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from schemas import rayteams as tables
+from transforms.coerce import (
+    CoercionError,
+    as_bool,
+    as_epoch_ms,
+    as_float,
+    as_int,
+    as_json,
+    as_object,
+    as_text,
+)
+from transforms.frames import TableBatch
+from transforms.pseudonym import Pseudonymizer, birth_year
+from transforms.redact import redact
+
+PROJECT_SK = "project"
+OWNER_GROUP_SK = "project:institute:owner"
+# sk prefix → table, checked in order (the group prefix before any shorter one).
+ROUTES: tuple[tuple[str, str], ...] = (
+    ("project:institute:", "groups"),
+    ("memo:", "memos"),
+    ("attachments:", "attachments"),
+    ("his:", "histories"),
+    ("order:", "orders"),
+)
+
+
+@dataclass(frozen=True)
+class FetchedProject:
+    """One project's raw answers: the list entry, its sk-typed records, its files."""
+
+    project_id: str
+    listed: Mapping[str, Any] | None
+    records: list[Any]
+    files: list[Any]
+
+
+class _Errors(list[str]):
+    """Collects every reason a record cannot load, instead of stopping at the first."""
+
+    def take(self, coerce: Callable[[Any, str], Any], record: Mapping[str, Any], field: str) -> Any:
+        try:
+            return coerce(record.get(field), field)
+        except CoercionError as exc:
+            self.append(str(exc))
+            return None
+
+    def nested(self, record: Mapping[str, Any], field: str) -> Mapping[str, Any]:
+        try:
+            return as_object(record.get(field), field) or {}
+        except CoercionError as exc:
+            self.append(str(exc))
+            return {}
+
+
+def route(sk: str) -> str:
+    """The table a record of this sk belongs to."""
+    if sk == PROJECT_SK:
+        return "projects"
+    for prefix, table in ROUTES:
+        if sk.startswith(prefix):
+            return table
+    return "other_records"
+
+
+class _ProjectTransform:
+    def __init__(self, account: str, pseudonyms: Pseudonymizer) -> None:
+        self.account = account
+        self.pseudonyms = pseudonyms
+        self.redact = partial(redact, pseudonyms=pseudonyms)
+        self.batch = TableBatch.for_tables(tables.TABLES)
+
+    # -- shared pieces -------------------------------------------------------------------
+    def _extra(self, record: Mapping[str, Any], modelled: frozenset[str], **more: Any) -> str | None:
+        rest = {k: v for k, v in record.items() if k not in modelled}
+        rest.update((k, v) for k, v in more.items() if v)
+        return as_json(self.redact(rest)) if rest else None
+
+    def _subject(self, record: Mapping[str, Any], errors: _Errors) -> dict[str, Any]:
+        subject = errors.nested(record, "subject")
+        name = subject.get("name")
+        if name is not None and not isinstance(name, (str, int)):
+            errors.append(f"subject.name: expected text, got {type(name).__name__}")
+            name = None
+        try:
+            year = birth_year(subject.get("birth"))
+        except ValueError as exc:
+            errors.append(str(exc))
+            year = None
+        patient_id = record.get("patientId")
+        if patient_id is not None and not isinstance(patient_id, (str, int)):
+            errors.append(f"patientId: expected text, got {type(patient_id).__name__}")
+            patient_id = None
+        return {
+            "patient_pseudonym": self.pseudonyms.pseudonym(patient_id),
+            "subject_pseudonym": self.pseudonyms.pseudonym(name),
+            "subject_birth_year": year,
+        }
+
+    def _add(self, table: str, project_id: str, key: str, row: dict[str, Any],
+             raw: Any, errors: list[str]) -> None:
+        if errors:
+            self.batch.reject(table, project_id, key, errors, raw, self.redact)
+            return
+        row["account"] = self.account
+        row["project_id"] = project_id
+        self.batch.buffers[table].append(row, raw, project_id, key)
+
+    # -- one project -----------------------------------------------------------------------
+    def project(self, fetched: FetchedProject) -> None:
+        pid = fetched.project_id
+        records = list(fetched.records)
+        has_project_record = any(isinstance(r, Mapping) and r.get("sk") == PROJECT_SK for r in records)
+        if not has_project_record and fetched.listed is not None:
+            # The per-resource strategy does not fetch /info: the list entry is the project record.
+            records.insert(0, fetched.listed)
+        for record in records:
+            self.record(pid, record)
+        for position, file in enumerate(fetched.files):
+            self.file(pid, position, file)
+
+    def record(self, pid: str, record: Any) -> None:
+        if not isinstance(record, Mapping):
+            self.batch.reject("other_records", pid, f"{pid}/?", [f"record is a {type(record).__name__}, not an object"], record, self.redact)
+            return
+        sk = record.get("sk")
+        if not isinstance(sk, str) or not sk:
+            self.batch.reject("other_records", pid, f"{pid}/?", ["record has no sk (text) to say what it is"], record, self.redact)
+            return
+        key = f"{pid}/{sk}"
+        owner = record.get("_id")
+        if owner is not None and owner != pid:
+            self.batch.reject(route(sk), pid, key, [f"_id {owner!r} is not the project it was fetched for"], record, self.redact)
+            return
+        getattr(self, route(sk))(pid, sk, key, record)
+
+    # -- one builder per table ------------------------------------------------------------
+    _PROJECT_FIELDS = frozenset({
+        "_id", "sk", "region", "name", "patientId", "projecttype", "count", "size", "ownerGroupId",
+        "labId", "lastUpdateGroupId", "status", "subject", "istrash", "isarchive", "created", "updated",
+    })
+
+    def projects(self, pid: str, sk: str, key: str, r: Mapping[str, Any]) -> None:
+        e = _Errors()
+        status = e.nested(r, "status")
+        count = r.get("count")
+        row = {
+            "region": e.take(as_text, r, "region"),
+            "name": e.take(as_text, r, "name"),
+            "project_type": e.take(as_text, r, "projecttype"),
+            **self._subject(r, e),
+            # `count` is documented as Boolean but shown as a number: a boolean carries no count.
+            "file_count": None if isinstance(count, bool) else e.take(as_int, r, "count"),
+            "size_bytes": e.take(as_int, r, "size"),
+            "owner_group_id": e.take(as_text, r, "ownerGroupId"),
+            "lab_id": e.take(as_text, r, "labId"),
+            "last_update_group_id": e.take(as_text, r, "lastUpdateGroupId"),
+            "status_code": e.take(as_text, status, "code"),
+            "status_text": e.take(as_text, status, "text"),
+            "is_trash": e.take(as_bool, r, "istrash"),
+            "is_archive": e.take(as_bool, r, "isarchive"),
+            "created_at": e.take(as_epoch_ms, r, "created"),
+            "updated_at": e.take(as_epoch_ms, r, "updated"),
+            "extra": self._extra(r, self._PROJECT_FIELDS),
+        }
+        self._add("projects", pid, key, row, r, e)
+
+    _MEMO_FIELDS = frozenset({"_id", "sk", "content", "created", "groupId", "comments", "isarchive"})
+    _COMMENT_FIELDS = frozenset({"content", "contents", "created", "groupId"})
+
+    def memos(self, pid: str, sk: str, key: str, r: Mapping[str, Any]) -> None:
+        e = _Errors()
+        comments = r.get("comments") or []
+        if not isinstance(comments, list):
+            e.append(f"comments: expected an array, got {type(comments).__name__}")
+            comments = []
+        row = {
+            "sk": sk,
+            "content_html": e.take(as_text, r, "content"),
+            "created_at": e.take(as_epoch_ms, r, "created"),
+            "group_id": e.take(as_text, r, "groupId"),
+            "is_archive": e.take(as_bool, r, "isarchive"),
+            "comment_count": len(comments),
+            "extra": self._extra(r, self._MEMO_FIELDS),
+        }
+        self._add("memos", pid, key, row, r, e)
+        if e:
+            return  # the comments travel inside the rejected memo's raw record
+        for position, comment in enumerate(comments):
+            self.comment(pid, sk, position, comment)
+
+    def comment(self, pid: str, memo_sk: str, position: int, c: Any) -> None:
+        key = f"{pid}/{memo_sk}/comments/{position}"
+        if not isinstance(c, Mapping):
+            self.batch.reject("memo_comments", pid, key, [f"comment is a {type(c).__name__}, not an object"], c, self.redact)
+            return
+        e = _Errors()
+        # The table calls the text `contents`, the example `content`: take whichever is there.
+        text_field = "content" if c.get("content") is not None else "contents"
+        row = {
+            "memo_sk": memo_sk,
+            "position": position,
+            "content_html": e.take(as_text, c, text_field),
+            "created_at": e.take(as_epoch_ms, c, "created"),
+            "group_id": e.take(as_text, c, "groupId"),
+            "extra": self._extra(c, self._COMMENT_FIELDS),
+        }
+        self._add("memo_comments", pid, key, row, c, e)
+
+    _ATTACHMENT_FIELDS = frozenset({"_id", "sk", "filetype", "name", "size", "created", "downloadLink"})
+
+    def attachments(self, pid: str, sk: str, key: str, r: Mapping[str, Any]) -> None:
+        e = _Errors()
+        row = {
+            "sk": sk,
+            "file_type": e.take(as_text, r, "filetype"),
+            "name": e.take(as_text, r, "name"),
+            "size_bytes": e.take(as_int, r, "size"),
+            "created_at": e.take(as_epoch_ms, r, "created"),
+            "extra": self._extra(r, self._ATTACHMENT_FIELDS),
+        }
+        self._add("attachments", pid, key, row, r, e)
+
+    _HISTORY_FIELDS = frozenset({"_id", "sk", "updateType", "created", "data"})
+
+    def histories(self, pid: str, sk: str, key: str, r: Mapping[str, Any]) -> None:
+        e = _Errors()
+        row = {
+            "sk": sk,
+            "update_type": e.take(as_text, r, "updateType"),
+            "created_at": e.take(as_epoch_ms, r, "created"),
+            "data": as_json(self.redact(r.get("data"))),
+            "extra": self._extra(r, self._HISTORY_FIELDS),
+        }
+        self._add("histories", pid, key, row, r, e)
+
+    _ORDER_FIELDS = frozenset({
+        "_id", "sk", "ownerGroupId", "labId", "status", "statusName", "statusType", "product",
+        "patientId", "subject", "memo", "medicalRecords", "treatments", "workflow", "created", "updated",
+    })
+    _PRODUCT_FIELDS = frozenset({"productname", "price", "currency", "discount"})
+
+    def orders(self, pid: str, sk: str, key: str, r: Mapping[str, Any]) -> None:
+        e = _Errors()
+        product = e.nested(r, "product")
+        unmodelled_product = {k: v for k, v in product.items() if k not in self._PRODUCT_FIELDS}
+        row = {
+            "sk": sk,
+            # An order id is `<project id>-<created ts>` (the ts of its sk).
+            "order_id": f"{pid}-{sk.split(':', 1)[1]}",
+            "owner_group_id": e.take(as_text, r, "ownerGroupId"),
+            "lab_id": e.take(as_text, r, "labId"),
+            "status": e.take(as_text, r, "status"),
+            "status_name": e.take(as_text, r, "statusName"),
+            "status_type": e.take(as_text, r, "statusType"),
+            "product_name": e.take(as_text, product, "productname"),
+            "product_price": e.take(as_float, product, "price"),
+            "product_currency": e.take(as_text, product, "currency"),
+            "product_discount": e.take(as_text, product, "discount"),
+            **self._subject(r, e),
+            "memo": e.take(as_text, r, "memo"),
+            "medical_records": as_json(self.redact(r.get("medicalRecords"))),
+            "treatments": as_json(self.redact(r.get("treatments"))),
+            "workflow": as_json(self.redact(r.get("workflow"))),
+            "created_at": e.take(as_epoch_ms, r, "created"),
+            "updated_at": e.take(as_epoch_ms, r, "updated"),
+            "extra": self._extra(r, self._ORDER_FIELDS, product=unmodelled_product),
+        }
+        self._add("orders", pid, key, row, r, e)
+
+    _GROUP_FIELDS = frozenset({"_id", "sk", "group_id", "name", "patientId"})
+
+    def groups(self, pid: str, sk: str, key: str, r: Mapping[str, Any]) -> None:
+        e = _Errors()
+        patient_id = r.get("patientId")
+        if patient_id is not None and not isinstance(patient_id, (str, int)):
+            e.append(f"patientId: expected text, got {type(patient_id).__name__}")
+            patient_id = None
+        row = {
+            "sk": sk,
+            "group_id": e.take(as_text, r, "group_id"),
+            "is_owner": sk == OWNER_GROUP_SK,
+            "name": e.take(as_text, r, "name"),
+            "patient_pseudonym": self.pseudonyms.pseudonym(patient_id),
+            "extra": self._extra(r, self._GROUP_FIELDS),
+        }
+        self._add("groups", pid, key, row, r, e)
+
+    def other_records(self, pid: str, sk: str, key: str, r: Mapping[str, Any]) -> None:
+        row = {"sk": sk, "kind": sk.split(":", 1)[0], "record": as_json(self.redact(dict(r)))}
+        self._add("other_records", pid, key, row, r, [])
+
+    _FILE_FIELDS = frozenset({"filetype", "name", "size", "downloadLink", "downloadExpired"})
+
+    def file(self, pid: str, position: int, f: Any) -> None:
+        if not isinstance(f, Mapping):
+            self.batch.reject("files", pid, f"{pid}/files/{position}", [f"file is a {type(f).__name__}, not an object"], f, self.redact)
+            return
+        e = _Errors()
+        row = {
+            "file_type": e.take(as_text, f, "filetype"),
+            "name": e.take(as_text, f, "name"),
+            "size_bytes": e.take(as_int, f, "size"),
+            # The signed link is a credential: only its expiry is kept.
+            "download_expires_at": e.take(as_epoch_ms, f, "downloadExpired"),
+            "extra": self._extra(f, self._FILE_FIELDS),
+        }
+        key = f"{pid}/files/{row['file_type']}/{row['name']}"
+        self._add("files", pid, key, row, f, e)
+
+
+def transform_projects(
+    fetched: Iterable[FetchedProject], *, account: str, pseudonyms: Pseudonymizer
+) -> TableBatch:
+    """Rows for every RAYTeams table from a batch of fetched projects."""
+    transform = _ProjectTransform(account, pseudonyms)
+    for project in fetched:
+        transform.project(project)
+    return transform.batch

@@ -1,0 +1,48 @@
+"""Raw JSON we keep (unmodelled fields, rejected records, unknown record kinds) passes
+through here first, so it carries no patient name, birth date, patient id or signed link."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transforms.pseudonym import Pseudonymizer, birth_year
+
+# Signed download links are credentials: dropped wherever they appear.
+DROPPED_KEYS = frozenset({"downloadLink", "downloadlink", "download_link"})
+PSEUDONYMISED_KEYS = frozenset({"patientId", "patient_id", "patientName"})
+MAX_DEPTH = 64
+
+
+def redact(value: Any, pseudonyms: Pseudonymizer, _depth: int = 0) -> Any:
+    if _depth > MAX_DEPTH:
+        return "<nesting too deep: truncated>"
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if key in DROPPED_KEYS:
+                continue
+            if key in PSEUDONYMISED_KEYS:
+                out[key] = pseudonyms.pseudonym(item) if isinstance(item, (str, int)) else None
+            elif key == "subject" and isinstance(item, dict):
+                out[key] = _redact_subject(item, pseudonyms)
+            else:
+                out[key] = redact(item, pseudonyms, _depth + 1)
+        return out
+    if isinstance(value, list):
+        return [redact(item, pseudonyms, _depth + 1) for item in value]
+    return value
+
+
+def _redact_subject(subject: dict[str, Any], pseudonyms: Pseudonymizer) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, item in subject.items():
+        if key == "name":
+            out["name_pseudonym"] = pseudonyms.pseudonym(item) if isinstance(item, (str, int)) else None
+        elif key == "birth":
+            try:
+                out["birth_year"] = birth_year(item)
+            except ValueError:
+                out["birth_year"] = None
+        else:
+            out[key] = redact(item, pseudonyms, 1)
+    return out

@@ -1,0 +1,146 @@
+"""Loading: each batch of units (projects) replaces those units' rows in every table of
+the source, their quarantined records and their sync state, in one transaction. A crash
+leaves every project either as it was or wholly replaced, and state never runs ahead of
+data."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import duckdb
+import orjson
+import polars as pl
+
+from schemas import pipeline
+from schemas.spec import Table
+from transforms.frames import RejectedRecord
+from warehouse.connection import transaction
+
+
+@dataclass(frozen=True)
+class UnitState:
+    cursor: str | None
+    deleted: bool
+
+
+def read_state(con: duckdb.DuckDBPyConnection, source: str, account: str) -> dict[str, UnitState]:
+    rows = con.execute(
+        "SELECT unit_key, cursor, deleted_at IS NOT NULL FROM pipeline.unit_state WHERE source = ? AND account = ?",
+        [source, account],
+    ).fetchall()
+    return {key: UnitState(cursor, deleted) for key, cursor, deleted in rows}
+
+
+def replace_units(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    source: str,
+    account: str,
+    run_id: str,
+    tables: Sequence[Table],
+    cursors: Mapping[str, str | None],
+    frames: Mapping[str, pl.DataFrame],
+    rejected: Iterable[RejectedRecord],
+    now: datetime,
+) -> dict[str, int]:
+    """Replace the units named in ``cursors`` (unit key → cursor) as one transaction.
+
+    Returns rows inserted per table."""
+    units = pl.DataFrame({"unit_key": list(cursors)}, schema={"unit_key": pl.Utf8})
+    quarantine = _rejected_frame(source, account, run_id, rejected, now)
+    state = pl.DataFrame(
+        {"unit_key": list(cursors), "cursor": list(cursors.values())},
+        schema={"unit_key": pl.Utf8, "cursor": pl.Utf8},
+    )
+    inserted: dict[str, int] = {}
+    with transaction(con):
+        con.register("batch_units", units)
+        for table in tables:
+            con.execute(
+                f"DELETE FROM {table.qualified_name} WHERE account = ? "
+                f"AND {table.unit_column} IN (SELECT unit_key FROM batch_units)",
+                [account],
+            )
+            frame = frames.get(table.name)
+            if frame is not None and frame.height:
+                con.register("batch_rows", frame)
+                con.execute(f"INSERT INTO {table.qualified_name} BY NAME SELECT * FROM batch_rows")
+                con.unregister("batch_rows")
+            inserted[table.name] = 0 if frame is None else frame.height
+        con.execute(
+            "DELETE FROM pipeline.rejected_records WHERE source = ? AND account = ? "
+            "AND unit_key IN (SELECT unit_key FROM batch_units)",
+            [source, account],
+        )
+        if quarantine.height:
+            con.register("batch_rejected", quarantine)
+            con.execute("INSERT INTO pipeline.rejected_records BY NAME SELECT * FROM batch_rejected")
+            con.unregister("batch_rejected")
+        con.register("batch_state", state)
+        con.execute(
+            """
+            MERGE INTO pipeline.unit_state AS s
+            USING (SELECT ? AS source, ? AS account, unit_key, cursor FROM batch_state) AS n
+            ON s.source = n.source AND s.account = n.account AND s.unit_key = n.unit_key
+            WHEN MATCHED THEN UPDATE SET cursor = n.cursor, synced_at = ?, run_id = ?, deleted_at = NULL
+            WHEN NOT MATCHED THEN INSERT (source, account, unit_key, cursor, first_seen_at, synced_at, run_id, deleted_at)
+                VALUES (n.source, n.account, n.unit_key, n.cursor, ?, ?, ?, NULL)
+            """,
+            [source, account, now, run_id, now, now, run_id],
+        )
+        con.unregister("batch_state")
+        con.unregister("batch_units")
+    return inserted
+
+
+def mark_deleted(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    source: str,
+    account: str,
+    unit_keys: Iterable[str],
+    tables: Sequence[Table],
+    now: datetime,
+) -> int:
+    """Mark vanished units deleted (their rows stay queryable). Returns how many were newly marked."""
+    keys = sorted(set(unit_keys))
+    if not keys:
+        return 0
+    units = pl.DataFrame({"unit_key": keys}, schema={"unit_key": pl.Utf8})
+    with transaction(con):
+        con.register("gone_units", units)
+        newly = con.execute(
+            "UPDATE pipeline.unit_state SET deleted_at = ? WHERE source = ? AND account = ? "
+            "AND deleted_at IS NULL AND unit_key IN (SELECT unit_key FROM gone_units)",
+            [now, source, account],
+        ).fetchall()[0][0]
+        for table in tables:
+            if "deleted_at" in table.managed:
+                con.execute(
+                    f"UPDATE {table.qualified_name} SET deleted_at = ? WHERE account = ? AND deleted_at IS NULL "
+                    f"AND {table.unit_column} IN (SELECT unit_key FROM gone_units)",
+                    [now, account],
+                )
+        con.unregister("gone_units")
+    return int(newly)
+
+
+def _rejected_frame(
+    source: str, account: str, run_id: str, rejected: Iterable[RejectedRecord], now: datetime
+) -> pl.DataFrame:
+    rows: dict[str, list] = {name: [] for name in pipeline.REJECTED_RECORDS.polars_schema}
+    seq_by_unit: dict[str, int] = {}
+    for record in rejected:
+        seq = seq_by_unit.get(record.unit_key, 0)
+        seq_by_unit[record.unit_key] = seq + 1
+        values = {
+            "source": source, "account": account, "unit_key": record.unit_key, "seq": seq,
+            "table_name": record.table, "record_key": record.record_key,
+            "reasons": orjson.dumps(list(record.reasons)).decode(), "raw": record.raw_json,
+            "run_id": run_id, "rejected_at": now,
+        }
+        for name, column in rows.items():
+            column.append(values[name])
+    return pl.DataFrame(rows, schema=pipeline.REJECTED_RECORDS.polars_schema, strict=True)

@@ -1,0 +1,64 @@
+"""The run ledger, ``pipeline.runs``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+
+import duckdb
+import orjson
+
+from warehouse.connection import transaction
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    source: str
+    account: str
+    mode: str
+    strategy: str | None
+    started_at: datetime
+    status: str = "running"
+    ended_at: datetime | None = None
+    units_seen: int = 0
+    units_new: int = 0
+    units_changed: int = 0
+    units_unchanged: int = 0
+    units_deleted: int = 0
+    units_failed: int = 0
+    failed_units: dict[str, str] = field(default_factory=dict)
+    rows_loaded: dict[str, int] = field(default_factory=dict)
+    rows_rejected: int = 0
+    requests: int = 0
+    retries: int = 0
+    error: str | None = None
+
+    def row(self) -> dict:
+        values = asdict(self)
+        values["failed_units"] = orjson.dumps(self.failed_units).decode()
+        values["rows_loaded"] = orjson.dumps(self.rows_loaded).decode()
+        return values
+
+
+def start_run(con: duckdb.DuckDBPyConnection, run: RunRecord) -> None:
+    # We hold the only write connection: a run still 'running' belongs to a dead process.
+    with transaction(con):
+        con.execute(
+            "UPDATE pipeline.runs SET status = 'abandoned', ended_at = coalesce(ended_at, ?) WHERE status = 'running'",
+            [run.started_at],
+        )
+    _write(con, run)
+
+
+def save_run(con: duckdb.DuckDBPyConnection, run: RunRecord) -> None:
+    _write(con, run)
+
+
+def _write(con: duckdb.DuckDBPyConnection, run: RunRecord) -> None:
+    values = run.row()
+    columns = ", ".join(values)
+    placeholders = ", ".join("?" for _ in values)
+    with transaction(con):
+        con.execute("DELETE FROM pipeline.runs WHERE run_id = ?", [run.run_id])
+        con.execute(f"INSERT INTO pipeline.runs ({columns}) VALUES ({placeholders})", list(values.values()))
