@@ -1,0 +1,341 @@
+"""A local RAYTeams API (``/v1.0/project…``, ``/v1.0/file…``) serving a ``RayteamsDataset``.
+
+Behaves like the documented API, quirks included (custom ``NO_ITEM`` error with status 200,
+``{}`` for a project without files, 401 ``{"message": "Unauthorized"}``), and can inject
+faults deterministically: a request key (method + path + query) is faulty when a hash of
+(seed, key) falls below ``fault_rate``, and then only on its first attempt, so a client that
+retries gets through. Faulty keys are forgotten on ``POST /_sim/stats/reset`` and on
+``POST /_sim/mutate`` (a new sync after a change meets faults again).
+
+Unauthenticated admin endpoints under ``/_sim/`` (for tests and the benchmark, which runs
+the simulator in another process): ``GET /_sim/health``, ``GET /_sim/stats``,
+``POST /_sim/stats/reset``, ``POST /_sim/mutate`` (JSON ``{"seed", "update_share",
+"add_share", "remove_share"}`` → the MutationSummary), ``GET /_sim/truth?strategy=…``
+(→ ``expected_rows``), ``GET /_sim/secrets`` (patient names and download links, for leak
+tests run in another process).
+
+Serialised bodies are cached per (project, endpoint, version) in a bounded LRU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from sources.rayteams.dataset import FILE_TYPES, SUB_KINDS, RayteamsDataset
+
+__all__ = [
+    "SimulatorOptions",
+    "FAULT_KINDS",
+    "STAT_KINDS",
+    "build_app",
+    "running_simulator",
+    "serve_forever",
+]
+
+API_PREFIX = "/v1.0"
+FAULT_KINDS = ("429", "500", "stall", "truncated", "not_json", "reset")
+# Endpoint kinds counted in /_sim/stats (besides total, faults, ...).
+STAT_KINDS = ("list", "aggregate", "info", *SUB_KINDS, "file", "download", "upload")
+
+SIMULATOR_KEY: web.AppKey[Any] = web.AppKey("rayteams_simulator", object)
+_JSON = "application/json"
+_NO_ITEM = b'{"errorCode":"NO_ITEM"}'
+_UNAUTHORIZED = b'{"message":"Unauthorized"}'
+_TOO_MANY = b'{"message":"Too Many Requests"}'
+_SERVER_ERROR = b'{"message":"Internal Server Error"}'
+_EMPTY = b'{"status":"success","data":{}}'
+_HTML_PAGE = (
+    b"<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n"
+    b"<body><h1>502 Bad Gateway</h1><p>The upstream server did not answer in time.</p>"
+    b"<hr><address>sim-gateway</address></body></html>\n"
+)
+
+
+@dataclass
+class SimulatorOptions:
+    token: str = "sim-token"  # expected "Authorization: Bearer <token>" (the raw token is accepted too)
+    client_id: str = "sim-client"  # expected header x-rayteams-client-id
+    latency_ms: float = 0.0  # added to every answer
+    fault_rate: float = 0.0  # share of request keys that fail on their FIRST attempt only
+    fault_kinds: tuple[str, ...] = FAULT_KINDS
+    retry_after_s: int = 0  # Retry-After of 429 answers
+    stall_s: float = 2.0  # how long a "stall" fault sleeps before answering normally
+    always_fail_projects: frozenset[str] = frozenset()  # every request about these answers 500
+    max_body_bytes: int | None = None  # largest request body accepted (aiohttp's client_max_size)
+    fault_seed: int | None = None  # seed of the fault choice; None: the dataset's seed
+    body_cache_size: int = 32768  # serialised bodies kept (per project, endpoint, version)
+
+
+def _envelope(data: Any) -> bytes:
+    return b'{"status":"success","data":' + orjson.dumps(data) + b"}"
+
+
+def _json(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=body, status=status, content_type=_JSON, headers=headers)
+
+
+class _Simulator:
+    def __init__(self, dataset: RayteamsDataset, options: SimulatorOptions):
+        unknown = set(options.fault_kinds) - set(FAULT_KINDS)
+        if unknown:
+            raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {FAULT_KINDS}")
+        self.ds = dataset
+        self.opt = options
+        self._auth_ok = {f"Bearer {options.token}", options.token}
+        self._fault_seed = dataset.config.seed if options.fault_seed is None else options.fault_seed
+        self._faulted: set[str] = set()  # keys whose first attempt has failed already
+        self._list: tuple[int, bytes] | None = None
+        self._body = lru_cache(maxsize=options.body_cache_size)(self._render)
+        self.stats: dict[str, Any] = {}
+        self.reset_stats()
+
+    # ------------------------------------------------------------------ bookkeeping
+    def reset_stats(self) -> None:
+        self.stats = {
+            "total": 0,
+            **dict.fromkeys(STAT_KINDS, 0),
+            "unauthorized": 0,
+            "no_item": 0,
+            "always_fail": 0,
+            "faults": 0,
+            "faults_by_kind": dict.fromkeys(FAULT_KINDS, 0),
+        }
+        self._faulted.clear()
+
+    def _fault_for(self, key: str) -> tuple[str | None, bool]:
+        """(fault kind or None, a deterministic variant bit) for this attempt of ``key``."""
+        rate = self.opt.fault_rate
+        if rate <= 0 or not self.opt.fault_kinds or key in self._faulted:
+            return None, False
+        digest = hashlib.blake2b(f"{self._fault_seed}:{key}".encode(), digest_size=16).digest()
+        if int.from_bytes(digest[:8], "big") / 2**64 >= rate:
+            return None, False
+        self._faulted.add(key)
+        kinds = self.opt.fault_kinds
+        pick = int.from_bytes(digest[8:], "big")
+        return kinds[(pick >> 1) % len(kinds)], bool(pick & 1)
+
+    # ------------------------------------------------------------------ bodies
+    def _render(self, pid: str, endpoint: str, version: int) -> bytes | None:
+        ds = self.ds
+        if endpoint == "info":
+            data: Any = ds.project_info(pid)
+        elif endpoint == "aggregate":
+            data = ds.aggregate(pid)
+        elif endpoint == "file":
+            data = ds.files(pid)
+        elif endpoint.startswith("file:"):
+            data = ds.files(pid, endpoint[5:])
+        else:
+            data = ds.sub_resource(pid, endpoint)
+        return None if data is None else _envelope(data)
+
+    def _project_body(self, pid: str, endpoint: str) -> bytes | None:
+        version = self.ds.version(pid)
+        if version is None:
+            return None
+        return self._body(pid, endpoint, version)
+
+    def _list_body(self) -> bytes:
+        cached = self._list
+        if cached is None or cached[0] != self.ds.state:
+            cached = self._list = (self.ds.state, _envelope(self.ds.project_list()))
+        return cached[1]
+
+    # ------------------------------------------------------------------ the common path
+    async def answer(
+        self, request: web.Request, kind: str, pid: str | None, produce: Callable[[], Any]
+    ) -> web.StreamResponse:
+        stats = self.stats
+        stats["total"] += 1
+        stats[kind] += 1
+        headers = request.headers
+        if headers.get("Authorization") not in self._auth_ok or headers.get("x-rayteams-client-id") != self.opt.client_id:
+            stats["unauthorized"] += 1
+            return _json(_UNAUTHORIZED, status=401)
+        if self.opt.latency_ms > 0:
+            await asyncio.sleep(self.opt.latency_ms / 1000)
+        if pid is not None and pid in self.opt.always_fail_projects:
+            stats["always_fail"] += 1
+            return _json(_SERVER_ERROR, status=500)
+        fault, variant = self._fault_for(f"{request.method} {request.path_qs}") if self.opt.fault_rate > 0 else (None, False)
+        if fault is not None:
+            stats["faults"] += 1
+            stats["faults_by_kind"][fault] += 1
+            if fault == "429":
+                return _json(_TOO_MANY, status=429, headers={"Retry-After": str(self.opt.retry_after_s)})
+            if fault == "500":
+                return _json(_SERVER_ERROR, status=500)
+            if fault == "reset":
+                transport = request.transport
+                if transport is not None:
+                    transport.abort()  # the client sees the connection dropped, no answer
+                return web.Response(status=500)  # never sent: aiohttp drops it quietly
+            if fault == "not_json":
+                status = 502 if variant else 200
+                return web.Response(body=_HTML_PAGE, status=status, content_type="text/html")
+            if fault == "stall":
+                await asyncio.sleep(self.opt.stall_s)
+        result = produce()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if isinstance(result, web.StreamResponse):
+            return result
+        if result is None:
+            stats["no_item"] += 1
+            return _json(_NO_ITEM)
+        if fault == "truncated":
+            return _json(result[: len(result) // 2])
+        return _json(result)
+
+
+def build_app(dataset: RayteamsDataset, options: SimulatorOptions | None = None) -> web.Application:
+    """The simulator as an aiohttp application (API under ``/v1.0``, admin under ``/_sim``)."""
+    options = options or SimulatorOptions()
+    sim = _Simulator(dataset, options)
+    kwargs = {} if options.max_body_bytes is None else {"client_max_size": options.max_body_bytes}
+    app = web.Application(**kwargs)
+    app[SIMULATOR_KEY] = sim
+
+    async def project_list(request: web.Request) -> web.StreamResponse:
+        return await sim.answer(request, "list", None, sim._list_body)
+
+    async def aggregate(request: web.Request) -> web.StreamResponse:
+        pid = request.match_info["pid"]
+        return await sim.answer(request, "aggregate", pid, lambda: sim._project_body(pid, "aggregate"))
+
+    async def sub_resource(request: web.Request) -> web.StreamResponse:
+        pid, kind = request.match_info["pid"], request.match_info["kind"]
+        return await sim.answer(request, kind, pid, lambda: sim._project_body(pid, kind))
+
+    async def files(request: web.Request) -> web.StreamResponse:
+        pid = request.match_info["pid"]
+        ftype = request.match_info.get("ftype")
+
+        def produce() -> Any:
+            if ftype is not None and ftype not in FILE_TYPES:
+                return _json(orjson.dumps({"message": f"Invalid file type: {ftype}"}), status=400)
+            body = sim._project_body(pid, "file" if ftype is None else f"file:{ftype}")
+            return _EMPTY if body is None else body  # an unknown project: success with {}
+
+        return await sim.answer(request, "file", pid, produce)
+
+    async def download(request: web.Request) -> web.StreamResponse:
+        pid, aid = request.match_info["pid"], request.match_info["aid"]
+
+        def produce() -> bytes | None:
+            data = dataset.attachment_download(pid, aid)
+            return None if data is None else _envelope(data)
+
+        return await sim.answer(request, "download", pid, produce)
+
+    async def upload(request: web.Request) -> web.StreamResponse:
+        pid = request.match_info["pid"]
+
+        async def produce() -> Any:
+            if dataset.version(pid) is None:
+                return None
+            form = await request.post()
+            field = form.get("file")
+            if field is None or not isinstance(field, web.FileField):
+                return _json(b'{"message":"multipart field \'file\' is required"}', status=400)
+            size = len(field.file.read())
+            record = dataset.add_attachment(pid, field.filename or "file", field.content_type or "application/octet-stream", size)
+            return _envelope(record)
+
+        return await sim.answer(request, "upload", pid, produce)
+
+    # ---- admin (no auth)
+    async def health(request: web.Request) -> web.Response:
+        return _json(orjson.dumps({"ok": True, "projects": len(dataset.project_ids()), "state": dataset.state}))
+
+    async def stats(request: web.Request) -> web.Response:
+        return _json(orjson.dumps(sim.stats))
+
+    async def stats_reset(request: web.Request) -> web.Response:
+        sim.reset_stats()
+        return _json(orjson.dumps(sim.stats))
+
+    async def mutate(request: web.Request) -> web.Response:
+        body = orjson.loads(await request.read() or b"{}")
+        allowed = {"seed", "update_share", "add_share", "remove_share"}
+        if not isinstance(body, dict) or "seed" not in body or set(body) - allowed:
+            return _json(b'{"message":"expected JSON {seed, update_share?, add_share?, remove_share?}"}', status=400)
+        summary = dataset.mutate(**body)
+        sim._faulted.clear()
+        return _json(orjson.dumps(summary.to_dict()))
+
+    async def truth(request: web.Request) -> web.Response:
+        strategy = request.query.get("strategy", "aggregate")
+        try:
+            rows = dataset.expected_rows(strategy)
+        except ValueError as exc:
+            return _json(orjson.dumps({"message": str(exc)}), status=400)
+        return _json(orjson.dumps(rows))
+
+    async def secrets(request: web.Request) -> web.Response:
+        return _json(
+            orjson.dumps(
+                {
+                    "patient_names": sorted(dataset.patient_names()),
+                    "download_links": sorted(dataset.download_links()),
+                    "invalid_record_keys": dataset.invalid_record_keys,
+                }
+            )
+        )
+
+    kinds = "|".join(("info", *SUB_KINDS))
+    types = r"[^/]+"
+    p = API_PREFIX
+    app.router.add_get(f"{p}/project", project_list)
+    app.router.add_get(f"{p}/project/{{pid}}", aggregate)
+    app.router.add_get(f"{p}/project/{{pid}}/{{kind:(?:{kinds})}}", sub_resource)
+    app.router.add_get(f"{p}/project/{{pid}}/attachment/download/{{aid}}", download)
+    app.router.add_post(f"{p}/project/{{pid}}/attachment/add", upload)
+    app.router.add_get(f"{p}/file/{{pid}}", files)
+    app.router.add_get(f"{p}/file/{{pid}}/{{ftype:{types}}}", files)
+    app.router.add_get("/_sim/health", health)
+    app.router.add_get("/_sim/stats", stats)
+    app.router.add_post("/_sim/stats/reset", stats_reset)
+    app.router.add_post("/_sim/mutate", mutate)
+    app.router.add_get("/_sim/truth", truth)
+    app.router.add_get("/_sim/secrets", secrets)
+    return app
+
+
+@asynccontextmanager
+async def running_simulator(
+    dataset: RayteamsDataset,
+    options: SimulatorOptions | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+) -> AsyncIterator[str]:
+    """Serve the simulator on ``host:port`` (0: a free port) and yield its base URL (…/v1.0)."""
+    runner = web.AppRunner(build_app(dataset, options), access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound = runner.addresses[0][1]
+        yield f"http://{host}:{bound}{API_PREFIX}"
+    finally:
+        await runner.cleanup()
+
+
+def serve_forever(
+    dataset: RayteamsDataset,
+    options: SimulatorOptions | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+) -> None:
+    """Serve until interrupted (``pwh simulate rayteams --port N``); prints nothing itself."""
+    web.run_app(build_app(dataset, options), host=host, port=port, access_log=None, print=None, shutdown_timeout=1.0)
