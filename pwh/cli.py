@@ -1,0 +1,153 @@
+"""``pwh``: the command line of project-warehouse."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="project-warehouse: project APIs → DuckDB.")
+sync_app = typer.Typer(no_args_is_help=True, help="Sync a source into the warehouse.")
+simulate_app = typer.Typer(no_args_is_help=True, help="Serve a built-in API simulator on loopback.")
+app.add_typer(sync_app, name="sync")
+app.add_typer(simulate_app, name="simulate")
+
+DbOption = Annotated[Path, typer.Option("--db", help="DuckDB warehouse file.")]
+
+
+def fail(message: str, code: int = 1) -> None:
+    typer.echo(f"pwh: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _quiet_prefect() -> None:
+    """Our own one-line errors and progress bar replace Prefect's console tracebacks;
+    Prefect's run records still get everything."""
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.umask(0o077)  # the warehouse, its WAL and key files: owner only
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+def run_flow(coro_factory, *, show_progress: bool = True) -> dict:
+    """Run a flow with a progress bar; return its summary or exit with a one-line cause."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from flows import progress as progress_hook
+
+    bar = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("projects · {task.fields[requests]} requests · {task.fields[retries]} retries"),
+        TimeElapsedColumn(), transient=False, disable=not show_progress, console=None,
+    )
+    task_id = bar.add_task("syncing", total=None, requests=0, retries=0)
+
+    def listener(p) -> None:
+        bar.update(task_id, total=p.total, completed=p.done, requests=p.requests, retries=p.retries)
+
+    progress_hook.set_listener(listener)
+    try:
+        with bar:
+            return asyncio.run(coro_factory())
+    except KeyboardInterrupt:
+        fail("interrupted; projects loaded so far are committed, the next run resumes", 130)
+    except Exception as exc:  # one line, no traceback: the cause, not the machinery
+        fail(f"{type(exc).__name__}: {exc}".splitlines()[0])
+    finally:
+        progress_hook.set_listener(None)
+    raise AssertionError("unreachable")
+
+
+def print_summary(summary: dict) -> None:
+    rows = ", ".join(f"{table} {count:,}" for table, count in sorted(summary["rows_loaded"].items()))
+    typer.echo(
+        f"{summary['status']}: {summary['units_seen']:,} projects listed, "
+        f"{summary['units_new']:,} new, {summary['units_changed']:,} changed, "
+        f"{summary['units_unchanged']:,} unchanged, {summary['units_deleted']:,} deleted, "
+        f"{summary['units_failed']:,} failed; {summary['requests']:,} requests, {summary['retries']:,} retries"
+    )
+    typer.echo(f"rows loaded: {rows or 'none'}; rejected records: {summary['rows_rejected']:,}"
+               + (" (see pipeline.rejected_records)" if summary["rows_rejected"] else ""))
+    if summary["failed_units"]:
+        typer.echo(f"failed projects (retried next run): {', '.join(summary['failed_units'][:10])}"
+                   + (" …" if len(summary["failed_units"]) > 10 else ""))
+
+
+@sync_app.command("rayteams")
+def sync_rayteams_command(
+    base_url: Annotated[str, typer.Option(help="API base URL, e.g. https://api-ap-northeast-2-project.rayteams.com/v1.0")],
+    db: DbOption = Path("warehouse.duckdb"),
+    account: Annotated[str, typer.Option(help="Name recorded with every row (the lab/account).")] = "default",
+    concurrency: Annotated[int, typer.Option(min=1, max=512, help="Requests in flight.")] = 32,
+    full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Refetch every project and reconcile.")] = False,
+    strategy: Annotated[str, typer.Option(help="aggregate (GET /project/{_id}) or per_resource.")] = "aggregate",
+    batch_size: Annotated[int, typer.Option(min=1, help="Projects per load transaction.")] = 250,
+    timeout: Annotated[float, typer.Option(help="Per-request timeout, seconds.")] = 30.0,
+    token: Annotated[Optional[str], typer.Option(help="Overrides RAYTEAMS_TOKEN (prefer the variable: flags show in `ps`).")] = None,
+    client_id: Annotated[Optional[str], typer.Option(help="Overrides RAYTEAMS_CLIENT_ID.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Sync every RAYTeams project (and sub-resource, and file) into the warehouse."""
+    _quiet_prefect()
+    from sources.rayteams.client import CLIENT_ID_VARIABLE, STRATEGIES, TOKEN_VARIABLE
+
+    if strategy not in STRATEGIES:
+        fail(f"--strategy must be one of {', '.join(STRATEGIES)}")
+    # Secrets reach the flow through its environment, never as (stored) flow parameters.
+    if token:
+        os.environ[TOKEN_VARIABLE] = token
+    if client_id:
+        os.environ[CLIENT_ID_VARIABLE] = client_id
+    from flows.rayteams import sync_rayteams
+
+    summary = run_flow(lambda: sync_rayteams(
+        base_url=base_url, db_path=str(db), account=account,
+        mode="full_refresh" if full_refresh else "incremental", strategy=strategy,
+        concurrency=concurrency, batch_size=batch_size, timeout_s=timeout,
+    ), show_progress=not quiet and sys.stderr.isatty())
+    print_summary(summary)
+    if summary["status"] == "partial":
+        raise typer.Exit(3)
+
+
+@simulate_app.command("rayteams")
+def simulate_rayteams_command(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8765,
+    projects: Annotated[int, typer.Option(min=0, help="Number of simulated projects.")] = 100,
+    seed: Annotated[int, typer.Option(help="Seed of the generated data.")] = 7,
+    latency_ms: Annotated[float, typer.Option(help="Added to every answer.")] = 0.0,
+    fault_rate: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of requests failing once.")] = 0.0,
+    token: Annotated[str, typer.Option(help="Token the simulator accepts.")] = "sim-token",
+    client_id: Annotated[str, typer.Option(help="Client id the simulator accepts.")] = "sim-client",
+) -> None:
+    """Serve the RAYTeams simulator (every endpoint and quirk) until interrupted."""
+    from sources.rayteams.dataset import DatasetConfig, RayteamsDataset
+    from sources.rayteams.simulator import SimulatorOptions, serve_forever
+
+    dataset = RayteamsDataset(DatasetConfig(seed=seed, n_projects=projects))
+    options = SimulatorOptions(token=token, client_id=client_id, latency_ms=latency_ms, fault_rate=fault_rate)
+    typer.echo(f"RAYTeams simulator: http://127.0.0.1:{port}/v1.0 ({projects} projects, seed {seed}); "
+               f"token {token!r}, client id {client_id!r}. Ctrl-C stops it.")
+    serve_forever(dataset, options, host="127.0.0.1", port=port)
+
+
+@app.command()
+def demo(
+    db: DbOption = Path("warehouse.duckdb"),
+    projects: Annotated[int, typer.Option(min=1, help="Simulated projects.")] = 200,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated data.")] = 7,
+) -> None:
+    """Simulator on a free loopback port → full sync into a local DuckDB file → summary."""
+    _quiet_prefect()
+    from pwh.demo import run_demo
+
+    run_demo(db=db, projects=projects, seed=seed, run_flow=run_flow, print_summary=print_summary)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,22 @@
+"""Shared fixtures: real parts only (aiohttp servers on 127.0.0.1, DuckDB files, Prefect
+flow runs under one test harness per session)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+# Deterministic, distinctive secrets: tests grep the warehouse and logs for them.
+os.environ.setdefault("PWH_PSEUDONYM_KEY", "test-pseudonym-key-0123456789abcdef")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One Prefect test harness per session: it costs 8–12 s to start."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

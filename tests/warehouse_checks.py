@@ -1,0 +1,41 @@
+"""Helpers for comparing warehouses in tests."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import duckdb
+
+from schemas import rayteams
+
+
+def table_counts(db: Path) -> dict[str, int]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        counts = {t.name: con.execute(f"SELECT count(*) FROM {t.qualified_name}").fetchall()[0][0] for t in rayteams.TABLES}
+        counts["rejected_records"] = con.execute("SELECT count(*) FROM pipeline.rejected_records").fetchall()[0][0]
+        return counts
+    finally:
+        con.close()
+
+
+def content_hashes(db: Path, *, exclude: tuple[str, ...] = ()) -> dict[str, str]:
+    """A content hash of every RAYTeams table (rows in key order) and of the quarantine
+    (without its run id and time)."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        hashes = {}
+        for table in rayteams.TABLES:
+            cols = [c.name for c in table.columns if c.name not in exclude]
+            rows = con.execute(
+                f"SELECT {', '.join(cols)} FROM {table.qualified_name} ORDER BY {', '.join(table.key)}"
+            ).fetchall()
+            hashes[table.name] = hashlib.sha256(repr(rows).encode()).hexdigest()
+        rows = con.execute(
+            "SELECT unit_key, seq, table_name, record_key, reasons, raw FROM pipeline.rejected_records ORDER BY ALL"
+        ).fetchall()
+        hashes["rejected_records"] = hashlib.sha256(repr(rows).encode()).hexdigest()
+        return hashes
+    finally:
+        con.close()
