@@ -11,10 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from functools import partial
 from typing import Any, Protocol
 
 import duckdb
@@ -24,7 +23,7 @@ from schemas.spec import Table
 from schemas.validate import split_valid
 from sources.errors import AuthError, NotFoundError, SourceError
 from transforms.frames import RejectedRecord, TableBatch
-from warehouse.load import read_state, mark_deleted, replace_units
+from warehouse.load import UnitState, mark_deleted, read_state, replace_units
 from warehouse.runs import RunRecord, save_run, start_run
 
 log = logging.getLogger("pwh.sync")
@@ -41,13 +40,26 @@ class Unit:
     listed: Any = None
 
 
+@dataclass(frozen=True)
+class Listing:
+    """What a source lists. ``complete`` is False when the source filtered the list on
+    the server (e.g. "modified since" the last sync): then a unit's absence proves
+    nothing, and only listed units are planned."""
+
+    units: list[Unit]
+    complete: bool = True
+
+
 class SourceAdapter(Protocol):
     source: str
     account: str
     strategy: str | None
     tables: Sequence[Table]
 
-    async def list_units(self) -> list[Unit]: ...
+    async def list_units(self, known: Mapping[str, UnitState]) -> Listing:
+        """List the units; ``known`` is the committed state, for sources that can ask
+        the server for changes since a cursor."""
+        ...
 
     async def fetch_unit(self, unit: Unit) -> Any: ...
 
@@ -74,13 +86,13 @@ class Plan:
         return self.new + self.changed
 
 
-def plan_units(units: Sequence[Unit], state: dict, mode: str) -> Plan:
+def plan_units(listing: Listing, state: Mapping[str, UnitState], mode: str) -> Plan:
     """Which units to fetch: new ones, ones whose cursor moved (or that came back after
-    deletion), and in full-refresh mode all of them; known units missing from the list
-    are gone."""
+    deletion), and in full-refresh mode all of them; known units missing from a complete
+    list are gone."""
     plan = Plan()
     listed = set()
-    for unit in units:
+    for unit in listing.units:
         listed.add(unit.key)
         known = state.get(unit.key)
         if known is None:
@@ -89,7 +101,8 @@ def plan_units(units: Sequence[Unit], state: dict, mode: str) -> Plan:
             plan.changed.append(unit)
         else:
             plan.unchanged.append(unit)
-    plan.gone = sorted(key for key, known in state.items() if key not in listed and not known.deleted)
+    if listing.complete:
+        plan.gone = sorted(key for key, known in state.items() if key not in listed and not known.deleted)
     return plan
 
 
@@ -122,13 +135,13 @@ class FetchedBatch:
 class Stages:
     """The engine's stages; a flow swaps in Prefect-task versions of the same functions."""
 
-    list_units: Callable[[SourceAdapter], Awaitable[list[Unit]]]
+    list_units: Callable[[SourceAdapter, Mapping[str, UnitState]], Awaitable[Listing]]
     fetch_batch: Callable[[SourceAdapter, list[Unit]], Awaitable[FetchedBatch]]
     load_batch: Callable[..., Awaitable[dict[str, Any]]]
 
 
-async def list_units(adapter: SourceAdapter) -> list[Unit]:
-    return await adapter.list_units()
+async def list_units(adapter: SourceAdapter, known: Mapping[str, UnitState]) -> Listing:
+    return await adapter.list_units(known)
 
 
 async def fetch_batch(adapter: SourceAdapter, units: list[Unit]) -> FetchedBatch:
@@ -230,13 +243,15 @@ async def run_sync(
 
 
 async def _sync(adapter, con, run: RunRecord, mode: str, batch_size: int, stages: Stages, progress: Progress) -> None:
-    units = await stages.list_units(adapter)
+    state = read_state(con, adapter.source, adapter.account)
+    listing = await stages.list_units(adapter, state)
+    units = listing.units
     duplicates = len(units) - len({u.key for u in units})
     if duplicates:
         log.warning("%s list named %d projects more than once; each is synced once", adapter.source, duplicates)
-        units = list({u.key: u for u in units}.values())
-    plan = plan_units(units, read_state(con, adapter.source, adapter.account), mode)
-    run.units_seen = len(units)
+        listing = Listing(list({u.key: u for u in units}.values()), listing.complete)
+    plan = plan_units(listing, state, mode)
+    run.units_seen = len(listing.units)
     run.units_new, run.units_changed, run.units_unchanged = len(plan.new), len(plan.changed), len(plan.unchanged)
     progress.update(total=len(plan.to_fetch), done=0)
 

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import logging
-import uuid
+from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from prefect import flow
-from prefect.runtime import flow_run
 
-from flows.engine import Unit, run_sync
-from flows.progress import new_progress
+from flows.engine import Listing, Unit
+from flows.runner import sync_into_warehouse
 from flows.secrets import read_secret
-from flows.tasks import TASK_STAGES
 from schemas import rayteams as tables
 from sources.http import HttpSettings
 from sources.rayteams.client import (
@@ -28,8 +26,7 @@ from transforms.frames import TableBatch
 from transforms.pseudonym import Pseudonymizer, load_key
 from transforms.rayteams import FetchedProject, transform_projects
 from transforms.redact import redact
-from warehouse.connection import connect
-from warehouse.migrations import check_tables, migrate
+from warehouse.load import UnitState
 
 log = logging.getLogger("pwh.rayteams")
 
@@ -45,6 +42,13 @@ class RayteamsAdapter:
         self.pseudonyms = pseudonyms
         self.redact = partial(redact, pseudonyms=pseudonyms)
 
+    async def __aenter__(self) -> RayteamsAdapter:
+        await self.client.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.client.__aexit__(*exc)
+
     @property
     def requests(self) -> int:
         return self.client.requests
@@ -53,7 +57,8 @@ class RayteamsAdapter:
     def retries(self) -> int:
         return self.client.retries
 
-    async def list_units(self) -> list[Unit]:
+    async def list_units(self, known: Mapping[str, UnitState]) -> Listing:
+        # GET /project has no server-side filter: list everything, compare cursors.
         units = []
         unnamed = 0
         for record in await self.client.list_projects():
@@ -64,7 +69,7 @@ class RayteamsAdapter:
             units.append(Unit(project_id, project_cursor(record), record))
         if unnamed:
             log.warning("the project list held %d entries without an _id; they cannot be fetched", unnamed)
-        return units
+        return Listing(units)
 
     async def fetch_unit(self, unit: Unit) -> FetchedProject:
         payload = await self.client.fetch_project(unit.key, self.strategy)
@@ -115,24 +120,8 @@ async def sync_rayteams(
         concurrency=concurrency, timeout_s=timeout_s, max_attempts=max_attempts,
         max_response_bytes=max_response_bytes,
     )
-    run_id = str(flow_run.get_id() or uuid.uuid4())
-    con = connect(db_path)
-    try:
-        migrate(con)
-        check_tables(con, tables.TABLES)
-        async with RayteamsClient.connect(base_url, token=token, client_id=client_id, settings=settings) as client:
-            adapter = RayteamsAdapter(client, account=account, strategy=strategy, pseudonyms=pseudonyms)
-            run = await run_sync(
-                adapter, con, run_id=run_id, mode=mode, batch_size=batch_size,
-                stages=TASK_STAGES, progress=new_progress(),
-            )
-    finally:
-        con.close()
-    return {
-        "run_id": run.run_id, "status": run.status, "mode": run.mode,
-        "units_seen": run.units_seen, "units_new": run.units_new, "units_changed": run.units_changed,
-        "units_unchanged": run.units_unchanged, "units_deleted": run.units_deleted,
-        "units_failed": run.units_failed, "failed_units": sorted(run.failed_units),
-        "rows_loaded": run.rows_loaded, "rows_rejected": run.rows_rejected,
-        "requests": run.requests, "retries": run.retries,
-    }
+    client = RayteamsClient.connect(base_url, token=token, client_id=client_id, settings=settings)
+    return await sync_into_warehouse(
+        RayteamsAdapter(client, account=account, strategy=strategy, pseudonyms=pseudonyms),
+        db_path=db_path, tables=tables.TABLES, mode=mode, batch_size=batch_size,
+    )

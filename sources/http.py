@@ -141,8 +141,12 @@ class HttpClient:
         self._default_headers = dict(default_headers or {})
         self._session: aiohttp.ClientSession | None = None
         self._limit = asyncio.Semaphore(self.settings.concurrency)
+        # Jitter as large as the first delay: spreads retries of a burst without
+        # tenacity's default of up to a whole second on every retry.
         self._backoff = wait_exponential_jitter(
-            initial=self.settings.backoff_initial_s, max=self.settings.backoff_max_s
+            multiplier=self.settings.backoff_initial_s,
+            max=self.settings.backoff_max_s,
+            jitter=self.settings.backoff_initial_s,
         )
 
     async def __aenter__(self) -> HttpClient:

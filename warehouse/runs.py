@@ -34,6 +34,17 @@ class RunRecord:
     retries: int = 0
     error: str | None = None
 
+    def summary(self) -> dict:
+        """Counts and status only (no record content): what a flow returns and the CLI prints."""
+        return {
+            "run_id": self.run_id, "status": self.status, "mode": self.mode,
+            "units_seen": self.units_seen, "units_new": self.units_new, "units_changed": self.units_changed,
+            "units_unchanged": self.units_unchanged, "units_deleted": self.units_deleted,
+            "units_failed": self.units_failed, "failed_units": sorted(self.failed_units),
+            "rows_loaded": dict(self.rows_loaded), "rows_rejected": self.rows_rejected,
+            "requests": self.requests, "retries": self.retries,
+        }
+
     def row(self) -> dict:
         values = asdict(self)
         values["failed_units"] = orjson.dumps(self.failed_units).decode()
