@@ -20,7 +20,6 @@ Serialised bodies are cached per (project, endpoint, version) in a bounded LRU.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -31,6 +30,13 @@ import orjson
 from aiohttp import web
 
 from sources.rayteams.dataset import FILE_TYPES, SUB_KINDS, RayteamsDataset
+from sources.simulation import (
+    FAULT_KINDS,
+    FaultInjector,
+    FaultOptions,
+    serve_until_interrupted,
+    serving,
+)
 
 __all__ = [
     "SimulatorOptions",
@@ -42,7 +48,6 @@ __all__ = [
 ]
 
 API_PREFIX = "/v1.0"
-FAULT_KINDS = ("429", "500", "stall", "truncated", "not_json", "reset")
 # Endpoint kinds counted in /_sim/stats (besides total, faults, ...).
 STAT_KINDS = ("list", "aggregate", "info", *SUB_KINDS, "file", "download", "upload")
 
@@ -53,11 +58,6 @@ _UNAUTHORIZED = b'{"message":"Unauthorized"}'
 _TOO_MANY = b'{"message":"Too Many Requests"}'
 _SERVER_ERROR = b'{"message":"Internal Server Error"}'
 _EMPTY = b'{"status":"success","data":{}}'
-_HTML_PAGE = (
-    b"<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n"
-    b"<body><h1>502 Bad Gateway</h1><p>The upstream server did not answer in time.</p>"
-    b"<hr><address>sim-gateway</address></body></html>\n"
-)
 
 
 @dataclass
@@ -85,14 +85,17 @@ def _json(body: bytes, status: int = 200, headers: dict[str, str] | None = None)
 
 class _Simulator:
     def __init__(self, dataset: RayteamsDataset, options: SimulatorOptions):
-        unknown = set(options.fault_kinds) - set(FAULT_KINDS)
-        if unknown:
-            raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {FAULT_KINDS}")
         self.ds = dataset
         self.opt = options
         self._auth_ok = {f"Bearer {options.token}", options.token}
-        self._fault_seed = dataset.config.seed if options.fault_seed is None else options.fault_seed
-        self._faulted: set[str] = set()  # keys whose first attempt has failed already
+        self.faults = FaultInjector(
+            FaultOptions(
+                fault_rate=options.fault_rate, fault_kinds=options.fault_kinds,
+                retry_after_s=options.retry_after_s, stall_s=options.stall_s,
+                fault_seed=dataset.config.seed if options.fault_seed is None else options.fault_seed,
+            ),
+            _error_answer,
+        )
         self._list: tuple[int, bytes] | None = None
         self._body = lru_cache(maxsize=options.body_cache_size)(self._render)
         self.stats: dict[str, Any] = {}
@@ -106,23 +109,11 @@ class _Simulator:
             "unauthorized": 0,
             "no_item": 0,
             "always_fail": 0,
-            "faults": 0,
-            "faults_by_kind": dict.fromkeys(FAULT_KINDS, 0),
         }
-        self._faulted.clear()
+        self.faults.reset()
 
-    def _fault_for(self, key: str) -> tuple[str | None, bool]:
-        """(fault kind or None, a deterministic variant bit) for this attempt of ``key``."""
-        rate = self.opt.fault_rate
-        if rate <= 0 or not self.opt.fault_kinds or key in self._faulted:
-            return None, False
-        digest = hashlib.blake2b(f"{self._fault_seed}:{key}".encode(), digest_size=16).digest()
-        if int.from_bytes(digest[:8], "big") / 2**64 >= rate:
-            return None, False
-        self._faulted.add(key)
-        kinds = self.opt.fault_kinds
-        pick = int.from_bytes(digest[8:], "big")
-        return kinds[(pick >> 1) % len(kinds)], bool(pick & 1)
+    def stats_snapshot(self) -> dict[str, Any]:
+        return {**self.stats, "faults": self.faults.total, "faults_by_kind": dict(self.faults.by_kind)}
 
     # ------------------------------------------------------------------ bodies
     def _render(self, pid: str, endpoint: str, version: int) -> bytes | None:
@@ -167,24 +158,9 @@ class _Simulator:
         if pid is not None and pid in self.opt.always_fail_projects:
             stats["always_fail"] += 1
             return _json(_SERVER_ERROR, status=500)
-        fault, variant = self._fault_for(f"{request.method} {request.path_qs}") if self.opt.fault_rate > 0 else (None, False)
-        if fault is not None:
-            stats["faults"] += 1
-            stats["faults_by_kind"][fault] += 1
-            if fault == "429":
-                return _json(_TOO_MANY, status=429, headers={"Retry-After": str(self.opt.retry_after_s)})
-            if fault == "500":
-                return _json(_SERVER_ERROR, status=500)
-            if fault == "reset":
-                transport = request.transport
-                if transport is not None:
-                    transport.abort()  # the client sees the connection dropped, no answer
-                return web.Response(status=500)  # never sent: aiohttp drops it quietly
-            if fault == "not_json":
-                status = 502 if variant else 200
-                return web.Response(body=_HTML_PAGE, status=status, content_type="text/html")
-            if fault == "stall":
-                await asyncio.sleep(self.opt.stall_s)
+        replaced, fault = await self.faults.before_answer(request)
+        if replaced is not None:
+            return replaced
         result = produce()
         if asyncio.iscoroutine(result):
             result = await result
@@ -193,9 +169,11 @@ class _Simulator:
         if result is None:
             stats["no_item"] += 1
             return _json(_NO_ITEM)
-        if fault == "truncated":
-            return _json(result[: len(result) // 2])
-        return _json(result)
+        return _json(self.faults.shape_body(result, fault))
+
+
+def _error_answer(status: int, headers: dict[str, str]) -> web.Response:
+    return _json(_TOO_MANY if status == 429 else _SERVER_ERROR, status=status, headers=headers)
 
 
 def build_app(dataset: RayteamsDataset, options: SimulatorOptions | None = None) -> web.Application:
@@ -259,11 +237,11 @@ def build_app(dataset: RayteamsDataset, options: SimulatorOptions | None = None)
         return _json(orjson.dumps({"ok": True, "projects": len(dataset.project_ids()), "state": dataset.state}))
 
     async def stats(request: web.Request) -> web.Response:
-        return _json(orjson.dumps(sim.stats))
+        return _json(orjson.dumps(sim.stats_snapshot()))
 
     async def stats_reset(request: web.Request) -> web.Response:
         sim.reset_stats()
-        return _json(orjson.dumps(sim.stats))
+        return _json(orjson.dumps(sim.stats_snapshot()))
 
     async def mutate(request: web.Request) -> web.Response:
         body = orjson.loads(await request.read() or b"{}")
@@ -271,7 +249,7 @@ def build_app(dataset: RayteamsDataset, options: SimulatorOptions | None = None)
         if not isinstance(body, dict) or "seed" not in body or set(body) - allowed:
             return _json(b'{"message":"expected JSON {seed, update_share?, add_share?, remove_share?}"}', status=400)
         summary = dataset.mutate(**body)
-        sim._faulted.clear()
+        sim.faults.faulted.clear()
         return _json(orjson.dumps(summary.to_dict()))
 
     async def truth(request: web.Request) -> web.Response:
@@ -320,15 +298,8 @@ async def running_simulator(
     port: int = 0,
 ) -> AsyncIterator[str]:
     """Serve the simulator on ``host:port`` (0: a free port) and yield its base URL (…/v1.0)."""
-    runner = web.AppRunner(build_app(dataset, options), access_log=None, shutdown_timeout=1.0)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        bound = runner.addresses[0][1]
-        yield f"http://{host}:{bound}{API_PREFIX}"
-    finally:
-        await runner.cleanup()
+    async with serving(build_app(dataset, options), host, port) as root:
+        yield f"{root}{API_PREFIX}"
 
 
 def serve_forever(
@@ -338,4 +309,4 @@ def serve_forever(
     port: int = 8765,
 ) -> None:
     """Serve until interrupted (``pwh simulate rayteams --port N``); prints nothing itself."""
-    web.run_app(build_app(dataset, options), host=host, port=port, access_log=None, print=None, shutdown_timeout=1.0)
+    serve_until_interrupted(build_app(dataset, options), host, port)

@@ -1,0 +1,120 @@
+"""What every built-in API simulator shares: deterministic transient faults and serving an
+aiohttp app on loopback.
+
+A request key (method + path + query) is faulty when a hash of (seed, key) falls below
+``fault_rate``, and then only on its first attempt, so a client that retries gets
+through and a test can compare a faulty run with a clean one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from aiohttp import web
+
+FAULT_KINDS = ("429", "500", "stall", "truncated", "not_json", "reset")
+
+HTML_ERROR_PAGE = (
+    b"<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n"
+    b"<body><h1>502 Bad Gateway</h1><p>The upstream server did not answer in time.</p>"
+    b"<hr><address>sim-gateway</address></body></html>\n"
+)
+
+# Renders a source's own error answer: (status, headers) -> response.
+ErrorRenderer = Callable[[int, dict[str, str]], web.Response]
+
+
+@dataclass(frozen=True)
+class FaultOptions:
+    fault_rate: float = 0.0  # share of request keys that fail on their FIRST attempt only
+    fault_kinds: tuple[str, ...] = FAULT_KINDS
+    retry_after_s: int = 0  # Retry-After of 429 answers
+    stall_s: float = 2.0  # how long a "stall" sleeps before answering normally
+    fault_seed: int = 0
+
+    def __post_init__(self) -> None:
+        unknown = set(self.fault_kinds) - set(FAULT_KINDS)
+        if unknown:
+            raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {FAULT_KINDS}")
+        if not 0.0 <= self.fault_rate <= 1.0:
+            raise ValueError("fault_rate must be between 0 and 1")
+
+
+class FaultInjector:
+    """Decides and plays faults; a simulator calls :meth:`before_answer` first and
+    :meth:`shape_body` on the body it then produces."""
+
+    def __init__(self, options: FaultOptions, render_error: ErrorRenderer) -> None:
+        self.options = options
+        self.render_error = render_error
+        self.faulted: set[str] = set()  # keys whose first attempt has failed already
+        self.by_kind: dict[str, int] = dict.fromkeys(FAULT_KINDS, 0)
+
+    def reset(self) -> None:
+        self.faulted.clear()
+        self.by_kind = dict.fromkeys(FAULT_KINDS, 0)
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_kind.values())
+
+    def decide(self, key: str) -> tuple[str | None, bool]:
+        """(fault kind or None, a deterministic variant bit) for this attempt of ``key``."""
+        rate = self.options.fault_rate
+        if rate <= 0 or not self.options.fault_kinds or key in self.faulted:
+            return None, False
+        digest = hashlib.blake2b(f"{self.options.fault_seed}:{key}".encode(), digest_size=16).digest()
+        if int.from_bytes(digest[:8], "big") / 2**64 >= rate:
+            return None, False
+        self.faulted.add(key)
+        kinds = self.options.fault_kinds
+        pick = int.from_bytes(digest[8:], "big")
+        kind = kinds[(pick >> 1) % len(kinds)]
+        self.by_kind[kind] += 1
+        return kind, bool(pick & 1)
+
+    async def before_answer(self, request: web.Request) -> tuple[web.StreamResponse | None, str | None]:
+        """Play a fault that replaces the answer (429, 500, reset, not JSON) or delays it
+        (stall). Returns (a response to send instead, or None; the fault kind)."""
+        if self.options.fault_rate <= 0:
+            return None, None
+        fault, variant = self.decide(f"{request.method} {request.path_qs}")
+        if fault == "429":
+            return self.render_error(429, {"Retry-After": str(self.options.retry_after_s)}), fault
+        if fault == "500":
+            return self.render_error(500, {}), fault
+        if fault == "reset":
+            if request.transport is not None:
+                request.transport.abort()  # the client sees the connection drop, no answer
+            return web.Response(status=500), fault  # never sent
+        if fault == "not_json":
+            return web.Response(body=HTML_ERROR_PAGE, status=502 if variant else 200, content_type="text/html"), fault
+        if fault == "stall":
+            await asyncio.sleep(self.options.stall_s)
+        return None, fault
+
+    @staticmethod
+    def shape_body(body: bytes, fault: str | None) -> bytes:
+        """A "truncated" fault sends the first half of the real body (status 200)."""
+        return body[: len(body) // 2] if fault == "truncated" else body
+
+
+@asynccontextmanager
+async def serving(app: web.Application, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+    """Serve ``app`` on ``host:port`` (0: a free port); yields ``http://host:port``."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        yield f"http://{host}:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+def serve_until_interrupted(app: web.Application, host: str = "127.0.0.1", port: int = 8765) -> None:
+    web.run_app(app, host=host, port=port, access_log=None, print=None, shutdown_timeout=1.0)
