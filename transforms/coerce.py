@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Mapping
 from datetime import date as Date
+from datetime import datetime, timezone
 from typing import Any
 
 import orjson
@@ -19,6 +21,7 @@ _NUMBER_TEXT = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$")
 # Epoch milliseconds between 1970 and 2200: a seconds value or garbage falls outside.
 _MAX_EPOCH_MS = 7_258_118_400_000
 INT64_MAX = 2**63 - 1
+_ONE_MS = datetime.resolution * 1000
 
 
 class CoercionError(ValueError):
@@ -102,6 +105,27 @@ def as_epoch_ms(value: Any, field: str) -> int | None:
     return ms
 
 
+def as_iso_datetime_ms(value: Any, field: str) -> int | None:
+    """An ISO 8601 date-time with an offset or ``Z`` (``2014-05-21T08:51:20.396Z``,
+    ``2015-07-06T13:28:14+00:00``) as epoch milliseconds; a time without an offset is
+    ambiguous and refused."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError:
+            parsed = None
+        if parsed is not None:
+            if parsed.tzinfo is None:
+                raise CoercionError(f"{field}: date-time {_describe(value)} has no UTC offset")
+            ms = (parsed - datetime(1970, 1, 1, tzinfo=timezone.utc)) // _ONE_MS
+            if 0 <= ms <= _MAX_EPOCH_MS:
+                return ms
+            raise CoercionError(f"{field}: {_describe(value)} is not between 1970 and 2200")
+    raise CoercionError(f"{field}: expected an ISO 8601 date-time, got {_describe(value)}")
+
+
 def as_date(value: Any, field: str) -> Date | None:
     """An ISO date, YYYY-MM-DD."""
     if value is None:
@@ -125,3 +149,21 @@ def as_json(value: Any) -> str | None:
     if value is None:
         return None
     return orjson.dumps(value).decode()
+
+
+class FieldErrors(list[str]):
+    """Collects every reason a record cannot load, instead of stopping at the first."""
+
+    def take(self, coerce: Callable[[Any, str], Any], record: Mapping[str, Any], field: str) -> Any:
+        try:
+            return coerce(record.get(field), field)
+        except CoercionError as exc:
+            self.append(str(exc))
+            return None
+
+    def nested(self, record: Mapping[str, Any], field: str) -> Mapping[str, Any]:
+        try:
+            return as_object(record.get(field), field) or {}
+        except CoercionError as exc:
+            self.append(str(exc))
+            return {}

@@ -8,20 +8,19 @@ reason; a record of an unknown kind goes to `other_records`. Nothing is dropped.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 from schemas import rayteams as tables
 from transforms.coerce import (
-    CoercionError,
+    FieldErrors,
     as_bool,
     as_epoch_ms,
     as_float,
     as_int,
     as_json,
-    as_object,
     as_text,
 )
 from transforms.frames import TableBatch
@@ -50,22 +49,8 @@ class FetchedProject:
     files: list[Any]
 
 
-class _Errors(list[str]):
-    """Collects every reason a record cannot load, instead of stopping at the first."""
-
-    def take(self, coerce: Callable[[Any, str], Any], record: Mapping[str, Any], field: str) -> Any:
-        try:
-            return coerce(record.get(field), field)
-        except CoercionError as exc:
-            self.append(str(exc))
-            return None
-
-    def nested(self, record: Mapping[str, Any], field: str) -> Mapping[str, Any]:
-        try:
-            return as_object(record.get(field), field) or {}
-        except CoercionError as exc:
-            self.append(str(exc))
-            return {}
+# Collects every reason a record cannot load (shared by every source's transform).
+_Errors = FieldErrors
 
 
 def route(sk: str) -> str:
