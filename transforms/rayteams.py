@@ -50,7 +50,6 @@ class FetchedProject:
 
 
 # Collects every reason a record cannot load (shared by every source's transform).
-_Errors = FieldErrors
 
 
 def route(sk: str) -> str:
@@ -76,7 +75,7 @@ class _ProjectTransform:
         rest.update((k, v) for k, v in more.items() if v)
         return as_json(self.redact(rest)) if rest else None
 
-    def _subject(self, record: Mapping[str, Any], errors: _Errors) -> dict[str, Any]:
+    def _subject(self, record: Mapping[str, Any], errors: FieldErrors) -> dict[str, Any]:
         subject = errors.nested(record, "subject")
         name = subject.get("name")
         if name is not None and not isinstance(name, (str, int)):
@@ -141,7 +140,7 @@ class _ProjectTransform:
     })
 
     def projects(self, pid: str, sk: str, key: str, r: Mapping[str, Any]) -> None:
-        e = _Errors()
+        e = FieldErrors()
         status = e.nested(r, "status")
         count = r.get("count")
         row = {
@@ -169,7 +168,7 @@ class _ProjectTransform:
     _COMMENT_FIELDS = frozenset({"content", "contents", "created", "groupId"})
 
     def memos(self, pid: str, sk: str, key: str, r: Mapping[str, Any]) -> None:
-        e = _Errors()
+        e = FieldErrors()
         comments = r.get("comments") or []
         if not isinstance(comments, list):
             e.append(f"comments: expected an array, got {type(comments).__name__}")
@@ -194,7 +193,7 @@ class _ProjectTransform:
         if not isinstance(c, Mapping):
             self.batch.reject("memo_comments", pid, key, [f"comment is a {type(c).__name__}, not an object"], c, self.redact)
             return
-        e = _Errors()
+        e = FieldErrors()
         # The table calls the text `contents`, the example `content`: take whichever is there.
         text_field = "content" if c.get("content") is not None else "contents"
         row = {
@@ -210,7 +209,7 @@ class _ProjectTransform:
     _ATTACHMENT_FIELDS = frozenset({"_id", "sk", "filetype", "name", "size", "created", "downloadLink"})
 
     def attachments(self, pid: str, sk: str, key: str, r: Mapping[str, Any]) -> None:
-        e = _Errors()
+        e = FieldErrors()
         row = {
             "sk": sk,
             "file_type": e.take(as_text, r, "filetype"),
@@ -224,7 +223,7 @@ class _ProjectTransform:
     _HISTORY_FIELDS = frozenset({"_id", "sk", "updateType", "created", "data"})
 
     def histories(self, pid: str, sk: str, key: str, r: Mapping[str, Any]) -> None:
-        e = _Errors()
+        e = FieldErrors()
         row = {
             "sk": sk,
             "update_type": e.take(as_text, r, "updateType"),
@@ -241,7 +240,7 @@ class _ProjectTransform:
     _PRODUCT_FIELDS = frozenset({"productname", "price", "currency", "discount"})
 
     def orders(self, pid: str, sk: str, key: str, r: Mapping[str, Any]) -> None:
-        e = _Errors()
+        e = FieldErrors()
         product = e.nested(r, "product")
         unmodelled_product = {k: v for k, v in product.items() if k not in self._PRODUCT_FIELDS}
         row = {
@@ -271,7 +270,7 @@ class _ProjectTransform:
     _GROUP_FIELDS = frozenset({"_id", "sk", "group_id", "name", "patientId"})
 
     def groups(self, pid: str, sk: str, key: str, r: Mapping[str, Any]) -> None:
-        e = _Errors()
+        e = FieldErrors()
         patient_id = r.get("patientId")
         if patient_id is not None and not isinstance(patient_id, (str, int)):
             e.append(f"patientId: expected text, got {type(patient_id).__name__}")
@@ -296,7 +295,7 @@ class _ProjectTransform:
         if not isinstance(f, Mapping):
             self.batch.reject("files", pid, f"{pid}/files/{position}", [f"file is a {type(f).__name__}, not an object"], f, self.redact)
             return
-        e = _Errors()
+        e = FieldErrors()
         row = {
             "file_type": e.take(as_text, f, "filetype"),
             "name": e.take(as_text, f, "name"),
