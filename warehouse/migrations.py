@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from schemas import pipeline, rayteams
+from schemas import openproject, pipeline, rayteams
 from schemas.spec import Table
 from warehouse.connection import transaction
 
@@ -34,6 +34,7 @@ def create_tables(tables: Iterable[Table]) -> Callable[[duckdb.DuckDBPyConnectio
 
 MIGRATIONS: list[Migration] = [
     Migration(1, "pipeline tables and the RAYTeams tables", create_tables((*pipeline.TABLES, *rayteams.TABLES))),
+    Migration(2, "OpenProject tables", create_tables(openproject.TABLES)),
 ]
 
 
