@@ -105,7 +105,7 @@ async def sync_rayteams(
     batch_size: int = 250,
     timeout_s: float = 30.0,
     max_attempts: int = 6,
-    max_response_bytes: int = 64 * 1024 * 1024,
+    max_response_bytes: int | None = None,
 ) -> dict[str, Any]:
     """Sync every RAYTeams project of one account into the DuckDB warehouse at ``db_path``.
 
@@ -116,10 +116,9 @@ async def sync_rayteams(
     token = read_secret(TOKEN_VARIABLE)
     client_id = read_secret(CLIENT_ID_VARIABLE)
     pseudonyms = Pseudonymizer(load_key(default_key_file(db_path)))
-    settings = HttpSettings(
-        concurrency=concurrency, timeout_s=timeout_s, max_attempts=max_attempts,
-        max_response_bytes=max_response_bytes,
-    )
+    # No cap given: PWH_MAX_RESPONSE_BYTES, else 64 MiB (HttpSettings' default).
+    cap = {} if max_response_bytes is None else {"max_response_bytes": max_response_bytes}
+    settings = HttpSettings(concurrency=concurrency, timeout_s=timeout_s, max_attempts=max_attempts, **cap)
     client = RayteamsClient.connect(base_url, token=token, client_id=client_id, settings=settings)
     return await sync_into_warehouse(
         RayteamsAdapter(client, account=account, strategy=strategy, pseudonyms=pseudonyms),

@@ -36,7 +36,13 @@ def _quiet_prefect() -> None:
 
 def run_flow(coro_factory, *, show_progress: bool = True) -> dict:
     """Run a flow with a progress bar; return its summary or exit with a one-line cause."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     from flows import progress as progress_hook
 
@@ -88,6 +94,8 @@ def sync_rayteams_command(
     strategy: Annotated[str, typer.Option(help="aggregate (GET /project/{_id}) or per_resource.")] = "aggregate",
     batch_size: Annotated[int, typer.Option(min=1, help="Projects per load transaction.")] = 250,
     timeout: Annotated[float, typer.Option(help="Per-request timeout, seconds.")] = 30.0,
+    max_response_mb: Annotated[Optional[float], typer.Option(
+        min=0.001, help="Largest answer accepted, MiB (default: PWH_MAX_RESPONSE_BYTES, else 64).")] = None,
     token: Annotated[Optional[str], typer.Option(help="Overrides RAYTEAMS_TOKEN (prefer the variable: flags show in `ps`).")] = None,
     client_id: Annotated[Optional[str], typer.Option(help="Overrides RAYTEAMS_CLIENT_ID.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
@@ -109,6 +117,7 @@ def sync_rayteams_command(
         base_url=base_url, db_path=str(db), account=account,
         mode="full_refresh" if full_refresh else "incremental", strategy=strategy,
         concurrency=concurrency, batch_size=batch_size, timeout_s=timeout,
+        max_response_bytes=None if max_response_mb is None else int(max_response_mb * 1024 * 1024),
     ), show_progress=not quiet and sys.stderr.isatty())
     print_summary(summary)
     if summary["status"] == "partial":
@@ -147,6 +156,20 @@ def demo(
     from pwh.demo import run_demo
 
     run_demo(db=db, projects=projects, seed=seed, run_flow=run_flow, print_summary=print_summary)
+
+
+@app.command()
+def docs(
+    readme: Annotated[Optional[Path], typer.Option(help="Rewrite the table reference inside this README instead of printing it.")] = None,
+) -> None:
+    """Print the warehouse's table reference (every table and column) as Markdown."""
+    from schemas.catalog import markdown_reference, with_reference
+
+    if readme is None:
+        typer.echo(markdown_reference(), nl=False)
+        return
+    readme.write_text(with_reference(readme.read_text()))
+    typer.echo(f"table reference in {readme} updated")
 
 
 if __name__ == "__main__":  # pragma: no cover

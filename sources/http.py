@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -38,6 +39,23 @@ T = TypeVar("T")
 
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
+MAX_RESPONSE_VARIABLE = "PWH_MAX_RESPONSE_BYTES"
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+
+
+def max_response_bytes_from_env() -> int:
+    """The answer-size cap: ``PWH_MAX_RESPONSE_BYTES`` when set (bytes), else 64 MiB."""
+    raw = os.environ.get(MAX_RESPONSE_VARIABLE, "").strip()
+    if not raw:
+        return DEFAULT_MAX_RESPONSE_BYTES
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{MAX_RESPONSE_VARIABLE} must be a whole number of bytes, got {raw[:40]!r}") from None
+    if value < 1:
+        raise ValueError(f"{MAX_RESPONSE_VARIABLE} must be at least 1 byte")
+    return value
+
 
 @dataclass(frozen=True)
 class HttpSettings:
@@ -49,7 +67,8 @@ class HttpSettings:
     backoff_initial_s: float = 0.1
     backoff_max_s: float = 10.0
     max_retry_after_s: float = 120.0
-    max_response_bytes: int = 64 * 1024 * 1024
+    # An answer beyond this is refused (ResponseTooLargeError), never retried.
+    max_response_bytes: int = field(default_factory=max_response_bytes_from_env)
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -58,6 +77,8 @@ class HttpSettings:
             raise ValueError("max_attempts must be at least 1")
         if self.timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
+        if self.max_response_bytes < 1:
+            raise ValueError("max_response_bytes must be at least 1")
 
 
 @dataclass
@@ -295,7 +316,8 @@ class HttpClient:
     async def _read_capped(self, method: str, path: str, response: aiohttp.ClientResponse) -> bytes:
         cap = self.settings.max_response_bytes
         too_large = ResponseTooLargeError(
-            f"{method} {path}: answer exceeds the {cap:,}-byte cap (PWH_MAX_RESPONSE_BYTES)"
+            f"{method} {path}: answer exceeds the {cap:,}-byte cap; raise {MAX_RESPONSE_VARIABLE} "
+            "(or --max-response-mb) if answers this large are expected"
         )
         if response.content_length is not None:
             if response.content_length > cap:
@@ -316,10 +338,12 @@ __all__ = [
     "Credentials",
     "HttpClient",
     "HttpSettings",
+    "MAX_RESPONSE_VARIABLE",
     "RequestStats",
     "SourceError",
     "StaticHeaders",
     "decode_json",
+    "max_response_bytes_from_env",
     "parse_retry_after",
 ]
 
