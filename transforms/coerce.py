@@ -57,7 +57,14 @@ def as_int(value: Any, field: str) -> int | None:
     elif isinstance(value, float) and value.is_integer():
         result = int(value)
     elif isinstance(value, str) and _INT_TEXT.match(value):
-        result = int(value)
+        # More than 19 significant digits never fits 64 bits; int() of thousands of
+        # digits raises ValueError (Python's int_max_str_digits), not a rejection.
+        text = value.strip()
+        sign = "-" if text.startswith("-") else ""
+        digits = text.lstrip("+-").lstrip("0") or "0"
+        if len(digits) > 19:
+            raise CoercionError(f"{field}: integer {_describe(value)} out of range")
+        result = int(sign + digits)
     else:
         raise CoercionError(f"{field}: expected an integer, got {_describe(value)}")
     if abs(result) > INT64_MAX:
