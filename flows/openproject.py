@@ -1,0 +1,133 @@
+"""The OpenProject sync flow: the client, transform and tables wired into the engine.
+
+Unit = project (key: its id as text); cursor = its ``updatedAt``. Abbreviated list
+elements are completed while listing, so every unit has its cursor before planning and
+an unchanged project costs no request beyond the list."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from prefect import flow
+
+from flows.engine import Listing, Unit
+from flows.runner import sync_into_warehouse
+from flows.secrets import read_secret
+from schemas import openproject as tables
+from sources.errors import AuthError, NotFoundError, SourceError
+from sources.http import HttpSettings
+from sources.openproject.client import (
+    DEFAULT_PAGE_SIZE,
+    TOKEN_VARIABLE,
+    OpenProjectClient,
+    ProjectPayload,
+    is_abbreviated,
+)
+from transforms.frames import TableBatch
+from transforms.openproject import no_redaction, transform_projects
+from warehouse.load import UnitState
+
+log = logging.getLogger("pwh.openproject")
+
+
+class OpenProjectAdapter:
+    source = "openproject"
+    strategy = None
+    tables = tables.TABLES
+    redact = staticmethod(no_redaction)
+
+    def __init__(self, client: OpenProjectClient, *, account: str) -> None:
+        self.client = client
+        self.account = account
+
+    async def __aenter__(self) -> OpenProjectAdapter:
+        await self.client.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.client.__aexit__(*exc)
+
+    @property
+    def requests(self) -> int:
+        return self.client.requests
+
+    @property
+    def retries(self) -> int:
+        return self.client.retries
+
+    async def list_units(self, known: Mapping[str, UnitState]) -> Listing:
+        elements = await self.client.list_projects()
+        unnamed = sum(1 for e in elements if not _has_id(e))
+        if unnamed:
+            log.warning("the project list held %d elements without an id; they cannot be fetched", unnamed)
+        elements = [e for e in elements if _has_id(e)]
+        completed = await asyncio.gather(*(self.client.complete(e) for e in elements), return_exceptions=True)
+        units = []
+        for element, project in zip(elements, completed):
+            key = str(element["id"])
+            if isinstance(project, AuthError):
+                raise project
+            if isinstance(project, NotFoundError):
+                log.info("project %s is listed but not visible in full to this key: skipped", key)
+                continue
+            if isinstance(project, SourceError):
+                # Completed again (and recorded as failed if it still fails) when fetched.
+                units.append(Unit(key, None, element))
+                continue
+            if isinstance(project, BaseException):
+                raise project
+            units.append(Unit(key, project_cursor(project), project))
+        return Listing(units)
+
+    async def fetch_unit(self, unit: Unit) -> ProjectPayload:
+        listed = unit.listed if isinstance(unit.listed, dict) else None
+        return await self.client.fetch_project_payload(unit.key, listed)
+
+    def transform(self, fetched: list[ProjectPayload]) -> TableBatch:
+        return transform_projects(fetched, account=self.account)
+
+
+def _has_id(element: Any) -> bool:
+    return isinstance(element, dict) and isinstance(element.get("id"), int) and not isinstance(element.get("id"), bool)
+
+
+def project_cursor(project: Mapping[str, Any]) -> str | None:
+    """The incremental cursor: ``updatedAt`` as sent. None (absent, or the element is
+    still abbreviated) makes the project count as changed on every run."""
+    if is_abbreviated(project):
+        return None
+    updated = project.get("updatedAt")
+    return updated if isinstance(updated, str) and updated else None
+
+
+@flow(name="sync-openproject", log_prints=False, validate_parameters=True)
+async def sync_openproject(
+    base_url: str,
+    db_path: str = "warehouse.duckdb",
+    account: str = "default",
+    mode: str = "incremental",
+    page_size: int = DEFAULT_PAGE_SIZE,
+    concurrency: int = 16,
+    batch_size: int = 100,
+    timeout_s: float = 30.0,
+    max_attempts: int = 6,
+    max_response_bytes: int | None = None,
+) -> dict[str, Any]:
+    """Sync every project of one OpenProject instance, with its work packages, versions,
+    categories, types, memberships and custom values, into the warehouse at ``db_path``.
+
+    The API key comes from OPENPROJECT_API_KEY (or the Prefect Secret block
+    ``openproject-api-key``), never from a parameter.
+    """
+    api_key = read_secret(TOKEN_VARIABLE)
+    # No cap given: PWH_MAX_RESPONSE_BYTES, else HttpSettings' default.
+    cap = {} if max_response_bytes is None else {"max_response_bytes": max_response_bytes}
+    settings = HttpSettings(concurrency=concurrency, timeout_s=timeout_s, max_attempts=max_attempts, **cap)
+    client = OpenProjectClient.connect(base_url, api_key=api_key, page_size=page_size, settings=settings)
+    return await sync_into_warehouse(
+        OpenProjectAdapter(client, account=account),
+        db_path=db_path, tables=tables.TABLES, mode=mode, batch_size=batch_size,
+    )
