@@ -23,6 +23,7 @@ from schemas.spec import Table
 from schemas.validate import split_valid
 from sources.errors import AuthError, NotFoundError, SourceError
 from transforms.frames import RejectedRecord, TableBatch
+from warehouse.crashpoints import crash_point
 from warehouse.load import UnitState, mark_deleted, read_state, replace_units
 from warehouse.runs import RunRecord, save_run, start_run
 
@@ -171,6 +172,7 @@ def transform_and_load(
     run_id: str,
 ) -> dict[str, Any]:
     """Transform, validate and load one batch (runs in a worker thread)."""
+    crash_point("transform")
     batch = adapter.transform(fetched.payloads)
     frames: dict[str, pl.DataFrame] = {}
     rejected: list[RejectedRecord] = list(batch.rejected)
@@ -269,6 +271,7 @@ async def _sync(adapter, con, run: RunRecord, mode: str, batch_size: int, stages
         for start in range(0, len(to_fetch), batch_size):
             # The next batch is fetched while the previous one loads in a worker thread.
             fetched = await stages.fetch_batch(adapter, to_fetch[start : start + batch_size])
+            crash_point("fetched")
             vanished.extend(fetched.vanished)
             run.failed_units.update(fetched.failed)
             if pending_load is not None:

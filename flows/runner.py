@@ -3,19 +3,32 @@ migrate, check the tables, run the sync with Prefect-task stages, close, summari
 
 from __future__ import annotations
 
+import asyncio
+import os
 import uuid
 from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, ExitStack
 from typing import Any
 
-from prefect.runtime import flow_run
+from prefect.runtime import deployment, flow_run
 
 from flows.engine import SourceAdapter, run_sync
 from flows.progress import new_progress
 from flows.tasks import TASK_STAGES
 from schemas.spec import Table
-from warehouse.connection import connect
+from warehouse.lock import open_writer
 from warehouse.migrations import check_tables, migrate
+
+# A run started by a deployment (a schedule) waits this long for another writer of the
+# same file (a manual sync, another source's run) to finish; a direct run (`pwh sync`)
+# fails at once. PWH_LOCK_WAIT_S overrides it.
+SCHEDULED_LOCK_WAIT_S = 900.0
+
+
+def lock_wait_s() -> float:
+    if os.environ.get("PWH_LOCK_WAIT_S"):
+        return float(os.environ["PWH_LOCK_WAIT_S"])
+    return SCHEDULED_LOCK_WAIT_S if deployment.get_id() else 0.0
 
 
 async def sync_into_warehouse(
@@ -29,8 +42,9 @@ async def sync_into_warehouse(
     """Run one source account's sync into the warehouse file; returns the run summary
     (counts only: safe to store as a flow result)."""
     run_id = str(flow_run.get_id() or uuid.uuid4())
-    con = connect(db_path)
-    try:
+    with ExitStack() as stack:
+        # Waiting for the lock must not block the flow's event loop.
+        con = await asyncio.to_thread(stack.enter_context, open_writer(db_path, wait_s=lock_wait_s()))
         migrate(con)
         check_tables(con, tables)
         async with adapter as opened:
@@ -38,6 +52,4 @@ async def sync_into_warehouse(
                 opened, con, run_id=run_id, mode=mode, batch_size=batch_size,
                 stages=TASK_STAGES, progress=new_progress(),
             )
-    finally:
-        con.close()
     return run.summary()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import sys
@@ -170,6 +171,167 @@ def docs(
         return
     readme.write_text(with_reference(readme.read_text()))
     typer.echo(f"table reference in {readme} updated")
+
+
+@app.command()
+def serve(
+    config: Annotated[Optional[Path], typer.Option(help="Schedules file ([schedules.<name>] tables); default ./pwh.toml if present.")] = None,
+    source: Annotated[Optional[list[str]], typer.Option("--source", help="Serve only this schedule or source (repeatable); a source without a table gets the defaults.")] = None,
+    cron: Annotated[Optional[str], typer.Option(help="Cron schedule for every served flow (default: the file's, else hourly '0 * * * *').")] = None,
+    interval: Annotated[Optional[float], typer.Option(min=1.0, help="Run every N seconds instead of a cron schedule.")] = None,
+    param: Annotated[Optional[list[str]], typer.Option("--param", help="KEY=VALUE flow parameter for every served flow (repeatable; never a secret).")] = None,
+    db: Annotated[Optional[Path], typer.Option("--db", help="Warehouse file for every served flow (the db_path parameter).")] = None,
+) -> None:
+    """Serve the sync flows on their schedules (needs a Prefect server: PREFECT_API_URL).
+
+    One run of a deployment at a time: a run that would overlap a running one is skipped,
+    and runs of different sources take turns on the warehouse file."""
+    _quiet_prefect()
+    from flows.schedules import (
+        ScheduleError,
+        describe,
+        load_schedules,
+        select,
+        to_deployment,
+    )
+
+    parameters: dict[str, object] = {}
+    for item in param or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            fail(f"--param takes KEY=VALUE, not {item!r}")
+        try:  # numbers and booleans as such; anything else is text
+            parameters[key.strip()] = json.loads(value)
+        except ValueError:
+            parameters[key.strip()] = value
+    if db is not None:
+        parameters["db_path"] = str(db.resolve())
+    try:
+        schedules = select(load_schedules(config), only=source or (), cron=cron,
+                           interval_seconds=interval, parameters=parameters)
+    except (ScheduleError, OSError) as exc:
+        fail(str(exc))
+    if not schedules:
+        fail("nothing to serve: write [schedules.<source>] tables in pwh.toml or pass --source")
+    if not os.environ.get("PREFECT_API_URL"):
+        fail("scheduled runs need a Prefect server: start one (`prefect server start`) and set PREFECT_API_URL")
+    from prefect import serve as prefect_serve
+
+    deployments = [to_deployment(s) for s in schedules]
+    for s in schedules:
+        typer.echo(f"serving {describe(s)}")
+    # limit=1: this process runs one flow at a time, so sources take turns on the file.
+    prefect_serve(*deployments, limit=1, print_starting_message=False)
+
+
+incoplax_app = typer.Typer(no_args_is_help=True, help="Incoplax calls (LOOKUP).")
+app.add_typer(incoplax_app, name="incoplax")
+AuthOption = Annotated[str, typer.Option("--auth", help="bearer (INCOPLAX_TOKEN) or basic (INCOPLAX_USERNAME, INCOPLAX_PASSWORD).")]
+
+
+def _check_auth(auth: str) -> None:
+    if auth not in ("bearer", "basic"):
+        fail("--auth must be bearer or basic")
+
+
+@sync_app.command("incoplax")
+def sync_incoplax_command(
+    base_url: Annotated[str, typer.Option(help="Server root, e.g. https://incoplax.example.com (the client adds /rest/v1/domain/projects).")],
+    db: DbOption = Path("warehouse.duckdb"),
+    account: Annotated[str, typer.Option(help="Name recorded with every row (the instance/domain).")] = "default",
+    auth: AuthOption = "bearer",
+    full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Refetch every project and reconcile.")] = False,
+    listing: Annotated[str, typer.Option(help="auto, minimal (complete list, mask id,ext.lwt) or recent (newest first, stop at the cursor; no deletions).")] = "auto",
+    order: Annotated[str, typer.Option(help="List order as JSON, passed through (default [\"id\"]; '' sends none).")] = '["id"]',
+    page_size: Annotated[int, typer.Option(min=1, help="limit of each list request.")] = 500,
+    concurrency: Annotated[int, typer.Option(min=1, max=512, help="Requests in flight.")] = 16,
+    batch_size: Annotated[int, typer.Option(min=1, help="Projects per load transaction.")] = 250,
+    timeout: Annotated[float, typer.Option(help="Per-request timeout, seconds.")] = 30.0,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Sync every project of an Incoplax domain into the warehouse."""
+    _quiet_prefect()
+    _check_auth(auth)
+    from flows.incoplax import LISTINGS, sync_incoplax
+
+    if listing not in LISTINGS:
+        fail(f"--listing must be one of {', '.join(LISTINGS)}")
+    try:
+        order_value = json.loads(order) if order.strip() else None
+    except ValueError:
+        fail("--order must be JSON, e.g. '[\"id\"]' or '[{\"ext.lwt\": \"desc\"}]'")
+    if order_value is not None and not isinstance(order_value, list):
+        fail("--order must be a JSON array")
+    summary = run_flow(lambda: sync_incoplax(
+        base_url=base_url, db_path=str(db), account=account,
+        mode="full_refresh" if full_refresh else "incremental", listing=listing, order=order_value,
+        page_size=page_size, concurrency=concurrency, batch_size=batch_size, auth_scheme=auth, timeout_s=timeout,
+    ), show_progress=not quiet and sys.stderr.isatty())
+    print_summary(summary)
+    if summary["status"] == "partial":
+        raise typer.Exit(3)
+
+
+@incoplax_app.command("lookup")
+def incoplax_lookup_command(
+    key: Annotated[str, typer.Argument(help="The project code (or id) to look up.")],
+    base_url: Annotated[str, typer.Option(help="Server root (the client adds /rest/v1/domain/projects).")],
+    by: Annotated[str, typer.Option(help="code or id: which key field must match.")] = "code",
+    auth: AuthOption = "bearer",
+    timeout: Annotated[float, typer.Option(help="Per-request timeout, seconds.")] = 30.0,
+) -> None:
+    """LOOKUP a project by code or id; prints the matching ids, one per line."""
+    _check_auth(auth)
+    if by not in ("code", "id"):
+        fail("--by must be code or id")
+    from flows.incoplax import read_credentials
+    from sources.errors import SourceError
+    from sources.http import HttpSettings
+    from sources.incoplax.client import IncoplaxClient, LookupNotFoundError
+
+    async def lookup() -> list[str]:
+        client = IncoplaxClient.connect(base_url, auth_scheme=auth, settings=HttpSettings(timeout_s=timeout),
+                                        **read_credentials(auth))
+        async with client:
+            return await client.lookup(key, by=by)
+
+    try:
+        ids = asyncio.run(lookup())
+    except LookupNotFoundError as exc:
+        fail(f"not found: {exc}", 4)
+    except (SourceError, RuntimeError, ValueError) as exc:
+        fail(f"{type(exc).__name__}: {exc}".splitlines()[0])
+    for pid in ids:
+        typer.echo(pid)
+
+
+@simulate_app.command("incoplax")
+def simulate_incoplax_command(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8766,
+    projects: Annotated[int, typer.Option(min=0, help="Number of simulated projects.")] = 100,
+    seed: Annotated[int, typer.Option(help="Seed of the generated data.")] = 7,
+    max_limit: Annotated[int, typer.Option(min=0, help="Cap on limit (0: no cap), like a server that caps pages.")] = 0,
+    list_opts: Annotated[bool, typer.Option("--list-opts", help="The list outputs opts (no detail requests needed).")] = False,
+    latency_ms: Annotated[float, typer.Option(help="Added to every answer.")] = 0.0,
+    fault_rate: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of requests failing once.")] = 0.0,
+    auth: AuthOption = "bearer",
+    token: Annotated[str, typer.Option(help="Token the simulator accepts (bearer).")] = "sim-token",
+    username: Annotated[str, typer.Option(help="User the simulator accepts (basic).")] = "sim-user",
+    password: Annotated[str, typer.Option(help="Password the simulator accepts (basic).")] = "sim-password",
+) -> None:
+    """Serve the Incoplax simulator (CRUD, LOOKUP, paging, masks, flat form) until interrupted."""
+    _check_auth(auth)
+    from sources.incoplax.dataset import DatasetConfig, IncoplaxDataset
+    from sources.incoplax.simulator import SimulatorOptions, serve_forever
+
+    dataset = IncoplaxDataset(DatasetConfig(seed=seed, n_projects=projects))
+    options = SimulatorOptions(auth=auth, token=token, username=username, password=password,
+                               max_limit=max_limit or None, list_opts=list_opts, latency_ms=latency_ms,
+                               fault_rate=fault_rate)
+    typer.echo(f"Incoplax simulator: http://127.0.0.1:{port} ({projects} projects, seed {seed}, {auth} auth); "
+               "Ctrl-C stops it.", err=False)
+    sys.stdout.flush()
+    serve_forever(dataset, options, host="127.0.0.1", port=port)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -17,6 +17,7 @@ from schemas import pipeline
 from schemas.spec import Table
 from transforms.frames import RejectedRecord
 from warehouse.connection import transaction
+from warehouse.crashpoints import crash_point
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,8 @@ def replace_units(
         )
         con.unregister("batch_state")
         con.unregister("batch_units")
+        crash_point("load-before-commit")
+    crash_point("load-after-commit")
     return inserted
 
 
@@ -124,6 +127,7 @@ def mark_deleted(
                     [now, account],
                 )
         con.unregister("gone_units")
+        crash_point("mark-deleted-before-commit")
     return int(newly)
 
 

@@ -1,0 +1,30 @@
+"""Named points where the crash-safety test kills a sync (test-only, inert otherwise).
+
+``PWH_CRASH_AT=<point>[:<n>]`` in a sync's environment makes the process SIGKILL itself
+the n-th time (default 1st) it reaches ``<point>``: no cleanup, no ``finally``, no
+flush, exactly like ``kill -9`` at that instant. Without the variable
+:func:`crash_point` is a dictionary lookup that does nothing. The points sit where a
+crash is most dangerous: between a batch's fetch and its load, inside the load
+transaction before COMMIT, right after COMMIT, and inside the deletion marking.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+VARIABLE = "PWH_CRASH_AT"
+
+_hits: dict[str, int] = {}
+
+
+def crash_point(name: str) -> None:
+    target = os.environ.get(VARIABLE)
+    if not target:
+        return
+    point, _, nth = target.partition(":")
+    if point != name:
+        return
+    _hits[name] = _hits.get(name, 0) + 1
+    if _hits[name] == (int(nth) if nth else 1):
+        os.kill(os.getpid(), signal.SIGKILL)
