@@ -15,6 +15,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from aiohttp import web
+from aiohttp.http_parser import HttpRequestParserPy
+from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 
 FAULT_KINDS = ("429", "500", "stall", "truncated", "not_json", "reset")
 
@@ -103,10 +105,45 @@ class FaultInjector:
         return body[: len(body) // 2] if fault == "truncated" else body
 
 
+class _AnyMethodRequestHandler(RequestHandler):
+    """A connection that parses requests with aiohttp's pure-Python parser, which takes
+    any method token. The default C parser (llhttp) refuses a non-standard method such as
+    Incoplax's ``LOOKUP`` before any handler runs, and ``AIOHTTP_NO_EXTENSIONS=1`` would
+    slow every aiohttp client and server of the process: this swaps the parser for the
+    connections of one server only."""
+
+    def __init__(self, manager: web.Server, *, loop: asyncio.AbstractEventLoop,
+                 auto_decompress: bool = True, **kwargs: object) -> None:
+        super().__init__(manager, loop=loop, auto_decompress=auto_decompress, **kwargs)  # type: ignore[arg-type]
+        self._parser = HttpRequestParserPy(
+            self, loop, self._read_bufsize, max_line_size=self.max_line_size,
+            max_field_size=self.max_field_size, max_headers=self.max_headers,
+            payload_exception=RequestPayloadError, auto_decompress=auto_decompress,
+            max_msg_queue_size=self._max_msg_queue_size,
+        )
+
+
+class _AnyMethodServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _AnyMethodRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class _AnyMethodAppRunner(web.AppRunner):
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _AnyMethodServer  # same object, connections get the Python parser
+        return server
+
+
 @asynccontextmanager
-async def serving(app: web.Application, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
-    """Serve ``app`` on ``host:port`` (0: a free port); yields ``http://host:port``."""
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+async def serving(
+    app: web.Application, host: str = "127.0.0.1", port: int = 0, *, any_method: bool = False
+) -> AsyncIterator[str]:
+    """Serve ``app`` on ``host:port`` (0: a free port); yields ``http://host:port``.
+    ``any_method``: accept non-standard methods (e.g. ``LOOKUP``) on this server's
+    connections, by parsing them with aiohttp's pure-Python parser."""
+    runner_class = _AnyMethodAppRunner if any_method else web.AppRunner
+    runner = runner_class(app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
@@ -116,5 +153,18 @@ async def serving(app: web.Application, host: str = "127.0.0.1", port: int = 0) 
         await runner.cleanup()
 
 
-def serve_until_interrupted(app: web.Application, host: str = "127.0.0.1", port: int = 8765) -> None:
-    web.run_app(app, host=host, port=port, access_log=None, print=None, shutdown_timeout=1.0)
+def serve_until_interrupted(
+    app: web.Application, host: str = "127.0.0.1", port: int = 8765, *, any_method: bool = False
+) -> None:
+    if not any_method:
+        web.run_app(app, host=host, port=port, access_log=None, print=None, shutdown_timeout=1.0)
+        return
+
+    async def forever() -> None:
+        async with serving(app, host, port, any_method=True):
+            await asyncio.Event().wait()
+
+    try:
+        asyncio.run(forever())
+    except KeyboardInterrupt:
+        pass

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from schemas import clarity, openproject, pipeline, rayteams
+from schemas import clarity, incoplax, openproject, pipeline, rayteams
 from schemas.spec import Table
 from warehouse.connection import transaction
 
@@ -36,6 +36,7 @@ MIGRATIONS: list[Migration] = [
     Migration(1, "pipeline tables and the RAYTeams tables", create_tables((*pipeline.TABLES, *rayteams.TABLES))),
     Migration(2, "OpenProject tables", create_tables(openproject.TABLES)),
     Migration(3, "Clarity LIMS tables", create_tables(clarity.TABLES)),
+    Migration(4, "Incoplax tables", create_tables(incoplax.TABLES)),
 ]
 
 

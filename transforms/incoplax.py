@@ -1,0 +1,87 @@
+"""Incoplax projects → rows of ``incoplax.projects``.
+
+Pure: fetched projects in, a :class:`TableBatch` out. Time stamps are ISO 8601 strings
+with an offset (``2019-08-27T13:40:02.87Z``); a project whose fields cannot be read is
+rejected with every reason, never dropped silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from schemas import incoplax as tables
+from transforms.coerce import FieldErrors, as_iso_datetime_ms, as_json, as_text
+from transforms.frames import TableBatch
+
+_TOP_FIELDS = frozenset({"id", "code", "name", "opts", "ext"})
+_OPTS_FIELDS = frozenset({"title", "comment"})
+_EXT_FIELDS = frozenset({"ct", "lwt"})
+
+
+@dataclass(frozen=True)
+class FetchedProject:
+    """One project as the API gave it (nested form), and the id it was fetched for."""
+
+    project_id: str
+    record: Any
+
+
+def no_redaction(raw: Any) -> Any:
+    """Incoplax projects carry no patient data or link: raw records are kept as they are."""
+    return raw
+
+
+def transform_projects(fetched: Iterable[FetchedProject], *, account: str) -> TableBatch:
+    batch = TableBatch.for_tables(tables.TABLES)
+    for project in fetched:
+        _project(batch, account, project)
+    return batch
+
+
+def _project(batch: TableBatch, account: str, fetched: FetchedProject) -> None:
+    pid, r = fetched.project_id, fetched.record
+    if not isinstance(r, Mapping):
+        batch.reject("projects", pid, pid, [f"project is a {type(r).__name__}, not an object"], r, no_redaction)
+        return
+    e = FieldErrors()
+    if r.get("id") != pid:
+        e.append(f"id {r.get('id')!r} is not the project it was fetched for")
+    opts = e.nested(r, "opts")
+    ext = e.nested(r, "ext")
+    row = {
+        "account": account,
+        "project_id": pid,
+        "code": e.take(as_text, r, "code"),
+        "name": e.take(as_text, r, "name"),
+        "title": e.take(as_text, opts, "title"),
+        "comment": e.take(as_text, opts, "comment"),
+        "created_at": e.take(as_iso_datetime_ms, ext, "ct"),
+        "last_write_at": e.take(as_iso_datetime_ms, ext, "lwt"),
+        "extra": _extra(r, opts, ext),
+    }
+    if e:
+        batch.reject("projects", pid, pid, [_prefixed(reason) for reason in e], r, no_redaction)
+        return
+    batch.buffers["projects"].append(row, r, pid, pid)
+
+
+def _prefixed(reason: str) -> str:
+    # FieldErrors names the field within its object: say which object.
+    for head, names in (("ext", _EXT_FIELDS), ("opts", _OPTS_FIELDS)):
+        field = reason.split(":", 1)[0]
+        if field in names:
+            return f"{head}.{reason}"
+    return reason
+
+
+def _extra(r: Mapping[str, Any], opts: Mapping[str, Any], ext: Mapping[str, Any]) -> str | None:
+    rest: dict[str, Any] = {k: v for k, v in r.items() if k not in _TOP_FIELDS}
+    more_opts = {k: v for k, v in opts.items() if k not in _OPTS_FIELDS}
+    more_ext = {k: v for k, v in ext.items() if k not in _EXT_FIELDS}
+    if more_opts:
+        rest["opts"] = more_opts
+    if more_ext:
+        rest["ext"] = more_ext
+    return as_json(rest) if rest else None
