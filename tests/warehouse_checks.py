@@ -3,30 +3,32 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
 
 from schemas import rayteams
+from schemas.spec import Table
 
 
-def table_counts(db: Path) -> dict[str, int]:
+def table_counts(db: Path, tables: Sequence[Table] = rayteams.TABLES) -> dict[str, int]:
     con = duckdb.connect(str(db), read_only=True)
     try:
-        counts = {t.name: con.execute(f"SELECT count(*) FROM {t.qualified_name}").fetchall()[0][0] for t in rayteams.TABLES}
+        counts = {t.name: con.execute(f"SELECT count(*) FROM {t.qualified_name}").fetchall()[0][0] for t in tables}
         counts["rejected_records"] = con.execute("SELECT count(*) FROM pipeline.rejected_records").fetchall()[0][0]
         return counts
     finally:
         con.close()
 
 
-def content_hashes(db: Path, *, exclude: tuple[str, ...] = ()) -> dict[str, str]:
+def content_hashes(db: Path, *, exclude: tuple[str, ...] = (), tables: Sequence[Table] = rayteams.TABLES) -> dict[str, str]:
     """A content hash of every RAYTeams table (rows in key order) and of the quarantine
     (without its run id and time)."""
     con = duckdb.connect(str(db), read_only=True)
     try:
         hashes = {}
-        for table in rayteams.TABLES:
+        for table in tables:
             cols = [c.name for c in table.columns if c.name not in exclude]
             rows = con.execute(
                 f"SELECT {', '.join(cols)} FROM {table.qualified_name} ORDER BY {', '.join(table.key)}"
