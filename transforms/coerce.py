@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import reprlib
 from collections.abc import Callable, Mapping
 from datetime import date as Date
 from datetime import datetime, timezone
@@ -28,8 +29,15 @@ class CoercionError(ValueError):
     """A value that is none of the types its field is documented with."""
 
 
-def _describe(value: Any) -> str:
-    text = repr(value)
+# Bounded repr for messages: a value nested 1,000 levels deep (orjson parses up to 1,024)
+# would make repr() raise RecursionError, and a huge string need not be copied whole.
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 3, 60, 60, 60
+
+
+def describe(value: Any) -> str:
+    """A short, bounded repr of a value for a rejection reason."""
+    text = _REPR.repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -44,7 +52,7 @@ def as_text(value: Any, field: str) -> str | None:
         return str(value)
     if isinstance(value, float) and math.isfinite(value):
         return str(int(value)) if value.is_integer() else repr(value)
-    raise CoercionError(f"{field}: expected text, got {type(value).__name__} {_describe(value)}")
+    raise CoercionError(f"{field}: expected text, got {type(value).__name__} {describe(value)}")
 
 
 def as_int(value: Any, field: str) -> int | None:
@@ -63,12 +71,12 @@ def as_int(value: Any, field: str) -> int | None:
         sign = "-" if text.startswith("-") else ""
         digits = text.lstrip("+-").lstrip("0") or "0"
         if len(digits) > 19:
-            raise CoercionError(f"{field}: integer {_describe(value)} out of range")
+            raise CoercionError(f"{field}: integer {describe(value)} out of range")
         result = int(sign + digits)
     else:
-        raise CoercionError(f"{field}: expected an integer, got {_describe(value)}")
+        raise CoercionError(f"{field}: expected an integer, got {describe(value)}")
     if abs(result) > INT64_MAX:
-        raise CoercionError(f"{field}: integer {_describe(value)} out of range")
+        raise CoercionError(f"{field}: integer {describe(value)} out of range")
     return result
 
 
@@ -82,9 +90,9 @@ def as_float(value: Any, field: str) -> float | None:
     elif isinstance(value, str) and _NUMBER_TEXT.match(value):
         result = float(value)
     else:
-        raise CoercionError(f"{field}: expected a number, got {_describe(value)}")
+        raise CoercionError(f"{field}: expected a number, got {describe(value)}")
     if not math.isfinite(result):
-        raise CoercionError(f"{field}: number {_describe(value)} is not finite")
+        raise CoercionError(f"{field}: number {describe(value)} is not finite")
     return result
 
 
@@ -94,7 +102,7 @@ def as_bool(value: Any, field: str) -> bool | None:
         return value
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
-    raise CoercionError(f"{field}: expected a boolean, got {_describe(value)}")
+    raise CoercionError(f"{field}: expected a boolean, got {describe(value)}")
 
 
 def as_epoch_ms(value: Any, field: str) -> int | None:
@@ -106,9 +114,9 @@ def as_epoch_ms(value: Any, field: str) -> int | None:
     try:
         ms = as_int(value, field)
     except CoercionError:
-        raise CoercionError(f"{field}: expected epoch milliseconds, got {_describe(value)}") from None
+        raise CoercionError(f"{field}: expected epoch milliseconds, got {describe(value)}") from None
     if ms is None or not 0 <= ms <= _MAX_EPOCH_MS:
-        raise CoercionError(f"{field}: {_describe(value)} is not epoch milliseconds between 1970 and 2200")
+        raise CoercionError(f"{field}: {describe(value)} is not epoch milliseconds between 1970 and 2200")
     return ms
 
 
@@ -125,12 +133,12 @@ def as_iso_datetime_ms(value: Any, field: str) -> int | None:
             parsed = None
         if parsed is not None:
             if parsed.tzinfo is None:
-                raise CoercionError(f"{field}: date-time {_describe(value)} has no UTC offset")
+                raise CoercionError(f"{field}: date-time {describe(value)} has no UTC offset")
             ms = (parsed - datetime(1970, 1, 1, tzinfo=timezone.utc)) // _ONE_MS
             if 0 <= ms <= _MAX_EPOCH_MS:
                 return ms
-            raise CoercionError(f"{field}: {_describe(value)} is not between 1970 and 2200")
-    raise CoercionError(f"{field}: expected an ISO 8601 date-time, got {_describe(value)}")
+            raise CoercionError(f"{field}: {describe(value)} is not between 1970 and 2200")
+    raise CoercionError(f"{field}: expected an ISO 8601 date-time, got {describe(value)}")
 
 
 def as_date(value: Any, field: str) -> Date | None:
@@ -142,7 +150,7 @@ def as_date(value: Any, field: str) -> Date | None:
             return Date.fromisoformat(value.strip())
         except ValueError:
             pass
-    raise CoercionError(f"{field}: expected a date YYYY-MM-DD, got {_describe(value)}")
+    raise CoercionError(f"{field}: expected a date YYYY-MM-DD, got {describe(value)}")
 
 
 def as_object(value: Any, field: str) -> dict | None:

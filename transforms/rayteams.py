@@ -22,6 +22,7 @@ from transforms.coerce import (
     as_int,
     as_json,
     as_text,
+    describe,
 )
 from transforms.frames import TableBatch
 from transforms.pseudonym import Pseudonymizer, birth_year
@@ -129,7 +130,7 @@ class _ProjectTransform:
         key = f"{pid}/{sk}"
         owner = record.get("_id")
         if owner is not None and owner != pid:
-            self.batch.reject(route(sk), pid, key, [f"_id {owner!r} is not the project it was fetched for"], record, self.redact)
+            self.batch.reject(route(sk), pid, key, [f"_id {describe(owner)} is not the project it was fetched for"], record, self.redact)
             return
         getattr(self, route(sk))(pid, sk, key, record)
 
