@@ -1,0 +1,1 @@
+"""Illumina Clarity LIMS (GenoLogics) source: client, deterministic dataset, simulator."""
