@@ -334,5 +334,72 @@ def simulate_incoplax_command(
     serve_forever(dataset, options, host="127.0.0.1", port=port)
 
 
+@sync_app.command("clarity")
+def sync_clarity_command(
+    base_url: Annotated[str, typer.Option(help="API base URL, e.g. https://lims.example.org/api/v2")],
+    db: DbOption = Path("warehouse.duckdb"),
+    account: Annotated[str, typer.Option(help="Name recorded with every row (the LIMS instance).")] = "default",
+    name: Annotated[Optional[list[str]], typer.Option("--name", help="Only projects of this name (repeatable).")] = None,
+    open_date: Annotated[Optional[str], typer.Option(help="Only projects opened since this date (YYYY-MM-DD).")] = None,
+    udf: Annotated[Optional[list[str]], typer.Option(
+        "--udf", help="UDF/UDT filter passed through, e.g. 'udf.Project Type=RNA-Seq' or 'udt.name=Plan' (repeatable).")] = None,
+    full_refresh: Annotated[bool, typer.Option("--full-refresh", help="List and refetch every project; mark vanished ones deleted.")] = False,
+    since: Annotated[Optional[str], typer.Option(help="Override the incremental watermark (ISO 8601 with zone).")] = None,
+    overlap: Annotated[float, typer.Option(min=0.0, help="Seconds the watermark is moved back for safety.")] = 300.0,
+    concurrency: Annotated[int, typer.Option(min=1, max=512, help="Requests in flight.")] = 8,
+    batch_size: Annotated[int, typer.Option(min=1, help="Projects per load transaction.")] = 250,
+    timeout: Annotated[float, typer.Option(help="Per-request timeout, seconds.")] = 60.0,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Sync Clarity LIMS projects (UDFs typed, files, external ids) into the warehouse.
+    Credentials: CLARITY_USERNAME and CLARITY_PASSWORD."""
+    _quiet_prefect()
+    from flows.clarity import sync_clarity
+    from sources.clarity.client import filter_params, parse_timestamp
+
+    try:
+        filter_params(name or (), open_date, udf or ())
+        if since:
+            parse_timestamp(since)
+    except ValueError as exc:
+        fail(str(exc))
+    summary = run_flow(lambda: sync_clarity(
+        base_url=base_url, db_path=str(db), account=account,
+        mode="full_refresh" if full_refresh else "incremental",
+        names=name or None, open_date=open_date, udf=udf or None, since=since, overlap_s=overlap,
+        concurrency=concurrency, batch_size=batch_size, timeout_s=timeout,
+    ), show_progress=not quiet and sys.stderr.isatty())
+    print_summary(summary)
+    if summary.get("udf_parse_errors"):
+        typer.echo(f"UDF values kept as text (not their declared type): {summary['udf_parse_errors']:,} "
+                   "(see clarity.project_udfs.parse_error)")
+    if summary["status"] == "partial":
+        raise typer.Exit(3)
+
+
+@simulate_app.command("clarity")
+def simulate_clarity_command(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8767,
+    projects: Annotated[int, typer.Option(min=0, help="Number of simulated projects.")] = 1200,
+    seed: Annotated[int, typer.Option(help="Seed of the generated data.")] = 7,
+    page_size: Annotated[int, typer.Option(min=1, help="Project links a list page holds.")] = 500,
+    latency_ms: Annotated[float, typer.Option(help="Added to every answer.")] = 0.0,
+    fault_rate: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of requests failing once.")] = 0.0,
+    username: Annotated[str, typer.Option(help="User the simulator accepts.")] = "sim-user",
+    password: Annotated[str, typer.Option(help="Password the simulator accepts.")] = "sim-password",
+) -> None:
+    """Serve the Clarity LIMS simulator (paged XML project list, project details) until interrupted."""
+    from sources.clarity.dataset import ClarityDataset, DatasetConfig
+    from sources.clarity.simulator import SimulatorOptions, serve_forever
+
+    dataset = ClarityDataset(DatasetConfig(seed=seed, n_projects=projects))
+    options = SimulatorOptions(username=username, password=password, page_size=page_size,
+                               latency_ms=latency_ms, fault_rate=fault_rate)
+    typer.echo(f"Clarity LIMS simulator: http://127.0.0.1:{port}/api/v2 ({projects} projects, {page_size} a page, "
+               f"seed {seed}); user {username!r}. Ctrl-C stops it.")
+    sys.stdout.flush()
+    serve_forever(dataset, options, host="127.0.0.1", port=port)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
