@@ -13,6 +13,7 @@ from prefect import flow
 from flows.engine import Listing, Unit
 from flows.runner import sync_into_warehouse
 from flows.secrets import read_secret
+from pwh.config import CONFIG_FILE, ConfigError, RayteamsAccount, load_config
 from schemas import rayteams as tables
 from sources.http import HttpSettings
 from sources.rayteams.client import (
@@ -21,6 +22,7 @@ from sources.rayteams.client import (
     TOKEN_VARIABLE,
     RayteamsClient,
 )
+from sources.rayteams.oauth import OAuthCredentials, SecretNames
 from transforms.coerce import CoercionError, as_epoch_ms
 from transforms.frames import TableBatch
 from transforms.pseudonym import Pseudonymizer, load_key
@@ -94,6 +96,25 @@ def default_key_file(db_path: str) -> Path:
     return Path(db_path).resolve().parent / ".pwh" / "pseudonym.key"
 
 
+def http_settings(
+    concurrency: int, timeout_s: float, max_attempts: int, max_response_bytes: int | None
+) -> HttpSettings:
+    # No cap given: PWH_MAX_RESPONSE_BYTES, else 64 MiB (HttpSettings' default).
+    cap = {} if max_response_bytes is None else {"max_response_bytes": max_response_bytes}
+    return HttpSettings(concurrency=concurrency, timeout_s=timeout_s, max_attempts=max_attempts, **cap)
+
+
+async def sync_client(
+    client: RayteamsClient, *, account: str, db_path: str, mode: str, strategy: str, batch_size: int
+) -> dict[str, Any]:
+    """One account's sync through ``client`` into the warehouse (what every RAYTeams flow runs)."""
+    pseudonyms = Pseudonymizer(load_key(default_key_file(db_path)))
+    return await sync_into_warehouse(
+        RayteamsAdapter(client, account=account, strategy=strategy, pseudonyms=pseudonyms),
+        db_path=db_path, tables=tables.TABLES, mode=mode, batch_size=batch_size,
+    )
+
+
 @flow(name="sync-rayteams", log_prints=False, validate_parameters=True)
 async def sync_rayteams(
     base_url: str,
@@ -115,12 +136,109 @@ async def sync_rayteams(
     """
     token = read_secret(TOKEN_VARIABLE)
     client_id = read_secret(CLIENT_ID_VARIABLE)
-    pseudonyms = Pseudonymizer(load_key(default_key_file(db_path)))
-    # No cap given: PWH_MAX_RESPONSE_BYTES, else 64 MiB (HttpSettings' default).
-    cap = {} if max_response_bytes is None else {"max_response_bytes": max_response_bytes}
-    settings = HttpSettings(concurrency=concurrency, timeout_s=timeout_s, max_attempts=max_attempts, **cap)
+    settings = http_settings(concurrency, timeout_s, max_attempts, max_response_bytes)
     client = RayteamsClient.connect(base_url, token=token, client_id=client_id, settings=settings)
-    return await sync_into_warehouse(
-        RayteamsAdapter(client, account=account, strategy=strategy, pseudonyms=pseudonyms),
-        db_path=db_path, tables=tables.TABLES, mode=mode, batch_size=batch_size,
+    return await sync_client(client, account=account, db_path=db_path, mode=mode, strategy=strategy,
+                             batch_size=batch_size)
+
+
+def oauth_credentials(account: RayteamsAccount, settings: HttpSettings) -> OAuthCredentials:
+    """The account's OAuth credentials, its secrets read here (environment or Secret blocks)."""
+    client_id_source = (f"client_id of [rayteams.accounts.{account.name}]" if account.client_id
+                        else account.client_id_variable)
+    return OAuthCredentials(
+        account=account.name,
+        token_url=account.token_url,
+        client_id=account.client_id or read_secret(account.client_id_variable),
+        client_secret=read_secret(account.client_secret_variable),
+        refresh_token=read_secret(account.refresh_token_variable),
+        names=SecretNames(client_id_source, account.client_secret_variable, account.refresh_token_variable),
+        settings=settings,
     )
+
+
+@flow(name="sync-rayteams-account", log_prints=False, validate_parameters=True)
+async def sync_rayteams_account(
+    account: str,
+    config_path: str | None = None,
+    db_path: str = "warehouse.duckdb",
+    mode: str = "incremental",
+    strategy: str = DEFAULT_STRATEGY,
+    concurrency: int = 32,
+    batch_size: int = 250,
+    timeout_s: float = 30.0,
+    max_attempts: int = 6,
+    max_response_bytes: int | None = None,
+) -> dict[str, Any]:
+    """Sync one RAYTeams account of ``config_path`` (default ``pwh.toml``), renewing its
+    OAuth access token from its refresh token whenever it expires.
+
+    The client secret and refresh token come from ``RAYTEAMS_<NAME>_CLIENT_SECRET`` and
+    ``RAYTEAMS_<NAME>_REFRESH_TOKEN`` (or Secret blocks), never from parameters.
+    """
+    configured = load_config(config_path).rayteams_account(account)
+    settings = http_settings(concurrency, timeout_s, max_attempts, max_response_bytes)
+    client = RayteamsClient.connect(configured.base_url, oauth=oauth_credentials(configured, settings),
+                                    settings=settings)
+    summary = await sync_client(client, account=configured.name, db_path=db_path, mode=mode,
+                                strategy=strategy, batch_size=batch_size)
+    return {"account": configured.name, "region": configured.region, **summary}
+
+
+class AccountsFailedError(RuntimeError):
+    """Some accounts' syncs failed (the others ran); ``outcome`` holds every account's result."""
+
+    def __init__(self, message: str, outcome: dict[str, Any]):
+        super().__init__(message)
+        self.outcome = outcome
+
+
+@flow(name="sync-rayteams-accounts", log_prints=False, validate_parameters=True)
+async def sync_rayteams_accounts(
+    config_path: str | None = None,
+    db_path: str = "warehouse.duckdb",
+    account: str | None = None,
+    mode: str = "incremental",
+    strategy: str = DEFAULT_STRATEGY,
+    concurrency: int = 32,
+    batch_size: int = 250,
+    timeout_s: float = 30.0,
+    max_attempts: int = 6,
+    max_response_bytes: int | None = None,
+) -> dict[str, Any]:
+    """Sync every RAYTeams account of ``config_path`` (or only ``account``), one after
+    another, each as its own subflow run with its own ledger row (one DuckDB writer at a
+    time). An account that fails (a refused refresh token, say) does not stop the others;
+    the run then fails naming them, after every account has had its turn.
+
+    Returns ``{"accounts": {name: summary}, "failed": {name: message}}``.
+    """
+    config = load_config(config_path)
+    if account is not None:
+        names = [config.rayteams_account(account).name]
+    else:
+        names = sorted(config.rayteams_accounts)
+    if not names:
+        raise ConfigError(f"{config.path or CONFIG_FILE}: no RAYTeams accounts; add [rayteams.accounts.<name>] tables")
+    outcome: dict[str, Any] = {"accounts": {}, "failed": {}}
+    for name in names:
+        state = await sync_rayteams_account(
+            name, config_path=config_path, db_path=db_path, mode=mode, strategy=strategy,
+            concurrency=concurrency, batch_size=batch_size, timeout_s=timeout_s,
+            max_attempts=max_attempts, max_response_bytes=max_response_bytes, return_state=True,
+        )
+        if state.is_completed():
+            outcome["accounts"][name] = await state.result()
+        else:
+            error = await state.result(raise_on_failure=False)
+            message = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else (state.message or state.name)
+            outcome["failed"][name] = message.splitlines()[0][:2000]
+            log.error("RAYTeams account %s failed: %s", name, outcome["failed"][name])
+    if outcome["failed"]:
+        failed = outcome["failed"]
+        raise AccountsFailedError(
+            f"{len(failed)} of {len(names)} RAYTeams accounts failed: "
+            + "; ".join(f"{name}: {message}" for name, message in failed.items()),
+            outcome,
+        )
+    return outcome

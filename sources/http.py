@@ -100,13 +100,15 @@ class Answer:
 
 class Credentials(Protocol):
     """How a source authenticates. ``refresh`` renews credentials after a 401 and says
-    whether the request is worth one more try (OAuth); static credentials answer False."""
+    whether the request is worth one more try (OAuth); static credentials answer False.
+    ``rejected`` are the credential headers the refused request carried: a burst of 401s
+    for one expired token then renews it once (the later ones find a newer token)."""
 
     setting_name: str
 
     async def headers(self) -> Mapping[str, str]: ...
 
-    async def refresh(self, session: aiohttp.ClientSession) -> bool: ...
+    async def refresh(self, session: aiohttp.ClientSession, rejected: Mapping[str, str]) -> bool: ...
 
 
 @dataclass
@@ -119,7 +121,7 @@ class StaticHeaders:
     async def headers(self) -> Mapping[str, str]:
         return self.values
 
-    async def refresh(self, session: aiohttp.ClientSession) -> bool:
+    async def refresh(self, session: aiohttp.ClientSession, rejected: Mapping[str, str]) -> bool:
         return False
 
 
@@ -273,8 +275,10 @@ class HttpClient:
         refreshed: bool = False,
     ) -> T:
         headers: dict[str, str] = {}
+        sent: Mapping[str, str] = {}
         if self._credentials is not None:
-            headers.update(await self._credentials.headers())
+            sent = await self._credentials.headers()
+            headers.update(sent)
         if extra_headers:
             headers.update(extra_headers)
         async with self._limit:
@@ -297,7 +301,7 @@ class HttpClient:
         self.stats.by_status[answer.status] = self.stats.by_status.get(answer.status, 0) + 1
 
         if answer.status == 401:
-            if not refreshed and self._credentials is not None and await self._credentials.refresh(self.session):
+            if not refreshed and self._credentials is not None and await self._credentials.refresh(self.session, sent):
                 return await self._attempt(method, path, decode, params, data, extra_headers, refreshed=True)
             setting = self._credentials.setting_name if self._credentials else "the source's credentials"
             raise AuthError(

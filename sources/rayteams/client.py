@@ -16,7 +16,15 @@ from typing import Any
 from urllib.parse import quote
 
 from sources.errors import ApiError, NotFoundError
-from sources.http import Answer, HttpClient, HttpSettings, StaticHeaders, decode_json
+from sources.http import (
+    Answer,
+    Credentials,
+    HttpClient,
+    HttpSettings,
+    StaticHeaders,
+    decode_json,
+)
+from sources.rayteams.oauth import OAuthCredentials
 
 SUB_RESOURCES = ("memo", "attachments", "histories", "orders", "groups")
 STRATEGIES = ("aggregate", "per_resource")
@@ -88,22 +96,39 @@ def _as_list(data: Any, what: str) -> list[dict[str, Any]]:
 class RayteamsClient:
     """Fetches RAYTeams records over one shared :class:`HttpClient`."""
 
-    def __init__(self, http: HttpClient, *, file_http: HttpClient | None = None) -> None:
+    def __init__(
+        self, http: HttpClient, *, file_http: HttpClient | None = None, token_http: HttpClient | None = None
+    ) -> None:
         self.http = http
         self.file_http = file_http or http
+        # The token endpoint's client (OAuth accounts): opened, closed and counted with the rest.
+        self.token_http = token_http
 
     @classmethod
     def connect(
-        cls, base_url: str, *, token: str, client_id: str, settings: HttpSettings | None = None
+        cls,
+        base_url: str,
+        *,
+        token: str | None = None,
+        client_id: str | None = None,
+        settings: HttpSettings | None = None,
+        oauth: OAuthCredentials | None = None,
     ) -> RayteamsClient:
-        """A client for one account; use ``async with client.session():``."""
-        credentials = StaticHeaders(
-            {
-                "Authorization": token if token.lower().startswith("bearer ") else f"Bearer {token}",
-                "x-rayteams-client-id": client_id,
-            },
-            setting_name=f"{TOKEN_VARIABLE} and {CLIENT_ID_VARIABLE}",
-        )
+        """A client for one account; use ``async with client:``. Either a fixed ``token``
+        and ``client_id``, or ``oauth`` credentials that renew their access token."""
+        credentials: Credentials
+        if oauth is not None:
+            credentials = oauth
+        elif token is not None and client_id is not None:
+            credentials = StaticHeaders(
+                {
+                    "Authorization": token if token.lower().startswith("bearer ") else f"Bearer {token}",
+                    "x-rayteams-client-id": client_id,
+                },
+                setting_name=f"{TOKEN_VARIABLE} and {CLIENT_ID_VARIABLE}",
+            )
+        else:
+            raise ValueError("RayteamsClient.connect needs token and client_id, or oauth credentials")
         headers = {"Accept": "application/json"}
         http = HttpClient(base_url, source="rayteams", credentials=credentials,
                           default_headers=headers, settings=settings)
@@ -112,11 +137,12 @@ class RayteamsClient:
         if files_url != base_url:
             file_http = HttpClient(files_url, source="rayteams", credentials=credentials,
                                    default_headers=headers, settings=settings)
-        return cls(http, file_http=file_http)
+        return cls(http, file_http=file_http, token_http=None if oauth is None else oauth.http)
 
     @property
     def clients(self) -> tuple[HttpClient, ...]:
-        return (self.http,) if self.file_http is self.http else (self.http, self.file_http)
+        api = (self.http,) if self.file_http is self.http else (self.http, self.file_http)
+        return api if self.token_http is None else (self.token_http, *api)
 
     async def __aenter__(self) -> RayteamsClient:
         for client in self.clients:

@@ -130,6 +130,7 @@ class DatasetConfig:
     n_projects: int = 100
     invalid_records: int = 0  # number of records made schema-invalid (attachments/histories/orders)
     undocumented_kind_share: float = 0.1  # share of projects holding one record of an undocumented sk kind
+    region: str = REGION  # the RAYTeams region this account lives in (each project's "region")
 
 
 @dataclass
@@ -210,6 +211,7 @@ class _Core:
     __slots__ = (
         "index",
         "pid",
+        "region",
         "name_num",
         "name_is_number",
         "patient_id",
@@ -237,7 +239,7 @@ class _Core:
         d: dict[str, Any] = {
             "_id": self.pid,
             "sk": "project",
-            "region": REGION,
+            "region": self.region,
             "name": self.name_num if self.name_is_number else f"project-{self.name_num}",
             "patientId": self.patient_id,
             "projecttype": self.projecttype,
@@ -351,6 +353,7 @@ class RayteamsDataset:
         c = _Core()
         c.index = index
         c.pid = pid = self._pid(index)
+        c.region = self.config.region
         c.name_num = _ri(r, 1_000_000, 9_999_999)
         c.name_is_number = res == _Q_NAME_NUMBER or r.random() < 0.05
         c.patient_id = f"patient-{_ri(r, 100000, 999999)}" if r.random() < 0.8 else f"NEW-{_ri(r, 1, 9999):04d}"
@@ -846,6 +849,15 @@ class RayteamsDataset:
         if strategy == "per_resource":
             t["other_records"] = 0
         return {name: t[name] for name in TABLES}
+
+    def project_rows(self, project_id: str) -> dict[str, int] | None:
+        """Rows one project (as currently served) adds to each table after an "aggregate"
+        sync, its rejected records included; None if no such project. Crash tests check
+        with it that every project in a warehouse is whole."""
+        i = self._index(project_id)
+        if i is None:
+            return None
+        return {"projects": 1, **dict(zip(_COUNT_FIELDS, self._project_counts(i)))}
 
     def _project_counts(self, index: int) -> tuple[int, ...]:
         """Row counts of one project (see _COUNT_FIELDS), memoised per version (a small tuple)."""

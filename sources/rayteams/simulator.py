@@ -14,16 +14,28 @@ the simulator in another process): ``GET /_sim/health``, ``GET /_sim/stats``,
 (→ ``expected_rows``), ``GET /_sim/secrets`` (patient names and download links, for leak
 tests run in another process).
 
+OAuth: ``POST /oauth2/token`` exchanges a refresh token (``grant_type=refresh_token``,
+client id and secret as basic auth) for an access token that expires after
+``token_ttl_s`` (then 401); ``expires_in`` may announce another life than the real one, so
+tests can make a client meet expiry as a 401 mid-sync. An instance is one region: it
+accepts only access tokens it issued. ``POST /_sim/oauth/revoke`` (JSON
+``{"refresh_token"}``) revokes a refresh token (later exchanges: ``invalid_grant``) and the
+access tokens issued from it; ``/_sim/secrets`` also lists every access token issued.
+
 Serialised bodies are cached per (project, endpoint, version) in a bounded LRU.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import math
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import lru_cache
+from secrets import token_urlsafe
 from typing import Any
 
 import orjson
@@ -44,6 +56,7 @@ __all__ = [
     "STAT_KINDS",
     "build_app",
     "running_simulator",
+    "token_url",
     "serve_forever",
 ]
 
@@ -58,6 +71,7 @@ _UNAUTHORIZED = b'{"message":"Unauthorized"}'
 _TOO_MANY = b'{"message":"Too Many Requests"}'
 _SERVER_ERROR = b'{"message":"Internal Server Error"}'
 _EMPTY = b'{"status":"success","data":{}}'
+TOKEN_PATH = "/oauth2/token"
 
 
 @dataclass
@@ -73,6 +87,13 @@ class SimulatorOptions:
     max_body_bytes: int | None = None  # largest request body accepted (aiohttp's client_max_size)
     fault_seed: int | None = None  # seed of the fault choice; None: the dataset's seed
     body_cache_size: int = 32768  # serialised bodies kept (per project, endpoint, version)
+    # OAuth (POST /oauth2/token). Access tokens it issues are accepted (besides ``token``)
+    # until they expire; each simulator instance is one region: it accepts only its own.
+    region: str = "ap-northeast-2"
+    client_secret: str = "sim-secret"  # basic auth of the token endpoint, with client_id
+    refresh_tokens: frozenset[str] = frozenset({"sim-refresh"})  # refresh tokens it honours
+    token_ttl_s: float = 86400.0  # real life of an issued access token (the docs: one day)
+    expires_in: int | None = None  # what the token endpoint announces; None: the ttl, rounded up
 
 
 def _envelope(data: Any) -> bytes:
@@ -88,6 +109,9 @@ class _Simulator:
         self.ds = dataset
         self.opt = options
         self._auth_ok = {f"Bearer {options.token}", options.token}
+        self.refresh_tokens = set(options.refresh_tokens)
+        self.issued: dict[str, tuple[float, str]] = {}  # "Bearer <token>" -> (expiry, refresh token)
+        self.all_issued: list[str] = []  # every access token ever issued (leak tests)
         self.faults = FaultInjector(
             FaultOptions(
                 fault_rate=options.fault_rate, fault_kinds=options.fault_kinds,
@@ -109,6 +133,9 @@ class _Simulator:
             "unauthorized": 0,
             "no_item": 0,
             "always_fail": 0,
+            "token_issued": 0,
+            "token_refused": 0,
+            "expired": 0,
         }
         self.faults.reset()
 
@@ -149,8 +176,7 @@ class _Simulator:
         stats = self.stats
         stats["total"] += 1
         stats[kind] += 1
-        headers = request.headers
-        if headers.get("Authorization") not in self._auth_ok or headers.get("x-rayteams-client-id") != self.opt.client_id:
+        if not self.authorized(request.headers):
             stats["unauthorized"] += 1
             return _json(_UNAUTHORIZED, status=401)
         if self.opt.latency_ms > 0:
@@ -170,6 +196,61 @@ class _Simulator:
             stats["no_item"] += 1
             return _json(_NO_ITEM)
         return _json(self.faults.shape_body(result, fault))
+
+
+    # ------------------------------------------------------------------ OAuth
+    def authorized(self, headers: Any) -> bool:
+        if headers.get("x-rayteams-client-id") != self.opt.client_id:
+            return False
+        presented = headers.get("Authorization")
+        if presented in self._auth_ok:
+            return True
+        issued = self.issued.get(presented) if presented else None
+        if issued is None:
+            return False  # unknown here: never issued, or issued by another region
+        if time.monotonic() >= issued[0]:
+            self.stats["expired"] += 1
+            return False
+        return True
+
+    async def token(self, request: web.Request) -> web.Response:
+        """``POST /oauth2/token`` (grant_type=refresh_token), as get-access-token.md describes."""
+        expected = base64.b64encode(f"{self.opt.client_id}:{self.opt.client_secret}".encode()).decode()
+        if request.headers.get("Authorization") != f"Basic {expected}":
+            return self.refuse("invalid_client", 401)
+        if request.content_type != "application/x-www-form-urlencoded":
+            return self.refuse("invalid_request", 400)
+        form = await request.post()
+        if form.get("grant_type") != "refresh_token":
+            return self.refuse("unsupported_grant_type", 400)
+        if form.get("client_id") != self.opt.client_id:
+            return self.refuse("unauthorized_client", 400)
+        refresh = form.get("refresh_token")
+        if not isinstance(refresh, str) or refresh not in self.refresh_tokens:
+            return self.refuse("invalid_grant", 400)
+        if self.opt.latency_ms > 0:
+            await asyncio.sleep(self.opt.latency_ms / 1000)
+        value = f"sim-at-{self.opt.region}-{token_urlsafe(24)}"
+        self.issued[f"Bearer {value}"] = (time.monotonic() + self.opt.token_ttl_s, refresh)
+        self.all_issued.append(value)
+        self.stats["token_issued"] += 1
+        announced = self.opt.expires_in if self.opt.expires_in is not None else math.ceil(self.opt.token_ttl_s)
+        return _json(orjson.dumps({
+            "access_token": value, "id_token": f"sim-id-{token_urlsafe(12)}",
+            "token_type": "Bearer", "expires_in": announced,
+        }))
+
+    def refuse(self, error: str, status: int) -> web.Response:
+        self.stats["token_refused"] += 1
+        return _json(orjson.dumps({"error": error}), status=status)
+
+    def revoke(self, refresh: str) -> int:
+        """Revoke a refresh token and every access token issued from it."""
+        self.refresh_tokens.discard(refresh)
+        gone = [key for key, (_, source) in self.issued.items() if source == refresh]
+        for key in gone:
+            del self.issued[key]
+        return len(gone)
 
 
 def _error_answer(status: int, headers: dict[str, str]) -> web.Response:
@@ -267,9 +348,16 @@ def build_app(dataset: RayteamsDataset, options: SimulatorOptions | None = None)
                     "patient_names": sorted(dataset.patient_names()),
                     "download_links": sorted(dataset.download_links()),
                     "invalid_record_keys": dataset.invalid_record_keys,
+                    "access_tokens": sim.all_issued,
                 }
             )
         )
+
+    async def revoke(request: web.Request) -> web.Response:
+        body = orjson.loads(await request.read() or b"{}")
+        if not isinstance(body, dict) or not isinstance(body.get("refresh_token"), str):
+            return _json(b'{"message":"expected JSON {refresh_token}"}', status=400)
+        return _json(orjson.dumps({"access_tokens_revoked": sim.revoke(body["refresh_token"])}))
 
     kinds = "|".join(("info", *SUB_KINDS))
     types = r"[^/]+"
@@ -287,6 +375,8 @@ def build_app(dataset: RayteamsDataset, options: SimulatorOptions | None = None)
     app.router.add_post("/_sim/mutate", mutate)
     app.router.add_get("/_sim/truth", truth)
     app.router.add_get("/_sim/secrets", secrets)
+    app.router.add_post("/_sim/oauth/revoke", revoke)
+    app.router.add_post(TOKEN_PATH, sim.token)
     return app
 
 
@@ -297,9 +387,18 @@ async def running_simulator(
     host: str = "127.0.0.1",
     port: int = 0,
 ) -> AsyncIterator[str]:
-    """Serve the simulator on ``host:port`` (0: a free port) and yield its base URL (…/v1.0)."""
+    """Serve the simulator on ``host:port`` (0: a free port) and yield its base URL (…/v1.0);
+    its token endpoint is :func:`token_url` of that URL."""
     async with serving(build_app(dataset, options), host, port) as root:
         yield f"{root}{API_PREFIX}"
+
+
+def token_url(base_url: str) -> str:
+    """The simulator's token endpoint, from the API base URL ``running_simulator`` yields."""
+    root = base_url.rstrip("/")
+    if root.endswith(API_PREFIX):
+        root = root[: -len(API_PREFIX)]
+    return f"{root}{TOKEN_PATH}"
 
 
 def serve_forever(
