@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import aiohttp
 import duckdb
 import pytest
 
 from flows.rayteams import sync_rayteams
 from sources.rayteams.dataset import DatasetConfig, RayteamsDataset
-from sources.rayteams.simulator import SimulatorOptions, running_simulator
+from sources.rayteams.simulator import FAULT_KINDS, SimulatorOptions, running_simulator
 from tests.warehouse_checks import content_hashes, table_counts
 
 TOKEN = "tok-SECRET-7f3a9c1e5b"
@@ -30,8 +31,17 @@ def options(**kw) -> SimulatorOptions:
 
 
 async def sync(dataset, db: Path, sim_options: SimulatorOptions | None = None, **params) -> dict:
+    summary, _ = await sync_with_stats(dataset, db, sim_options, **params)
+    return summary
+
+
+async def sync_with_stats(dataset, db: Path, sim_options: SimulatorOptions | None = None, **params) -> tuple[dict, dict]:
+    """The run summary and the simulator's own counters (faults injected by kind, ...)."""
     async with running_simulator(dataset, sim_options or options()) as base_url:
-        return await sync_rayteams(base_url=base_url, db_path=str(db), batch_size=16, **params)
+        summary = await sync_rayteams(base_url=base_url, db_path=str(db), batch_size=16, **params)
+        async with aiohttp.ClientSession() as session:
+            async with session.get(base_url.removesuffix("/v1.0") + "/_sim/stats") as response:
+                return summary, await response.json()
 
 
 @pytest.mark.parametrize("strategy", ["aggregate", "per_resource"])
@@ -55,13 +65,21 @@ async def test_same_sync_twice_leaves_identical_tables(tmp_path):
     assert content_hashes(db) == first
 
 
-async def test_transient_faults_give_the_same_warehouse_as_none(tmp_path):
-    dataset = RayteamsDataset(DatasetConfig(seed=13, n_projects=30))
-    await sync(dataset, tmp_path / "clean.duckdb")
-    faulty = options(fault_rate=0.25, retry_after_s=0, stall_s=1.5)
-    summary = await sync(dataset, tmp_path / "faulty.duckdb", faulty, timeout_s=0.5, max_attempts=8)
+@pytest.mark.parametrize("fault_rate, strategy, n_projects", [(0.25, "aggregate", 30), (0.10, "per_resource", 30)])
+async def test_transient_faults_give_the_same_warehouse_as_none(tmp_path, fault_rate, strategy, n_projects):
+    dataset = RayteamsDataset(DatasetConfig(seed=13, n_projects=n_projects, invalid_records=2))
+    await sync(dataset, tmp_path / "clean.duckdb", strategy=strategy)
+    # Every kind: 429 (with Retry-After), 500, stalls beyond the timeout, truncated and
+    # non-JSON bodies, connection resets.
+    faulty = options(fault_rate=fault_rate, retry_after_s=1, stall_s=1.5)
+    summary, stats = await sync_with_stats(
+        dataset, tmp_path / "faulty.duckdb", faulty, strategy=strategy, timeout_s=0.5, max_attempts=8)
     assert summary["status"] == "success"
-    assert summary["retries"] > 0
+    # The simulator proves each kind was injected (aiohttp re-sends a GET once by itself
+    # when a pooled connection drops, so a reset need not reach our retry counter).
+    assert set(stats["faults_by_kind"]) == set(FAULT_KINDS)
+    assert all(count >= 1 for count in stats["faults_by_kind"].values()), stats["faults_by_kind"]
+    assert summary["retries"] >= stats["faults"] - stats["faults_by_kind"]["reset"]
     assert content_hashes(tmp_path / "faulty.duckdb") == content_hashes(tmp_path / "clean.duckdb")
 
 
