@@ -72,9 +72,12 @@ class IncoplaxDataset:
             self.invalid_ids.append(pid)
 
     # ------------------------------------------------------------------ clock and ids
-    def _tick(self) -> str:
-        # 0.01 s to ~90 s per write; sometimes 0: equal ext.lwt values do occur.
-        step = self._rng.choice((0, 1, 7, 150, 999, 9000))
+    def _tick(self, *, creating: bool = False) -> str:
+        # 0.01 s to ~90 s per write. A create may take no time: different projects with
+        # equal ext.lwt occur. A change always moves the clock: at the API's 10 ms
+        # resolution two writes of one project within 10 ms would leave ext.lwt equal,
+        # which no ext.lwt cursor can see (see docs/incoplax.md).
+        step = self._rng.choice((0, 1, 7, 150, 999, 9000) if creating else (1, 7, 150, 999, 9000))
         self._clock += timedelta(milliseconds=10 * step)
         return iso_cs(self._clock)
 
@@ -89,7 +92,7 @@ class IncoplaxDataset:
         index = self._created
         pid = self._new_id()
         self._created += 1
-        now = self._tick()
+        now = self._tick(creating=True)
         project: dict[str, Any] = {
             "id": pid,
             "code": str(body.get("code", 5100 + index)),
