@@ -44,11 +44,11 @@ async def test_paging_walks_every_page_and_ends_at_the_empty_one():
         listed = await client.list_projects()
     assert [p["id"] for p in listed] == list(dataset.projects)
     # 5+5+5+5+3, then the empty page that proves the end (a short page does not).
-    assert sim.stats["list"] == 6 and sim.stats["limits"] == [5] * 6
+    assert sim.stats["list"] == 6 and sim.stats["limits"] == {5: 6}
 
 
-@pytest.mark.parametrize("n_projects, expected_requests", [(23, 7), (20, 6)])
-async def test_a_server_that_caps_limit_is_read_to_the_end(n_projects, expected_requests):
+@pytest.mark.parametrize("n_projects, listing_requests", [(23, 7), (20, 6)])
+async def test_a_server_that_caps_limit_is_read_to_the_end(n_projects, listing_requests):
     dataset = IncoplaxDataset(DatasetConfig(seed=2, n_projects=n_projects))
     async with simulated(dataset, page_size=10, max_limit=4) as (client, sim):
         listed = await client.list_projects()
@@ -56,8 +56,10 @@ async def test_a_server_that_caps_limit_is_read_to_the_end(n_projects, expected_
         first = await client.list_page(0, 10)
     assert len(first) == 4
     assert [p["id"] for p in listed] == list(dataset.projects)
-    # Offsets advance by what each page held: 0, 4, 8, ...; the empty page ends it.
-    assert sim.stats["list"] == expected_requests + 1
+    # Offsets advance by what each page held: 0, 4, 8, ...; the empty page ends it
+    # (23: six pages and the empty one; 20: five full pages and the empty one).
+    assert sim.stats["list"] == listing_requests + 1  # + the single list_page above
+    assert sim.stats["limits"] == {4: listing_requests + 1}  # the server's cap, not the 10 asked
 
 
 async def test_mask_and_flat_answers_are_parsed():

@@ -225,7 +225,7 @@ class _Simulator:
         self.reset_stats()
 
     def reset_stats(self) -> None:
-        self.stats = {"total": 0, **dict.fromkeys(STAT_KINDS, 0), "unauthorized": 0, "limits": []}
+        self.stats = {"total": 0, **dict.fromkeys(STAT_KINDS, 0), "unauthorized": 0, "limits": {}}
         self.faults.reset()
 
     def stats_snapshot(self) -> dict[str, Any]:
@@ -260,7 +260,8 @@ class _Simulator:
         limit = _parse_int(query.get("limit"), "limit", self.opt.default_limit)
         if self.opt.max_limit is not None:
             limit = min(limit, self.opt.max_limit)
-        self.stats["limits"].append(limit)
+        limits = self.stats["limits"]  # limit → list requests answered with it
+        limits[limit] = limits.get(limit, 0) + 1
         mask = _parse_mask(query.get("mask"), LIST_MASK_FIELDS)
         flat = _parse_flat(query.get("flat"))
         entities = _filtered(list(self.ds.projects.values()), query.get("filter"))
