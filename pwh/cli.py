@@ -31,6 +31,9 @@ def _quiet_prefect() -> None:
     Prefect's run records still get everything."""
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Without PREFECT_API_URL, Prefect starts a temporary server per run; its default 20 s
+    # start-up wait is not enough on a busy 2-core machine (measured: runs failed).
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     os.umask(0o077)  # the warehouse, its WAL and key files: owner only
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
@@ -87,9 +90,15 @@ def print_summary(summary: dict) -> None:
 
 @sync_app.command("rayteams")
 def sync_rayteams_command(
-    base_url: Annotated[str, typer.Option(help="API base URL, e.g. https://api-ap-northeast-2-project.rayteams.com/v1.0")],
+    base_url: Annotated[Optional[str], typer.Option(
+        help="API base URL, e.g. https://api-ap-northeast-2-project.rayteams.com/v1.0 (one account, "
+             "fixed RAYTEAMS_TOKEN). Without it: the accounts of pwh.toml.")] = None,
     db: DbOption = Path("warehouse.duckdb"),
-    account: Annotated[str, typer.Option(help="Name recorded with every row (the lab/account).")] = "default",
+    account: Annotated[Optional[str], typer.Option(
+        help="With --base-url: the name recorded with every row (default 'default'). Without: "
+             "the pwh.toml account to sync.")] = None,
+    all_accounts: Annotated[bool, typer.Option("--all-accounts", help="Sync every account of pwh.toml (the default without --base-url).")] = False,
+    config: Annotated[Optional[Path], typer.Option("--config", help="Configuration file (default ./pwh.toml).")] = None,
     concurrency: Annotated[int, typer.Option(min=1, max=512, help="Requests in flight.")] = 32,
     full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Refetch every project and reconcile.")] = False,
     strategy: Annotated[str, typer.Option(help="aggregate (GET /project/{_id}) or per_resource.")] = "aggregate",
@@ -107,6 +116,19 @@ def sync_rayteams_command(
 
     if strategy not in STRATEGIES:
         fail(f"--strategy must be one of {', '.join(STRATEGIES)}")
+    max_response_bytes = None if max_response_mb is None else int(max_response_mb * 1024 * 1024)
+    if base_url is None:
+        if token or client_id:
+            fail("--token and --client-id apply with --base-url only; configured accounts renew their "
+                 "tokens from RAYTEAMS_<NAME>_REFRESH_TOKEN (see docs/accounts.md)")
+        _sync_rayteams_accounts(
+            config=config, db=db, account=account, all_accounts=all_accounts, concurrency=concurrency,
+            mode="full_refresh" if full_refresh else "incremental", strategy=strategy,
+            batch_size=batch_size, timeout=timeout, max_response_bytes=max_response_bytes, quiet=quiet,
+        )
+        return
+    if all_accounts:
+        fail("--all-accounts syncs the accounts of pwh.toml: drop --base-url")
     # Secrets reach the flow through its environment, never as (stored) flow parameters.
     if token:
         os.environ[TOKEN_VARIABLE] = token
@@ -115,13 +137,51 @@ def sync_rayteams_command(
     from flows.rayteams import sync_rayteams
 
     summary = run_flow(lambda: sync_rayteams(
-        base_url=base_url, db_path=str(db), account=account,
+        base_url=base_url, db_path=str(db), account=account or "default",
         mode="full_refresh" if full_refresh else "incremental", strategy=strategy,
         concurrency=concurrency, batch_size=batch_size, timeout_s=timeout,
-        max_response_bytes=None if max_response_mb is None else int(max_response_mb * 1024 * 1024),
+        max_response_bytes=max_response_bytes,
     ), show_progress=not quiet and sys.stderr.isatty())
     print_summary(summary)
     if summary["status"] == "partial":
+        raise typer.Exit(3)
+
+
+def _sync_rayteams_accounts(*, config: Optional[Path], db: Path, account: Optional[str], all_accounts: bool,
+                            quiet: bool, timeout: float, **params) -> None:
+    """``pwh sync rayteams`` without --base-url: the accounts of pwh.toml, each renewing its
+    OAuth token; one summary per account; exit 1 if any account failed (the rest still ran)."""
+    from pwh.config import ConfigError, load_config
+
+    if account and all_accounts:
+        fail("give --account NAME or --all-accounts, not both")
+    try:
+        loaded = load_config(config)
+        if account:
+            loaded.rayteams_account(account)
+    except ConfigError as exc:
+        fail(str(exc))
+    if not loaded.rayteams_accounts:
+        fail("give --base-url, or configure RAYTeams accounts in pwh.toml ([rayteams.accounts.<name>], "
+             "see docs/accounts.md)")
+    from flows.rayteams import AccountsFailedError, sync_rayteams_accounts
+
+    async def run() -> dict:
+        try:
+            return await sync_rayteams_accounts(
+                config_path=str(loaded.path), db_path=str(db), account=account, timeout_s=timeout, **params)
+        except AccountsFailedError as exc:
+            return exc.outcome
+
+    outcome = run_flow(run, show_progress=not quiet and sys.stderr.isatty())
+    for name, summary in outcome["accounts"].items():
+        typer.echo(f"account {name} ({summary['region']}):")
+        print_summary(summary)
+    for name, message in outcome["failed"].items():
+        typer.echo(f"account {name}: failed: {message}", err=True)
+    if outcome["failed"]:
+        raise typer.Exit(1)
+    if any(summary["status"] == "partial" for summary in outcome["accounts"].values()):
         raise typer.Exit(3)
 
 
@@ -399,6 +459,79 @@ def simulate_clarity_command(
                f"seed {seed}); user {username!r}. Ctrl-C stops it.")
     sys.stdout.flush()
     serve_forever(dataset, options, host="127.0.0.1", port=port)
+
+
+@app.command()
+def sql(
+    db: DbOption = Path("warehouse.duckdb"),
+    command: Annotated[Optional[str], typer.Option("-c", "--command", help="Run this one query and exit.")] = None,
+) -> None:
+    """SQL on the readers' replica (read-only; never blocks a sync): a prompt, or one query with -c."""
+    import duckdb
+
+    from pwh.sql import repl, run_one
+
+    try:
+        if command is not None:
+            run_one(db, command)
+        else:
+            repl(db)
+    except FileNotFoundError as exc:
+        fail(str(exc))
+    except duckdb.Error as exc:
+        fail(str(exc).splitlines()[0])
+
+
+@app.command()
+def publish(db: DbOption = Path("warehouse.duckdb")) -> None:
+    """Refresh the marts and comments and publish the readers' replica now (every sync does this itself)."""
+    from warehouse.connection import WarehouseBusyError
+    from warehouse.lock import open_writer
+    from warehouse.migrations import migrate
+    from warehouse.replica import publish_replica, refresh_analyst_layer
+
+    if not db.exists():
+        fail(f"no warehouse at {db}")
+    try:
+        with open_writer(db) as con:
+            migrate(con)
+            refresh_analyst_layer(con)
+            published = publish_replica(con, db)
+    except WarehouseBusyError as exc:
+        fail(str(exc))
+    typer.echo(f"replica {published.path} published ({published.bytes / 1e6:,.1f} MB in {published.seconds:.2f} s)")
+
+
+@app.command()
+def dashboard(
+    db: DbOption = Path("warehouse.duckdb"),
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port on 127.0.0.1.")] = 8501,
+    refresh: Annotated[int, typer.Option(min=0, help="Reload the page every N seconds (0: never).")] = 60,
+) -> None:
+    """Serve the dashboard over the readers' replica on http://127.0.0.1:PORT until interrupted."""
+    from pwh.dashboard import serve
+    from warehouse.replica import replica_path
+
+    if not replica_path(db).exists() and not str(db).endswith(".replica.duckdb"):
+        fail(f"no readers' replica at {replica_path(db)}: run a sync (or `pwh publish --db {db}`) first")
+    typer.echo(f"dashboard on http://127.0.0.1:{port}/ over {replica_path(db)}; Ctrl-C stops it.")
+    serve(db, port=port, refresh_s=refresh or None)
+
+
+@app.command()
+def report(
+    db: DbOption = Path("warehouse.duckdb"),
+    out: Annotated[Path, typer.Option(help="HTML file to write (self-contained: renders offline).")] = Path("report.html"),
+) -> None:
+    """Write the dashboard as one self-contained HTML file."""
+    from pwh.dashboard import write_report
+
+    try:
+        s = write_report(db, out)
+    except FileNotFoundError as exc:
+        fail(str(exc))
+    typer.echo(f"report written to {out} ({out.stat().st_size / 1e6:.1f} MB): "
+               f"{s.projects_current:,} current projects, {s.rejected_total:,} rejected rows, {len(s.runs)} recent runs")
 
 
 if __name__ == "__main__":  # pragma: no cover
