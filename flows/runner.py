@@ -18,6 +18,7 @@ from flows.tasks import TASK_STAGES
 from schemas.spec import Table
 from warehouse.lock import open_writer
 from warehouse.migrations import check_tables, migrate
+from warehouse.replica import publish_replica, refresh_analyst_layer
 
 # A run started by a deployment (a schedule) waits this long for another writer of the
 # same file (a manual sync, another source's run) to finish; a direct run (`pwh sync`)
@@ -54,4 +55,10 @@ async def sync_into_warehouse(
                 opened, con, run_id=run_id, mode=mode, batch_size=batch_size,
                 stages=stages, progress=new_progress(),
             )
+        if run.status in ("success", "partial"):
+            # Still the only writer: marts and comments refreshed, then the readers'
+            # replica published (what analysts and dashboards open; see warehouse/replica.py).
+            # Partial runs publish too: every project they committed is complete.
+            refresh_analyst_layer(con)
+            await asyncio.to_thread(publish_replica, con, db_path)
     return run.summary()

@@ -11,31 +11,66 @@ import schemas
 from schemas.spec import Table
 
 
-def all_tables() -> tuple[Table, ...]:
-    modules = sorted(
+def _table_modules() -> list:
+    names = sorted(
         name for _, name, _ in pkgutil.iter_modules(schemas.__path__) if name not in ("catalog", "spec", "validate")
     )
-    modules.sort(key=lambda name: name != "pipeline")
+    names.sort(key=lambda name: name != "pipeline")
+    return [importlib.import_module(f"schemas.{name}") for name in names]
+
+
+def all_tables() -> tuple[Table, ...]:
     tables: list[Table] = []
-    for name in modules:
-        tables.extend(getattr(importlib.import_module(f"schemas.{name}"), "TABLES", ()))
+    for module in _table_modules():
+        tables.extend(getattr(module, "TABLES", ()))
     return tuple(tables)
+
+
+def all_views() -> tuple:
+    """The analysts' marts (``warehouse.marts``): views documented like the tables."""
+    from warehouse.marts import VIEWS
+
+    return VIEWS
+
+
+def schema_docs() -> dict[str, str]:
+    """What each schema holds: its module's ``SCHEMA_DOC``, else the first paragraph of
+    its docstring. (DuckDB 2.0 has no COMMENT ON SCHEMA: this shows in the docs only.)"""
+    from warehouse import marts
+
+    docs = {}
+    for module in (*_table_modules(), marts):
+        schema = getattr(module, "SCHEMA", None)
+        doc = getattr(module, "SCHEMA_DOC", None) or (module.__doc__ or "").strip().split("\n\n")[0]
+        if schema:
+            docs[schema] = " ".join(doc.split())
+    return docs
 
 
 def markdown_reference(tables: tuple[Table, ...] | None = None) -> str:
     """The table reference of the README: every schema, table and column with its meaning."""
     lines: list[str] = []
     current_schema = None
-    for table in tables or all_tables():
+    docs = schema_docs()
+    objects = tables or (*all_tables(), *all_views())
+    for table in objects:
         if table.schema != current_schema:
             current_schema = table.schema
             lines.append(f"### Schema `{table.schema}`\n")
-        key = ", ".join(f"`{k}`" for k in table.key)
-        lines.append(f"#### `{table.qualified_name}`\n\n{table.doc} Key: {key}.\n")
+            if docs.get(table.schema):
+                lines.append(f"{docs[table.schema]}\n")
+        if isinstance(table, Table):
+            key = ", ".join(f"`{k}`" for k in table.key)
+            lines.append(f"#### `{table.qualified_name}`\n\n{table.doc} Key: {key}.\n")
+            keyed = set(table.key)
+        else:
+            sources = ", ".join(f"`{s}`" for s in dict.fromkeys(p.source for p in table.parts))
+            lines.append(f"#### `{table.qualified_name}` (view)\n\n{table.doc} Grain: {table.grain}. Sources: {sources}.\n")
+            keyed = set()
         lines.append("| column | type | meaning |\n| --- | --- | --- |")
         for column in table.columns:
             doc = column.doc.replace("|", "\\|")
-            lines.append(f"| `{column.name}` | {column.sql_type}{'' if column.nullable and column.name not in table.key else ', not null'} | {doc} |")
+            lines.append(f"| `{column.name}` | {column.sql_type}{'' if column.nullable and column.name not in keyed else ', not null'} | {doc} |")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 

@@ -1,0 +1,295 @@
+"""The dashboard: one page over the readers' replica, served live (``pwh dashboard``) or
+written as one self-contained HTML file (``pwh report``). Same queries, same page.
+
+Why plotly figures in a page we render ourselves, not Streamlit/Dash/Panel: the report
+must be a static file that renders offline anyway, so one renderer serves both (what you
+see in the browser is exactly what gets mailed); plotly gives hover values, zoom and
+legend toggles with no server-side state; plotly.js is bundled in the wheel (inlined in
+the report, served from ``/plotly.js`` by the dashboard: no CDN); and the server is a
+few lines of aiohttp, already a dependency, that start instantly and hold the replica
+open only for the milliseconds a page takes to query (an open connection would pin an
+old snapshot and, on the primary, block the sync).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from warehouse.replica import open_replica, replica_path
+
+TITLE = "Project warehouse"
+SECTIONS = (
+    "Projects by source and status",
+    "Activity over time",
+    "Storage by group",
+    "Order funnel",
+    "Last sync runs",
+    "Rejected rows",
+)
+
+
+@dataclass
+class Snapshot:
+    replica: str
+    published_at: datetime
+    projects_total: int = 0
+    projects_current: int = 0
+    by_source: list[tuple] = field(default_factory=list)  # source, account, current, deleted
+    by_status: list[tuple] = field(default_factory=list)  # source, status, lifecycle, projects
+    activity: list[tuple] = field(default_factory=list)  # week, memos, comments, histories, work_packages
+    storage: list[tuple] = field(default_factory=list)  # account, owner, lab, projects, file_bytes, attachment_bytes, total
+    funnel: list[tuple] = field(default_factory=list)  # stage, status_type, orders, projects
+    products: list[tuple] = field(default_factory=list)  # status_type, product, currency, orders, value
+    runs: list[tuple] = field(default_factory=list)
+    rejected: list[tuple] = field(default_factory=list)  # source, account, table, field, records
+    rejected_total: int = 0
+
+
+def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple]:
+    return con.execute(sql).fetchall()
+
+
+def collect(con: duckdb.DuckDBPyConnection, replica: str, published_at: datetime) -> Snapshot:
+    """Everything the page shows, from the marts and the pipeline tables."""
+    s = Snapshot(replica, published_at)
+    s.projects_total, s.projects_current = _rows(
+        con, "SELECT count(*), count(*) FILTER (NOT is_deleted) FROM analytics.projects")[0]
+    s.by_source = _rows(con, """
+        SELECT source, account, count(*) FILTER (NOT is_deleted), count(*) FILTER (is_deleted)
+        FROM analytics.projects GROUP BY ALL ORDER BY ALL""")
+    s.by_status = _rows(con, """
+        SELECT source, coalesce(status, '(no status)'), lifecycle, count(*)
+        FROM analytics.projects WHERE NOT is_deleted GROUP BY ALL ORDER BY 4 DESC, 1, 2""")
+    s.activity = _rows(con, """
+        SELECT date_trunc('week', day)::DATE AS week, sum(memos)::BIGINT, sum(comments)::BIGINT,
+               sum(histories)::BIGINT, sum(work_packages)::BIGINT
+        FROM analytics.activity_daily GROUP BY week ORDER BY week""")
+    s.storage = _rows(con, """
+        SELECT account, owner_group_id, lab_id, projects, file_bytes, attachment_bytes, total_bytes
+        FROM analytics.storage_by_group ORDER BY total_bytes DESC, account, owner_group_id, lab_id""")
+    s.funnel = _rows(con, """
+        SELECT stage, status_type, sum(orders)::BIGINT, sum(projects)::BIGINT
+        FROM analytics.orders_funnel GROUP BY ALL ORDER BY stage, status_type""")
+    s.products = _rows(con, """
+        SELECT status_type, product_name, currency, sum(orders)::BIGINT, sum(value)
+        FROM analytics.orders_funnel GROUP BY ALL ORDER BY min(stage), status_type, 4 DESC, product_name, currency""")
+    s.runs = _rows(con, """
+        SELECT source, account, mode, status, started_at, ended_at,
+               epoch(ended_at - started_at), units_seen, units_new + units_changed, units_deleted,
+               units_failed, rows_rejected
+        FROM pipeline.runs ORDER BY started_at DESC LIMIT 12""")
+    # What kind of problem, per table: the field a reason names (never the value: it could
+    # hold data the quarantine keeps only redacted).
+    s.rejected = _rows(con, """
+        SELECT source, account, table_name, split_part(reason, ':', 1) AS field, count(DISTINCT (unit_key, seq))
+        FROM (SELECT *, unnest(CAST(reasons AS VARCHAR[])) AS reason FROM pipeline.rejected_records)
+        GROUP BY ALL ORDER BY 5 DESC, 1, 2, 3, 4""")
+    s.rejected_total = _rows(con, "SELECT count(*) FROM pipeline.rejected_records")[0][0]
+    return s
+
+
+def snapshot(db: Path | str) -> Snapshot:
+    """Open the replica, read what the page needs, close it (a fresh connection per page:
+    an open one would pin an old snapshot)."""
+    con = open_replica(db)
+    try:
+        path = replica_path(db) if not str(db).endswith(".replica.duckdb") else Path(db)
+        published = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
+        return collect(con, str(path), published)
+    finally:
+        con.close()
+
+
+# ------------------------------------------------------------------------------ render
+
+class _Raw(str):
+    """Already-escaped HTML for a table cell."""
+
+
+def _esc(value: Any) -> str:
+    if isinstance(value, _Raw):
+        return str(value)
+    if value is None:
+        return "—"
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    if isinstance(value, float):
+        return f"{value:,.1f}" if abs(value) < 1e6 else f"{value:,.0f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return html.escape(str(value))
+
+
+def _table(headers: tuple[str, ...], rows: list[tuple], *, cls: str = "", limit: int = 25) -> str:
+    if not rows:
+        return '<p class="empty">none</p>'
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{_esc(v)}</td>" for v in row) + "</tr>" for row in rows[:limit])
+    more = f'<p class="more">… and {len(rows) - limit:,} more rows</p>' if len(rows) > limit else ""
+    return f'<div class="scroll"><table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>{more}'
+
+
+def _figure(fig) -> str:
+    fig.update_layout(margin=dict(l=40, r=20, t=30, b=40), height=340, template="plotly_white",
+                      legend=dict(orientation="h", y=-0.2), font=dict(size=12))
+    return fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False, "responsive": True})
+
+
+def _short(group: str | None) -> str:
+    return "(none)" if not group else group[:8]
+
+
+def _charts(s: Snapshot) -> dict[str, str]:
+    import plotly.graph_objects as go
+
+    charts: dict[str, str] = {}
+    sources = sorted({row[0] for row in s.by_status})
+    statuses = list(dict.fromkeys(row[1] for row in s.by_status))
+    fig = go.Figure([
+        go.Bar(name=src, x=statuses, y=[sum(r[3] for r in s.by_status if r[0] == src and r[1] == st) for st in statuses])
+        for src in sources
+    ])
+    fig.update_layout(barmode="stack", yaxis_title="projects")
+    charts["projects"] = _figure(fig)
+
+    weeks = [row[0] for row in s.activity]
+    fig = go.Figure([
+        go.Scatter(name=name, x=weeks, y=[row[i] for row in s.activity], mode="lines", stackgroup="one")
+        for i, name in enumerate(("memos", "comments", "histories", "work packages"), start=1)
+        if any(row[i] for row in s.activity)
+    ])
+    fig.update_layout(yaxis_title="records per week", hovermode="x unified")
+    charts["activity"] = _figure(fig)
+
+    top = s.storage[:15][::-1]
+    labels = [f"{_short(r[1])} → lab {_short(r[2])}" for r in top]
+    fig = go.Figure([
+        go.Bar(name="files", y=labels, x=[r[4] / 1e6 for r in top], orientation="h"),
+        go.Bar(name="attachments", y=labels, x=[r[5] / 1e6 for r in top], orientation="h"),
+    ])
+    fig.update_layout(barmode="stack", xaxis_title="MB", height=max(340, 26 * len(top) + 120))
+    charts["storage"] = _figure(fig)
+
+    fig = go.Figure(go.Funnel(y=[r[1] for r in s.funnel], x=[r[2] for r in s.funnel], textinfo="value+percent total"))
+    charts["funnel"] = _figure(fig)
+    return charts
+
+
+CSS = """
+:root { --fg:#1d2433; --muted:#5b6476; --line:#e3e6ec; --accent:#2f6fdb; --bad:#c0392b; --ok:#1e8449; }
+* { box-sizing: border-box; }
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg); margin: 0; background: #f6f7f9; }
+header { background: #fff; border-bottom: 1px solid var(--line); padding: 16px 28px; }
+header h1 { margin: 0 0 4px; font-size: 22px; }
+header p { margin: 0; color: var(--muted); }
+main { padding: 20px 28px; display: grid; grid-template-columns: repeat(auto-fit, minmax(560px, 1fr)); gap: 20px; }
+section { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 16px 18px; min-width: 0; }
+section.wide { grid-column: 1 / -1; }
+h2 { font-size: 16px; margin: 0 0 8px; }
+.kpis { display: flex; gap: 14px; flex-wrap: wrap; grid-column: 1 / -1; }
+.kpi { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 12px 18px; min-width: 160px; }
+.kpi b { display: block; font-size: 26px; }
+.kpi span { color: var(--muted); }
+table { border-collapse: collapse; width: 100%; font-size: 13px; margin-top: 8px; }
+th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid var(--line); white-space: nowrap; }
+td:not(:first-child) { font-variant-numeric: tabular-nums; }
+th { color: var(--muted); font-weight: 600; }
+.status-failed, .status-abandoned { color: var(--bad); font-weight: 600; }
+.status-success { color: var(--ok); }
+.empty, .more, .note { color: var(--muted); }
+.scroll { overflow-x: auto; }
+"""
+
+
+def render(s: Snapshot, *, plotly_js: str = "inline", refresh_s: int | None = None) -> str:
+    """The page. ``plotly_js``: "inline" (a self-contained file) or a URL path to load it
+    from (the dashboard serves it itself: never a CDN)."""
+    from plotly.offline import get_plotlyjs
+
+    charts = _charts(s)
+    script = f"<script>{get_plotlyjs()}</script>" if plotly_js == "inline" else f'<script src="{html.escape(plotly_js)}"></script>'
+    meta = f'<meta http-equiv="refresh" content="{refresh_s}">' if refresh_s else ""
+    last = s.runs[0] if s.runs else None
+    last_text = f"{_esc(last[0])}/{_esc(last[1])} {_esc(last[3])}, {_esc(last[4])}" if last else "no sync yet"
+    total_orders = sum(r[2] for r in s.funnel)
+    kpis = "".join(
+        f'<div class="kpi" id="kpi-{key}"><b>{_esc(value)}</b><span>{html.escape(label)}</span></div>'
+        for key, value, label in (
+            ("projects", s.projects_current, "current projects"),
+            ("deleted", s.projects_total - s.projects_current, "deleted projects"),
+            ("sources", len({r[0] for r in s.by_source}), "sources"),
+            ("orders", total_orders, "orders"),
+            ("rejected", s.rejected_total, "rejected rows"),
+        )
+    )
+    runs = [
+        (r[0], r[1], r[2], _Raw(f'<span class="status-{html.escape(str(r[3]))}">{html.escape(str(r[3]))}</span>'),
+         r[4], None if r[6] is None else f"{r[6]:.1f} s", r[7], r[8], r[9], r[10], r[11])
+        for r in s.runs
+    ]
+    runs_table = _table(("source", "account", "mode", "status", "started", "took", "listed", "loaded", "deleted", "failed", "rejected"), runs)
+    sections = [
+        ("wide", SECTIONS[0], charts["projects"] + _table(("source", "account", "current", "deleted"), s.by_source)),
+        ("", SECTIONS[1], charts["activity"] + '<p class="note">Per week, all sources; daily numbers in <code>analytics.activity_daily</code>.</p>'),
+        ("", SECTIONS[2], charts["storage"] + _table(
+            ("account", "owner group", "lab", "projects", "files MB", "attachments MB", "total MB"),
+            [(a, o, lab, p, f / 1e6, at / 1e6, t / 1e6) for a, o, lab, p, f, at, t in s.storage], limit=10)),
+        ("", SECTIONS[3], charts["funnel"] + _table(("status type", "product", "currency", "orders", "value"), s.products, limit=15)),
+        ("", SECTIONS[5], f'<p><b id="rejected-total">{s.rejected_total:,}</b> records in quarantine '
+                          '(<code>pipeline.rejected_records</code>), by table and the field the reason names:</p>'
+                          + _table(("source", "account", "table", "field", "records"), s.rejected, limit=15)),
+        ("wide", SECTIONS[4], runs_table),
+    ]
+    body = "".join(
+        f'<section class="{cls}"><h2>{html.escape(title)}</h2>{content}</section>' for cls, title, content in sections
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+{meta}<title>{TITLE}</title><style>{CSS}</style>{script}</head>
+<body><header><h1>{TITLE}</h1><p>Replica <code>{html.escape(s.replica)}</code>, published {_esc(s.published_at)} · last sync: {last_text}</p></header>
+<main><div class="kpis">{kpis}</div>{body}</main></body></html>
+"""
+
+
+def write_report(db: Path | str, out: Path | str) -> Snapshot:
+    s = snapshot(db)
+    Path(out).write_text(render(s), encoding="utf-8")
+    return s
+
+
+# ------------------------------------------------------------------------------ serve
+
+def build_app(db: Path | str, *, refresh_s: int = 60):
+    from aiohttp import web
+    from plotly.offline import get_plotlyjs
+
+    plotly_js = get_plotlyjs().encode()
+
+    async def page(request: web.Request) -> web.Response:
+        try:
+            s = await asyncio.to_thread(snapshot, db)
+        except FileNotFoundError as exc:
+            return web.Response(status=503, text=f"{exc}\n", content_type="text/plain")
+        return web.Response(text=render(s, plotly_js="/plotly.js", refresh_s=refresh_s), content_type="text/html")
+
+    async def script(request: web.Request) -> web.Response:
+        return web.Response(body=plotly_js, content_type="application/javascript",
+                            headers={"Cache-Control": "max-age=86400"})
+
+    app = web.Application()
+    app.router.add_get("/", page)
+    app.router.add_get("/plotly.js", script)
+    return app
+
+
+def serve(db: Path | str, *, port: int, refresh_s: int = 60) -> None:
+    from aiohttp import web
+
+    web.run_app(build_app(db, refresh_s=refresh_s), host="127.0.0.1", port=port, print=None)

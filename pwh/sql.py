@@ -1,0 +1,145 @@
+"""``pwh sql``: SQL on the readers' replica, read-only, one query (``-c``) or a prompt.
+
+A small prompt of our own rather than the ``duckdb`` CLI: the only CLI wheel on PyPI
+(``duckdb-cli``) is a different DuckDB (1.5.x) than the pipeline's, an extra binary to
+keep in step, and would open whatever path it is given read-write unless told otherwise.
+This one is always read-only, always on the replica, and reconnects when a newer replica
+has been published, so every statement sees the latest sync.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import duckdb
+
+from warehouse.replica import open_replica, replica_path
+
+HELP = """Statements end with `;` (a blank line also runs what you typed). Read-only.
+  .tables           every table and view, with its comment
+  .describe T       the columns of T with their comments
+  .help             this text        .quit / Ctrl-D   leave"""
+
+TABLES_SQL = """
+SELECT schema_name || '.' || table_name AS name, 'table' AS kind, comment FROM duckdb_tables()
+WHERE database_name = current_database()
+UNION ALL
+SELECT schema_name || '.' || view_name, 'view', comment FROM duckdb_views()
+WHERE database_name = current_database() AND NOT internal
+ORDER BY name"""
+
+DESCRIBE_SQL = """
+SELECT column_name AS "column", data_type AS type, comment FROM duckdb_columns()
+WHERE database_name = current_database() AND schema_name || '.' || table_name = ?
+ORDER BY column_index"""
+
+
+class ReplicaSession:
+    """One read-only connection, renewed when the replica file has been replaced."""
+
+    def __init__(self, db: Path | str) -> None:
+        self.db = db
+        self.path = Path(db) if str(db).endswith(".replica.duckdb") else replica_path(db)
+        self.con: duckdb.DuckDBPyConnection | None = None
+        self.inode: int | None = None
+
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        inode = os.stat(self.path).st_ino if self.path.exists() else None
+        if self.con is None or inode != self.inode:
+            if self.con is not None:
+                self.con.close()
+            self.con = open_replica(self.db)
+            self.inode = inode
+        return self.con
+
+    def close(self) -> None:
+        if self.con is not None:
+            self.con.close()
+            self.con = None
+
+
+def show(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None, out=sys.stdout) -> None:
+    if params:
+        relation = con.sql(sql, params=params)
+    else:
+        relation = con.sql(sql)
+    if relation is not None:  # None: a statement without a result
+        out.write(f"{relation}\n")
+
+
+def run_one(db: Path | str, sql: str) -> None:
+    session = ReplicaSession(db)
+    try:
+        show(session.connection(), sql)
+    finally:
+        session.close()
+
+
+def meta_command(session: ReplicaSession, line: str) -> bool:
+    """Run a dot command; False to leave."""
+    word, _, argument = line.partition(" ")
+    if word in (".quit", ".exit"):
+        return False
+    if word == ".help":
+        print(HELP)
+    elif word == ".tables":
+        show(session.connection(), TABLES_SQL)
+    elif word == ".describe" and argument.strip():
+        name = argument.strip().rstrip(";")
+        show(session.connection(), DESCRIBE_SQL, [name if "." in name else f"main.{name}"])
+    else:
+        print(f"unknown command {line!r}; .help lists them")
+    return True
+
+
+def repl(db: Path | str, stdin=sys.stdin) -> None:
+    interactive = stdin.isatty()
+    if interactive:
+        try:
+            import readline  # noqa: F401  (line editing and history for input())
+        except ImportError:
+            pass
+    session = ReplicaSession(db)
+    session.connection()  # fail early and clearly when there is no replica
+    if interactive:
+        print(f"pwh sql: read-only on {session.path} (refreshed after each sync). .help for help.")
+    buffer: list[str] = []
+    try:
+        while True:
+            try:
+                line = input("pwh> " if not buffer else "...> ") if interactive else stdin.readline()
+            except EOFError:
+                line = None
+            except KeyboardInterrupt:  # Ctrl-C drops the statement being typed
+                print()
+                buffer = []
+                continue
+            if line is None or (not interactive and line == ""):
+                if buffer:
+                    _run(session, "\n".join(buffer))
+                break
+            line = line.rstrip("\n")
+            if not buffer and line.strip().startswith("."):
+                if not meta_command(session, line.strip()):
+                    break
+                continue
+            if line.strip() == "" and buffer:
+                _run(session, "\n".join(buffer))
+                buffer = []
+                continue
+            if line.strip():
+                buffer.append(line)
+            if line.rstrip().endswith(";"):
+                _run(session, "\n".join(buffer))
+                buffer = []
+    finally:
+        session.close()
+
+
+def _run(session: ReplicaSession, sql: str) -> None:
+    try:
+        show(session.connection(), sql)
+    except duckdb.Error as exc:
+        print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
