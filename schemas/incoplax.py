@@ -1,4 +1,4 @@
-"""The Incoplax table: one row per project of a domain (``/rest/v1/domain/projects``)."""
+"""The Incoplax table: one row per project of a domain (`/rest/v1/domain/projects`)."""
 
 from __future__ import annotations
 
