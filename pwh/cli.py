@@ -534,5 +534,58 @@ def report(
                f"{s.projects_current:,} current projects, {s.rejected_total:,} rejected rows, {len(s.runs)} recent runs")
 
 
+@sync_app.command("openproject")
+def sync_openproject_command(
+    base_url: Annotated[str, typer.Option(help="Instance root, e.g. https://openproject.example.org (the client adds /api/v3).")],
+    db: DbOption = Path("warehouse.duckdb"),
+    account: Annotated[str, typer.Option(help="Name recorded with every row (the instance).")] = "default",
+    full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Refetch every project and reconcile.")] = False,
+    page_size: Annotated[int, typer.Option(min=1, help="pageSize of every paged collection (the server may cap it).")] = 100,
+    concurrency: Annotated[int, typer.Option(min=1, max=512, help="Requests in flight.")] = 16,
+    batch_size: Annotated[int, typer.Option(min=1, help="Projects per load transaction.")] = 100,
+    timeout: Annotated[float, typer.Option(help="Per-request timeout, seconds.")] = 30.0,
+    api_key: Annotated[Optional[str], typer.Option(help="Overrides OPENPROJECT_API_KEY (prefer the variable: flags show in `ps`).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Sync every OpenProject project with its work packages, versions, categories, types, memberships and custom values."""
+    _quiet_prefect()
+    from sources.openproject.client import TOKEN_VARIABLE
+
+    if api_key:
+        os.environ[TOKEN_VARIABLE] = api_key  # the flow reads it from its environment, never as a parameter
+    from flows.openproject import sync_openproject
+
+    summary = run_flow(lambda: sync_openproject(
+        base_url=base_url, db_path=str(db), account=account,
+        mode="full_refresh" if full_refresh else "incremental", page_size=page_size,
+        concurrency=concurrency, batch_size=batch_size, timeout_s=timeout,
+    ), show_progress=not quiet and sys.stderr.isatty())
+    print_summary(summary)
+    if summary["status"] == "partial":
+        raise typer.Exit(3)
+
+
+@simulate_app.command("openproject")
+def simulate_openproject_command(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8767,
+    projects: Annotated[int, typer.Option(min=0, help="Number of simulated projects.")] = 100,
+    seed: Annotated[int, typer.Option(help="Seed of the generated data.")] = 7,
+    max_work_packages: Annotated[int, typer.Option(min=0, help="Most work packages of a project.")] = 23,
+    max_page_size: Annotated[int, typer.Option(min=1, help="Largest pageSize served.")] = 100,
+    latency_ms: Annotated[float, typer.Option(help="Added to every answer.")] = 0.0,
+    fault_rate: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of requests failing once.")] = 0.0,
+    api_key: Annotated[str, typer.Option(help="API key the simulator accepts (basic auth apikey:<key>).")] = "sim-api-key",
+) -> None:
+    """Serve the OpenProject API v3 simulator (HAL, paging, hidden parents, 404s) until interrupted."""
+    from sources.openproject.dataset import DatasetConfig, OpenProjectDataset
+    from sources.openproject.simulator import SimulatorOptions, serve_forever
+
+    dataset = OpenProjectDataset(DatasetConfig(seed=seed, n_projects=projects, max_work_packages=max_work_packages))
+    options = SimulatorOptions(api_key=api_key, max_page_size=max_page_size, latency_ms=latency_ms, fault_rate=fault_rate)
+    typer.echo(f"OpenProject simulator: http://127.0.0.1:{port} ({projects} projects, seed {seed}); "
+               f"OPENPROJECT_API_KEY={api_key}. Ctrl-C stops it.")
+    serve_forever(dataset, options, host="127.0.0.1", port=port)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
