@@ -19,11 +19,15 @@ def read_secret(variable: str) -> str:
     value = os.environ.get(variable)
     if value:
         return value
-    if os.environ.get("PREFECT_API_URL"):
+    # A server set in the Prefect profile counts too, not only the environment variable.
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value():
         from prefect.blocks.system import Secret
 
         try:
-            return Secret.load(block_name(variable)).get()
+            # _sync: inside an async flow, load() would otherwise return a coroutine.
+            return Secret.load(block_name(variable), _sync=True).get()
         except ValueError:
             pass  # no such block: fall through to the clear error below
     raise MissingSecretError(

@@ -276,12 +276,14 @@ class HttpClient:
     ) -> T:
         headers: dict[str, str] = {}
         sent: Mapping[str, str] = {}
-        if self._credentials is not None:
-            sent = await self._credentials.headers()
-            headers.update(sent)
-        if extra_headers:
-            headers.update(extra_headers)
         async with self._limit:
+            # Credentials are taken once a slot is free: a request queued behind others
+            # must not carry a token that expired while it waited.
+            if self._credentials is not None:
+                sent = await self._credentials.headers()
+                headers.update(sent)
+            if extra_headers:
+                headers.update(extra_headers)
             self.stats.requests += 1
             try:
                 async with self.session.request(
@@ -315,7 +317,13 @@ class HttpClient:
         try:
             return decode(answer)
         except TransientError as exc:
-            raise TransientError(f"{method} {path}: {exc}", retry_after=exc.retry_after) from None
+            raise TransientError(scrub(f"{method} {path}: {exc}", sent), retry_after=exc.retry_after) from None
+        except SourceError as exc:
+            # A server may echo the credentials it was sent into its error message.
+            message = scrub(str(exc), sent)
+            if message != str(exc):
+                exc.args = (message,)
+            raise
 
     async def _read_capped(self, method: str, path: str, response: aiohttp.ClientResponse) -> bytes:
         cap = self.settings.max_response_bytes
@@ -349,7 +357,18 @@ __all__ = [
     "decode_json",
     "max_response_bytes_from_env",
     "parse_retry_after",
+    "scrub",
 ]
+
+
+def scrub(message: str, credentials: Mapping[str, str]) -> str:
+    """``message`` without the credential values sent (nor their part after a scheme such
+    as ``Bearer``): error texts end up in logs and Prefect state messages."""
+    for value in credentials.values():
+        for secret in (value, value.split(" ", 1)[-1]):
+            if len(secret) >= 6 and secret in message:
+                message = message.replace(secret, "<redacted>")
+    return message
 
 
 def decode_json(answer: Answer) -> Any:

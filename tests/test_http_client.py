@@ -279,3 +279,20 @@ def test_the_cap_comes_from_the_environment(monkeypatch):
     monkeypatch.setenv(MAX_RESPONSE_VARIABLE, "lots")
     with pytest.raises(ValueError, match=MAX_RESPONSE_VARIABLE):
         max_response_bytes_from_env()
+
+
+async def test_credentials_echoed_by_a_server_are_scrubbed_from_errors(server):
+    script, url = server
+    echo = lambda r, n: web.json_response(  # noqa: E731
+        {"message": f"bad credentials: {r.headers['Authorization']} / {r.headers['x-rayteams-client-id']}"},
+        status=403)
+    script.plans["/project"] = echo
+    rayteams = RayteamsClient.connect(url, token="tok-echoed-123456", client_id="cid-echoed-7890",
+                                      settings=HttpSettings(**FAST))
+    async with rayteams:
+        with pytest.raises(Exception) as caught:
+            await rayteams.list_projects()
+    message = str(caught.value)
+    assert "HTTP 403 bad credentials" in message
+    assert "tok-echoed-123456" not in message and "cid-echoed-7890" not in message
+    assert "<redacted>" in message
