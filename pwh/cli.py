@@ -211,12 +211,15 @@ def demo(
     db: DbOption = Path("warehouse.duckdb"),
     projects: Annotated[int, typer.Option(min=1, help="Simulated projects.")] = 200,
     seed: Annotated[int, typer.Option(help="Seed of the simulated data.")] = 7,
+    source: Annotated[str, typer.Option(help="rayteams, openproject or all: which simulated sources to sync.")] = "rayteams",
 ) -> None:
     """Simulator on a free loopback port → full sync into a local DuckDB file → summary."""
     _quiet_prefect()
-    from pwh.demo import run_demo
+    from pwh.demo import DEMO_SOURCES, run_demo
 
-    run_demo(db=db, projects=projects, seed=seed, run_flow=run_flow, print_summary=print_summary)
+    if source not in DEMO_SOURCES:
+        fail(f"--source must be one of {', '.join(DEMO_SOURCES)}")
+    run_demo(db=db, projects=projects, seed=seed, run_flow=run_flow, print_summary=print_summary, source=source)
 
 
 @app.command()

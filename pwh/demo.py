@@ -33,13 +33,31 @@ FROM rayteams.orders GROUP BY ALL ORDER BY status_type, orders DESC LIMIT 8""",
 )
 
 
-def run_demo(*, db: Path, projects: int, seed: int, run_flow, print_summary) -> None:
+DEMO_SOURCES = ("rayteams", "openproject", "all")
+
+
+def run_demo(*, db: Path, projects: int, seed: int, run_flow, print_summary, source: str = "rayteams") -> None:
+    if source not in DEMO_SOURCES:
+        raise typer.BadParameter(f"--source must be one of {', '.join(DEMO_SOURCES)}")
+    from schemas import pipeline
+
+    shown = []  # (tables, example queries) of each source synced
+    if source in ("rayteams", "all"):
+        shown.append(_sync_rayteams_demo(db=db, projects=projects, seed=seed, run_flow=run_flow, print_summary=print_summary))
+    if source in ("openproject", "all"):
+        from pwh.demo_openproject import sync_openproject_demo
+
+        shown.append(sync_openproject_demo(db=db, projects=projects, seed=seed, run_flow=run_flow, print_summary=print_summary))
+    _show(db, [t for tables, _ in shown for t in tables] + [pipeline.REJECTED_RECORDS, pipeline.RUNS],
+          [q for _, queries in shown for q in queries])
+
+
+def _sync_rayteams_demo(*, db: Path, projects: int, seed: int, run_flow, print_summary):
     from flows.rayteams import sync_rayteams
-    from schemas import pipeline, rayteams
+    from schemas import rayteams
     from sources.rayteams.client import CLIENT_ID_VARIABLE, TOKEN_VARIABLE
     from sources.rayteams.dataset import DatasetConfig, RayteamsDataset
     from sources.rayteams.simulator import SimulatorOptions, running_simulator
-    from warehouse.connection import connect
 
     dataset = RayteamsDataset(DatasetConfig(seed=seed, n_projects=projects))
     # A fresh secret each demo: it only has to match between the simulator and the flow.
@@ -54,14 +72,19 @@ def run_demo(*, db: Path, projects: int, seed: int, run_flow, print_summary) -> 
 
     summary = run_flow(simulate_and_sync)
     print_summary(summary)
+    return rayteams.TABLES, EXAMPLE_QUERIES
+
+
+def _show(db: Path, tables, queries) -> None:
+    from warehouse.connection import connect
 
     con = connect(db, read_only=True)
     try:
         typer.echo(f"\nWarehouse {db.resolve()}:")
-        for table in (*rayteams.TABLES, pipeline.REJECTED_RECORDS, pipeline.RUNS):
+        for table in tables:
             count = con.execute(f"SELECT count(*) FROM {table.qualified_name}").fetchall()[0][0]
             typer.echo(f"  {table.qualified_name:<28} {count:>8,} rows")
-        for title, sql in EXAMPLE_QUERIES:
+        for title, sql in queries:
             typer.echo(f"\n-- {title}\n{sql};")
             typer.echo(str(con.sql(sql)))
     finally:
