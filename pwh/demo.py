@@ -89,4 +89,5 @@ def _show(db: Path, tables, queries) -> None:
             typer.echo(str(con.sql(sql)))
     finally:
         con.close()
-    typer.echo(f"Query it yourself: python -c \"import duckdb; print(duckdb.connect('{db}', read_only=True).sql('SHOW ALL TABLES'))\"")
+    typer.echo(f"\nQuery it yourself (read-only, on the readers' replica: never blocks a sync): pwh sql --db {db}")
+    typer.echo(f"Look at it: pwh dashboard --db {db}   → http://127.0.0.1:8501/  (or one HTML file: pwh report --db {db})")

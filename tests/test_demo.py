@@ -26,6 +26,9 @@ def test_pwh_demo_in_a_fresh_folder(tmp_path):
         assert title in out
     db = tmp_path / "warehouse.duckdb"
     assert stat.S_IMODE(db.stat().st_mode) == 0o600
+    # It ends by pointing at the dashboard, over the readers' replica the sync published.
+    assert out.rstrip().splitlines()[-1].startswith("Look at it: pwh dashboard --db warehouse.duckdb")
+    assert stat.S_IMODE((tmp_path / "warehouse.replica.duckdb").stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / ".pwh" / "pseudonym.key").stat().st_mode) == 0o600
     con = duckdb.connect(str(db), read_only=True)
     try:
