@@ -25,6 +25,7 @@ from typing import Any
 SCHEDULABLE_FLOWS: dict[str, str] = {
     "rayteams": "flows.rayteams:sync_rayteams",
     "incoplax": "flows.incoplax:sync_incoplax",
+    "openproject": "flows.openproject:sync_openproject",
 }
 
 DEFAULT_CRON = "0 * * * *"  # hourly, on the hour
