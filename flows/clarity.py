@@ -5,8 +5,11 @@ Incremental syncs ask the server for the projects modified since a watermark
 
 - Each project loaded gets as its cursor the time its listing began, **by the server's
   clock** (the ``Date`` header of the first list page; the local clock only when the
-  server sends none). Using the server's clock for both ends removes the skew between our
-  clock and the server's ``last-modified`` stamps.
+  server sends none), tagged with a per-run nonce (``2026-11-22T18:30:05Z~1a2b3c4d``).
+  Using the server's clock for both ends removes the skew between our clock and the
+  server's ``last-modified`` stamps. The nonce makes every listed project count as changed
+  even when two runs start within the same second: a project on a ``last-modified`` list
+  has changed by definition, and the list says nothing finer to compare.
 - The next run's watermark is the latest cursor of the account minus a safety overlap
   (``overlap_s``, 5 minutes by default) that covers changes committed late with an
   earlier stamp and the Date header's one-second resolution. Projects modified inside the
@@ -24,6 +27,7 @@ Incremental syncs ask the server for the projects modified since a watermark
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -52,6 +56,15 @@ log = logging.getLogger("pwh.clarity")
 DEFAULT_OVERLAP_S = 300.0
 
 
+def unit_cursor(as_of: datetime, nonce: str) -> str:
+    return f"{format_timestamp(as_of)}~{nonce}"
+
+
+def cursor_time(cursor: str) -> datetime:
+    """The listing time of a cursor made by :func:`unit_cursor` (ValueError otherwise)."""
+    return parse_timestamp(cursor.split("~", 1)[0])
+
+
 def watermark(known: Mapping[str, UnitState], overlap: timedelta) -> datetime | None:
     """The ``last-modified`` to ask for: the latest cursor minus the overlap; None (list
     everything) when no cursor is known."""
@@ -60,7 +73,7 @@ def watermark(known: Mapping[str, UnitState], overlap: timedelta) -> datetime | 
         if not state.cursor:
             continue
         try:
-            when = parse_timestamp(state.cursor)
+            when = cursor_time(state.cursor)
         except ValueError:
             continue  # not a time stamp (hand-edited state?): it cannot move the watermark
         latest = when if latest is None or when > latest else latest
@@ -129,7 +142,7 @@ class ClarityAdapter:
         if as_of is None:
             log.warning("the Clarity server sent no Date header; the local clock dates this listing")
             as_of = datetime.now(timezone.utc)
-        cursor = format_timestamp(as_of)
+        cursor = unit_cursor(as_of, secrets.token_hex(4))
         units, unnamed = [], 0
         for link in listing.links:
             limsid = link.get("limsid")

@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from flows.clarity import watermark
+from flows.clarity import cursor_time, unit_cursor, watermark
 from schemas.validate import split_valid
 from sources.clarity.client import (
     ClarityApiError,
@@ -294,7 +294,7 @@ def test_watermark_is_latest_cursor_minus_overlap():
     t1 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
     known = {
         "A": UnitState(format_timestamp(t1), False),
-        "B": UnitState(format_timestamp(t1 + timedelta(hours=2)), False),
+        "B": UnitState(unit_cursor(t1 + timedelta(hours=2), "ab12cd34"), False),
         "C": UnitState("not a time", False),
         "D": UnitState(None, True),
     }
@@ -303,3 +303,5 @@ def test_watermark_is_latest_cursor_minus_overlap():
     assert watermark({"C": UnitState("garbage", False)}, timedelta(0)) is None
     assert parse_timestamp(format_timestamp(t1)) == t1
     assert format_timestamp(t1) == "2026-01-01T12:00:00Z"
+    assert unit_cursor(t1, "ab12cd34") == "2026-01-01T12:00:00Z~ab12cd34"
+    assert cursor_time(unit_cursor(t1, "x")) == t1
