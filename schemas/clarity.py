@@ -5,7 +5,16 @@ from __future__ import annotations
 
 import pandera.polars as pa
 
-from schemas.spec import Table, boolean, date, integer, json_text, number, text, timestamp
+from schemas.spec import (
+    Table,
+    boolean,
+    date,
+    integer,
+    json_text,
+    number,
+    text,
+    timestamp,
+)
 
 SCHEMA = "clarity"
 
