@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import os
 import re
-from contextlib import contextmanager
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -21,14 +22,31 @@ class WarehouseBusyError(RuntimeError):
     """Another process has the warehouse file open."""
 
 
+_umask_lock = threading.Lock()
+_umask_holders = 0
+_umask_saved = 0
+
+
 @contextmanager
 def private_files() -> Iterator[None]:
-    """Files created inside (the database, its WAL) are readable by their owner only."""
-    previous = os.umask(0o077)
+    """Files created inside (the database, its WAL) are readable by their owner only.
+
+    The umask is per process: nested or concurrent holders (two syncs in one process)
+    share one restrictive umask, restored when the last one leaves. DuckDB deletes the
+    WAL at each checkpoint and creates it again at the next write, so a writer holds this
+    for as long as its connection is open (see ``warehouse.lock.open_writer``)."""
+    global _umask_holders, _umask_saved
+    with _umask_lock:
+        if _umask_holders == 0:
+            _umask_saved = os.umask(0o077)
+        _umask_holders += 1
     try:
         yield
     finally:
-        os.umask(previous)
+        with _umask_lock:
+            _umask_holders -= 1
+            if _umask_holders == 0:
+                os.umask(_umask_saved)
 
 
 def connect(path: Path | str, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:

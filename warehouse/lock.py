@@ -72,7 +72,9 @@ def open_writer(db_path: Path | str, *, wait_s: float = 0.0) -> Iterator[duckdb.
     """The writer lock, then a read-write connection. Within ``wait_s`` a DuckDB lock held
     by a reader (a notebook, a BI tool) is waited for too; past it the error says who."""
     deadline = time.monotonic() + max(wait_s, 0.0)
-    with writer_lock(db_path, wait_s=wait_s):
+    # The whole session under an owner-only umask: the WAL is created again after every
+    # checkpoint, long after the database file itself.
+    with writer_lock(db_path, wait_s=wait_s), private_files():
         while True:
             try:
                 con = connect(db_path)
