@@ -1,0 +1,36 @@
+"""The benchmark harness end to end with a tiny N (no dlt): the simulator in its own
+process, the ceiling and pwh runs as measured child processes, results.json written.
+What `make bench` runs at full size; CI runs only this."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from bench.__main__ import main
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+def test_bench_harness_measures_and_checks_a_tiny_run(tmp_path, capsys):
+    from prefect.settings import PREFECT_API_URL
+
+    out = tmp_path / "results.json"
+    code = main([
+        "--projects", "12", "--large-projects", "0", "--runs", "1", "--strategies", "aggregate",
+        "--no-dlt", "--no-prefect-overhead", "--no-cold-start",
+        "--prefect-api-url", PREFECT_API_URL.value(), "--workdir", str(tmp_path / "work"), "--out", str(out),
+    ])
+    printed = capsys.readouterr().out
+    results = orjson.loads(out.read_bytes())
+    summary = results["summary"]
+    assert code == 0, [c for c in summary["checks"] if not c["ok"]]
+    by_kind = {m["kind"]: m for m in summary["medians"].values()}
+    assert by_kind["ceiling"]["requests"] == by_kind["pwh_full"]["requests"] == 1 + 2 * 12
+    assert by_kind["pwh_incremental"]["requests"] == 1  # nothing changed: the list only
+    assert by_kind["pwh_full"]["rows"] == results["truth"]["aggregate"]
+    for m in by_kind.values():
+        assert m["wall_s"] > 0 and m["cpu_s"] > 0 and m["peak_rss_mb"] > 10
+    assert {r["ratio"].split(" (")[0] for r in summary["ratios"]} >= {
+        "pwh full / ceiling wall", "no-change incremental / full", "pwh peak RSS MB at N=12"}
+    assert "Ratios (targets from issue 4)" in printed and "pwh full aggregate" in printed
