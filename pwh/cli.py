@@ -234,6 +234,12 @@ def docs(
         return
     readme.write_text(with_reference(readme.read_text()))
     typer.echo(f"table reference in {readme} updated")
+    analytics = readme.resolve().parent / "docs" / "analytics.md"
+    if analytics.exists():  # the marts' columns, in the analysts' guide too
+        from schemas.catalog import with_marts_reference
+
+        analytics.write_text(with_marts_reference(analytics.read_text()))
+        typer.echo(f"marts reference in {analytics} updated")
 
 
 @app.command()
@@ -247,8 +253,8 @@ def serve(
 ) -> None:
     """Serve the sync flows on their schedules (needs a Prefect server: PREFECT_API_URL).
 
-    One run of a deployment at a time: a run that would overlap a running one is skipped,
-    and runs of different sources take turns on the warehouse file."""
+    One run of a deployment at a time: a run that would overlap a running one is skipped
+    (cancelled); runs of different sources wait for each other's hold on the warehouse file."""
     _quiet_prefect()
     from flows.schedules import (
         ScheduleError,
@@ -283,8 +289,9 @@ def serve(
     deployments = [to_deployment(s) for s in schedules]
     for s in schedules:
         typer.echo(f"serving {describe(s)}")
-    # limit=1: this process runs one flow at a time, so sources take turns on the file.
-    prefect_serve(*deployments, limit=1, print_starting_message=False)
+    # Overlaps: a deployment's next run while one is running is cancelled by the server
+    # (CANCEL_NEW); runs of different sources wait for each other on the writer lock.
+    prefect_serve(*deployments, print_starting_message=False)
 
 
 incoplax_app = typer.Typer(no_args_is_help=True, help="Incoplax calls (LOOKUP).")

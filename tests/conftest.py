@@ -20,3 +20,14 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory) -> Iterator[str]:
+    """A real `prefect server start` (its own PREFECT_HOME, a free loopback port) for the
+    tests that need one: scheduled runs and `pwh` subprocesses (a flow run in a fresh
+    process costs ~4 s with a server, 10–19 s without). Yields the API URL."""
+    from tests.live import prefect_server as start_server
+
+    with start_server(tmp_path_factory.mktemp("prefect-home")) as api_url:
+        yield api_url
