@@ -24,6 +24,7 @@ from typing import Any
 # source name → "module:flow". A new source's flow is served by adding one line here.
 SCHEDULABLE_FLOWS: dict[str, str] = {
     "rayteams": "flows.rayteams:sync_rayteams",
+    "rayteams-accounts": "flows.rayteams:sync_rayteams_accounts",
     "incoplax": "flows.incoplax:sync_incoplax",
     "openproject": "flows.openproject:sync_openproject",
 }
