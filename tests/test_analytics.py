@@ -217,12 +217,13 @@ def test_pwh_sql_reads_the_replica_and_refuses_writes(synced):
     assert query(db, "SELECT count(*) FROM pipeline.runs") == [(2,)]
 
 
-def test_marts_take_in_openproject_rows_and_survive_missing_or_empty_sources(tmp_path):
+def test_marts_take_in_every_source_and_survive_missing_or_empty_ones(tmp_path):
     con = connect(tmp_path / "w.duckdb")
     try:
         migrate(con)
+        con.execute("SET TimeZone = 'UTC'")  # only for reading the timestamps back as text
         covered = refresh_analyst_layer(con)
-        assert covered["projects"] == ["rayteams", "openproject"]
+        assert covered["projects"] == ["rayteams", "openproject", "clarity", "incoplax"]
         assert con.execute("SELECT count(*) FROM analytics.projects").fetchall() == [(0,)]  # empty sources: no rows
         con.execute("""INSERT INTO openproject.projects (account, project_id, workspace_type, name, active, status_title,
                        created_at, updated_at) VALUES
@@ -231,9 +232,22 @@ def test_marts_take_in_openproject_rows_and_survive_missing_or_empty_sources(tmp
         con.execute("""INSERT INTO openproject.work_packages (account, project_id, id, subject, created_at) VALUES
                        ('op', '1', 10, 'a', '2024-03-01 10:00+00'), ('op', '1', 11, 'b', '2024-03-01 23:59+00'),
                        ('op', '2', 12, 'c', '2024-03-02 00:01+00')""")
-        assert con.execute("""SELECT source_id, name, project_type, status, lifecycle, size_bytes FROM analytics.projects
-                              ORDER BY source_id""").fetchall() == [
-            ("1", "Alpha", "Project", "On track", "active", None), ("2", "Beta", "Program", None, "archived", None)]
+        con.execute("""INSERT INTO clarity.projects (account, project_limsid, name, open_date, close_date, deleted_at) VALUES
+                       ('lims', 'ADM1', 'Gamma', '2024-01-02', NULL, NULL), ('lims', 'ADM2', 'Delta', '2024-01-03', '2024-02-01', NULL),
+                       ('lims', 'ADM3', 'Eps', '2024-01-04', NULL, '2024-05-01 00:00+00')""")
+        con.execute("""INSERT INTO incoplax.projects (account, project_id, name, created_at, last_write_at) VALUES
+                       ('dom', 'u-1', 'Zeta', '2024-01-01 05:00+00', '2024-01-09 05:00+00')""")
+        assert con.execute("""SELECT source, source_id, name, project_type, status, lifecycle, is_deleted, size_bytes,
+                              created_at::VARCHAR FROM analytics.projects ORDER BY source, source_id""").fetchall() == [
+            ("clarity", "ADM1", "Gamma", None, "Open", "active", False, None, "2024-01-02 00:00:00+00"),
+            ("clarity", "ADM2", "Delta", None, "Closed", "closed", False, None, "2024-01-03 00:00:00+00"),
+            ("clarity", "ADM3", "Eps", None, "Open", "deleted", True, None, "2024-01-04 00:00:00+00"),
+            ("incoplax", "u-1", "Zeta", None, None, "active", False, None, "2024-01-01 05:00:00+00"),
+            ("openproject", "1", "Alpha", "Project", "On track", "active", False, None, "2024-03-01 10:00:00+00"),
+            ("openproject", "2", "Beta", "Program", None, "archived", False, None, "2024-03-01 23:30:00+00")]
+        # The question of the issue, across systems, in one query.
+        assert con.execute("""SELECT lifecycle, count(*) FROM analytics.projects GROUP BY ALL ORDER BY ALL""").fetchall() == [
+            ("active", 3), ("archived", 1), ("closed", 1), ("deleted", 1)]
         assert con.execute("""SELECT day::VARCHAR, source, account, group_id, work_packages, events
                               FROM analytics.activity_daily ORDER BY day""").fetchall() == [
             ("2024-03-01", "openproject", "op", None, 2, 2), ("2024-03-02", "openproject", "op", None, 1, 1)]
@@ -248,6 +262,6 @@ def test_marts_take_in_openproject_rows_and_survive_missing_or_empty_sources(tmp
     assert published.path == tmp_path / "w.replica.duckdb"
     reader = duckdb.connect(str(published.path), read_only=True)
     try:
-        assert reader.execute("SELECT count(*) FROM analytics.projects").fetchall() == [(2,)]
+        assert reader.execute("SELECT count(*) FROM analytics.projects").fetchall() == [(6,)]
     finally:
         reader.close()

@@ -34,3 +34,11 @@ def test_every_table_in_the_catalog_is_created_by_a_migration(tmp_path):
         check_tables(con, all_tables())
     finally:
         con.close()
+
+
+def test_analytics_guide_marts_reference_is_current():
+    from schemas.catalog import with_marts_reference
+
+    guide = README.parent / "docs" / "analytics.md"
+    text = guide.read_text()
+    assert with_marts_reference(text) == text, "docs/analytics.md marts reference is stale: run `pwh docs --readme README.md`"

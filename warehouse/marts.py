@@ -95,13 +95,13 @@ PROJECTS = View(
     (
         SOURCE,
         ACCOUNT,
-        text("source_id", "The project's id in its source (RAYTeams `_id`, OpenProject `id`), as text."),
+        text("source_id", "The project's id in its source (RAYTeams `_id`, OpenProject `id`, Clarity `limsid`, Incoplax `id`), as text."),
         text("name", "Project name as the source shows it."),
-        text("project_type", "Kind of project in its source (RAYTeams `projecttype`, OpenProject `Project`/`Program`/`Portfolio`)."),
-        text("status", "The source's own status label (RAYTeams status title, OpenProject project status title); NULL when the project has none."),
-        text("lifecycle", "Status normalised across sources: `deleted` (gone from the source), `trashed` (in the source's trash), `archived`, or `active`."),
-        timestamp("created_at", "When the project was created in the source (UTC)."),
-        timestamp("updated_at", "When the project was last changed in the source (UTC)."),
+        text("project_type", "Kind of project in its source (RAYTeams `projecttype`, OpenProject `Project`/`Program`/`Portfolio`, Clarity user-defined type); NULL where the source has none (Incoplax)."),
+        text("status", "The source's own status label (RAYTeams status title, OpenProject project status title, Clarity `Open`/`Closed` from its close date); NULL when the project has none (always for Incoplax)."),
+        text("lifecycle", "Status normalised across sources: `deleted` (gone from the source), `trashed` (RAYTeams trash), `archived` (RAYTeams archive, OpenProject archived project), `closed` (Clarity close date set), or `active`."),
+        timestamp("created_at", "When the project was created in the source (UTC; Clarity: its open date at midnight UTC)."),
+        timestamp("updated_at", "When the project was last changed in the source (UTC; Incoplax last write); NULL where the source does not say (Clarity)."),
         timestamp("deleted_at", "When the pipeline saw the project vanish from its source (UTC); NULL while it exists."),
         boolean("is_deleted", "True when `deleted_at` is set: filter on `NOT is_deleted` for current projects."),
         integer("size_bytes", "Total size of the project's files in bytes where the source knows it (RAYTeams `size`); NULL elsewhere."),
@@ -121,6 +121,18 @@ SELECT 'openproject' AS source, account, project_id AS source_id, name, workspac
             ELSE 'active' END AS lifecycle,
        created_at, updated_at, deleted_at
 FROM openproject.projects"""),
+        Part("clarity", ("clarity.projects",), """
+SELECT 'clarity' AS source, account, project_limsid AS source_id, name, udt_name AS project_type,
+       CASE WHEN close_date IS NOT NULL THEN 'Closed' ELSE 'Open' END AS status,
+       CASE WHEN deleted_at IS NOT NULL THEN 'deleted' WHEN close_date IS NOT NULL THEN 'closed'
+            ELSE 'active' END AS lifecycle,
+       timezone('UTC', open_date::TIMESTAMP) AS created_at, deleted_at
+FROM clarity.projects"""),
+        Part("incoplax", ("incoplax.projects",), """
+SELECT 'incoplax' AS source, account, project_id AS source_id, name,
+       CASE WHEN deleted_at IS NOT NULL THEN 'deleted' ELSE 'active' END AS lifecycle,
+       created_at, last_write_at AS updated_at, deleted_at
+FROM incoplax.projects"""),
     ),
     select="SELECT * EXCLUDE (is_deleted), deleted_at IS NOT NULL AS is_deleted FROM parts",
 )
