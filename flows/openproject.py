@@ -1,8 +1,10 @@
 """The OpenProject sync flow: the client, transform and tables wired into the engine.
 
-Unit = project (key: its id as text); cursor = its ``updatedAt``. Abbreviated list
-elements are completed while listing, so every unit has its cursor before planning and
-an unchanged project costs no request beyond the list."""
+Unit = project (key: its id as text); cursor = its ``updatedAt`` plus a work-package
+marker (``wp:<count>:<latest updatedAt>``), because OpenProject does not move a project's
+``updatedAt`` when one of its work packages changes. Abbreviated list elements are
+completed while listing, so every unit has its cursor before planning, and an unchanged
+project costs one small probe request beyond the list."""
 
 from __future__ import annotations
 
@@ -39,9 +41,10 @@ class OpenProjectAdapter:
     tables = tables.TABLES
     redact = staticmethod(no_redaction)
 
-    def __init__(self, client: OpenProjectClient, *, account: str) -> None:
+    def __init__(self, client: OpenProjectClient, *, account: str, probe_work_packages: bool = True) -> None:
         self.client = client
         self.account = account
+        self.probe_work_packages = probe_work_packages
 
     async def __aenter__(self) -> OpenProjectAdapter:
         await self.client.__aenter__()
@@ -64,23 +67,43 @@ class OpenProjectAdapter:
         if unnamed:
             log.warning("the project list held %d elements without an id; they cannot be fetched", unnamed)
         elements = [e for e in elements if _has_id(e)]
-        completed = await asyncio.gather(*(self.client.complete(e) for e in elements), return_exceptions=True)
+        listed = await asyncio.gather(*(self._complete_and_probe(e) for e in elements), return_exceptions=True)
         units = []
-        for element, project in zip(elements, completed):
+        for element, result in zip(elements, listed):
             key = str(element["id"])
-            if isinstance(project, AuthError):
-                raise project
-            if isinstance(project, NotFoundError):
+            if isinstance(result, AuthError):
+                raise result
+            if isinstance(result, NotFoundError):
                 log.info("project %s is listed but not visible in full to this key: skipped", key)
                 continue
-            if isinstance(project, SourceError):
+            if isinstance(result, SourceError):
                 # Completed again (and recorded as failed if it still fails) when fetched.
                 units.append(Unit(key, None, element))
                 continue
-            if isinstance(project, BaseException):
-                raise project
-            units.append(Unit(key, project_cursor(project), project))
+            if isinstance(result, BaseException):
+                raise result
+            project, marker = result
+            cursor = project_cursor(project)
+            if cursor is not None and marker is None:
+                cursor = None  # the probe failed: fetch the project in full
+            elif cursor is not None and marker:
+                cursor = f"{cursor}|{marker}"
+            units.append(Unit(key, cursor, project))
         return Listing(units)
+
+    async def _complete_and_probe(self, element: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+        """The whole project and, when probing, its work-package marker: a project's
+        ``updatedAt`` does not move when only its work packages change."""
+        project = await self.client.complete(element)
+        if not self.probe_work_packages:
+            return project, ""
+        try:
+            return project, await self.client.work_package_marker(project)
+        except AuthError:
+            raise
+        except SourceError as exc:
+            log.info("work-package probe of project %s failed (%s): fetched in full", element.get("id"), exc)
+            return project, None
 
     async def fetch_unit(self, unit: Unit) -> ProjectPayload:
         listed = unit.listed if isinstance(unit.listed, dict) else None
@@ -115,9 +138,14 @@ async def sync_openproject(
     timeout_s: float = 30.0,
     max_attempts: int = 6,
     max_response_bytes: int | None = None,
+    probe_work_packages: bool = True,
 ) -> dict[str, Any]:
     """Sync every project of one OpenProject instance, with its work packages, versions,
     categories, types, memberships and custom values, into the warehouse at ``db_path``.
+
+    Incremental runs fetch a project when its ``updatedAt`` or its work-package marker
+    (count and latest ``updatedAt``, one small request a project) moved;
+    ``probe_work_packages=False`` relies on the project's ``updatedAt`` alone.
 
     The API key comes from OPENPROJECT_API_KEY (or the Prefect Secret block
     ``openproject-api-key``), never from a parameter.
@@ -128,6 +156,6 @@ async def sync_openproject(
     settings = HttpSettings(concurrency=concurrency, timeout_s=timeout_s, max_attempts=max_attempts, **cap)
     client = OpenProjectClient.connect(base_url, api_key=api_key, page_size=page_size, settings=settings)
     return await sync_into_warehouse(
-        OpenProjectAdapter(client, account=account),
+        OpenProjectAdapter(client, account=account, probe_work_packages=probe_work_packages),
         db_path=db_path, tables=tables.TABLES, mode=mode, batch_size=batch_size,
     )

@@ -108,11 +108,14 @@ async def test_incremental_sync_by_updated_at(tmp_path):
 
     quiet = await sync(dataset, db)
     assert quiet["units_unchanged"] == 30 and quiet["units_new"] + quiet["units_changed"] == 0
-    assert quiet["requests"] == list_pages + abbreviated < first["requests"]
+    # the list, the abbreviated projects' completion, one work-package probe a project
+    assert quiet["requests"] == list_pages + abbreviated + 30 < first["requests"]
 
-    change = dataset.mutate(seed=1, update_share=0.1, add_share=0.05, remove_share=0.05)
+    # Work packages edited under projects whose own updatedAt stays: the probe sees them.
+    change = dataset.mutate(seed=1, update_share=0.1, add_share=0.05, remove_share=0.05, work_package_share=0.1)
+    assert len(change.work_packages_changed) == 3
     summary = await sync(dataset, db)
-    assert summary["units_changed"] == len(change.updated) == 3
+    assert summary["units_changed"] == len(change.updated) + len(change.work_packages_changed) == 6
     assert summary["units_new"] == len(change.added) and summary["units_deleted"] == len(change.removed)
     fresh = tmp_path / "fresh.duckdb"
     await sync(dataset, fresh, mode="full_refresh")
@@ -134,6 +137,16 @@ async def test_incremental_sync_by_updated_at(tmp_path):
     ).fetchall()[0][0]
     con.close()
     assert renamed == len(change.updated)
+    con = duckdb.connect(str(db), read_only=True)
+    edited = {r[0] for r in con.execute("SELECT project_id FROM openproject.work_packages WHERE subject LIKE '%(edited)'").fetchall()}
+    con.close()
+    assert edited == set(change.work_packages_changed)
+
+    # Without the probe, a run costs the list alone and relies on projects' updatedAt.
+    bare = await sync(dataset, db, probe_work_packages=False)
+    assert bare["units_changed"] == bare["units_seen"]  # cursors change shape once
+    bare = await sync(dataset, db, probe_work_packages=False)
+    assert bare["units_unchanged"] == bare["units_seen"] and bare["requests"] == 6 + sum(1 for p in dataset.projects.values() if p.abbreviated)
 
 
 async def test_a_project_failing_every_time_ends_partial_and_heals(tmp_path):

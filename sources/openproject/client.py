@@ -220,6 +220,23 @@ class OpenProjectClient:
         href = link_href(project.get("_links"), link_name) or documented.format(id=project.get("id"))
         return await self.collect(href, EXTRA_QUERY.get(kind))
 
+    async def work_package_marker(self, project: Mapping[str, Any]) -> str:
+        """``wp:<total>:<latest updatedAt>`` of a project's work packages, from one
+        one-element page sorted by ``updatedAt`` (a project's own ``updatedAt`` does not
+        move when only its work packages change). 404: ``wp:not-visible``."""
+        link_name, documented = LINKED["work_packages"]
+        href = link_href(project.get("_links"), link_name) or documented.format(id=project.get("id"))
+        url = URL(href)
+        probe = str(url.with_query({**url.query, "filters": "[]", "sortBy": '[["updatedAt","desc"]]',
+                                    "offset": "1", "pageSize": "1", "select": "total,elements/updatedAt"}))
+        try:
+            page = await self.get(probe)
+        except NotFoundError:
+            return "wp:not-visible"
+        elements = collection_elements(page)
+        latest = elements[0].get("updatedAt") if elements and isinstance(elements[0], dict) else None
+        return f"wp:{page.get('total')}:{latest}"
+
     async def fetch_project_payload(self, project_id: str, listed: dict[str, Any] | None) -> ProjectPayload:
         """The complete project and its linked collections, fetched concurrently; a
         collection answering 404 is recorded in ``not_visible`` and loads as empty."""

@@ -72,6 +72,7 @@ class MutationSummary:
     updated: list[str] = field(default_factory=list)
     added: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    work_packages_changed: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, list[str]]:
         return asdict(self)
@@ -321,14 +322,25 @@ class OpenProjectDataset:
                 "_links": {"self": p["_links"]["self"]}}
 
     # ------------------------------------------------------------------ change
-    def mutate(self, seed: int, update_share: float = 0.1, add_share: float = 0.0, remove_share: float = 0.0) -> MutationSummary:
+    def mutate(self, seed: int, update_share: float = 0.1, add_share: float = 0.0, remove_share: float = 0.0,
+               work_package_share: float = 0.0) -> MutationSummary:
         """Touch (update), add and remove projects; updated ones get a new name, a new
-        work package and a later ``updatedAt``."""
+        work package and a later ``updatedAt``. ``work_package_share`` of the other
+        projects get one work package edited and nothing else: their own ``updatedAt``
+        stays (as in OpenProject), they are listed in ``work_packages_changed``."""
         rng = self._rng("mutate", seed)
         ids = self.project_ids()
         summary = MutationSummary()
         removed = set(rng.sample(ids, round(len(ids) * remove_share)))
         updated = set(rng.sample(sorted(set(ids) - removed), round(len(ids) * update_share)))
+        with_work = [pid for pid in sorted(set(ids) - removed - updated) if self.projects[pid].work_packages]
+        for pid in sorted(rng.sample(with_work, min(len(with_work), round(len(ids) * work_package_share)))):
+            self._clock_ms += 60_000
+            wp = rng.choice(self.projects[pid].work_packages)
+            wp["subject"] += " (edited)"
+            wp["lockVersion"] += 1
+            wp["updatedAt"] = iso(self._clock_ms)
+            summary.work_packages_changed.append(str(pid))
         for pid in sorted(removed):
             del self.projects[pid]
             summary.removed.append(str(pid))

@@ -10,7 +10,7 @@ first-attempt faults come from ``sources.simulation`` as for every simulator.
 
 Admin endpoints (no auth) under ``/_sim/``: ``GET health``, ``GET stats``,
 ``POST stats/reset``, ``POST mutate`` (JSON ``{"seed", "update_share", "add_share",
-"remove_share"}``), ``GET truth`` (→ ``expected_rows``).
+"remove_share", "work_package_share"}``), ``GET truth`` (→ ``expected_rows``).
 """
 
 from __future__ import annotations
@@ -212,6 +212,8 @@ def build_app(dataset: OpenProjectDataset, options: SimulatorOptions | None = No
                 elements = found.work_packages
                 if "filters" not in request.query:  # the API's default filter: open work packages
                     elements = [w for w in elements if not w["readonly"]]
+                if request.query.get("sortBy", "").replace(" ", "") == '[["updatedAt","desc"]]':
+                    elements = sorted(elements, key=lambda w: (w["updatedAt"], w["id"]), reverse=True)
                 return sim.collection(request, elements)
             return sim.collection(request, getattr(found, kind), paged=False)
         return await sim.answer(request, kind, pid, produce)
@@ -243,9 +245,9 @@ def build_app(dataset: OpenProjectDataset, options: SimulatorOptions | None = No
 
     async def mutate(request: web.Request) -> web.Response:
         body = orjson.loads(await request.read() or b"{}")
-        allowed = {"seed", "update_share", "add_share", "remove_share"}
+        allowed = {"seed", "update_share", "add_share", "remove_share", "work_package_share"}
         if not isinstance(body, dict) or "seed" not in body or set(body) - allowed:
-            return web.json_response({"message": "expected JSON {seed, update_share?, add_share?, remove_share?}"}, status=400)
+            return web.json_response({"message": f"expected JSON with seed and any of {sorted(allowed - {'seed'})}"}, status=400)
         summary = dataset.mutate(**body)
         sim.faults.faulted.clear()
         return web.json_response(summary.to_dict())
