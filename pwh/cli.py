@@ -554,6 +554,7 @@ def sync_openproject_command(
     concurrency: Annotated[int, typer.Option(min=1, max=512, help="Requests in flight.")] = 16,
     batch_size: Annotated[int, typer.Option(min=1, help="Projects per load transaction.")] = 100,
     timeout: Annotated[float, typer.Option(help="Per-request timeout, seconds.")] = 30.0,
+    probe_work_packages: Annotated[bool, typer.Option(help="Incremental runs also check each project's work packages (one small request a project): a project's updatedAt does not move when only they change.")] = True,
     api_key: Annotated[Optional[str], typer.Option(help="Overrides OPENPROJECT_API_KEY (prefer the variable: flags show in `ps`).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
@@ -568,7 +569,7 @@ def sync_openproject_command(
     summary = run_flow(lambda: sync_openproject(
         base_url=base_url, db_path=str(db), account=account,
         mode="full_refresh" if full_refresh else "incremental", page_size=page_size,
-        concurrency=concurrency, batch_size=batch_size, timeout_s=timeout,
+        concurrency=concurrency, batch_size=batch_size, timeout_s=timeout, probe_work_packages=probe_work_packages,
     ), show_progress=not quiet and sys.stderr.isatty())
     print_summary(summary)
     if summary["status"] == "partial":

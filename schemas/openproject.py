@@ -52,7 +52,7 @@ PROJECTS = Table(
         text("description_raw", "Description as written (`description.raw`)."),
         text("description_html", "Description rendered as HTML (`description.html`)."),
         CREATED,
-        timestamp("updated_at", "When the project was last changed (UTC; `updatedAt`); its text is the incremental cursor."),
+        timestamp("updated_at", "When the project's own attributes last changed (UTC; `updatedAt`); edits to its work packages do not move it. Part of the incremental cursor."),
         json_text("not_visible", "Linked resources that answered 404 (not visible to this key), as a JSON array, e.g. `[\"memberships\"]`; NULL when all were read."),
         EXTRA,
         timestamp("deleted_at", "When the pipeline saw the project vanish from the API (UTC); NULL while it exists."),
