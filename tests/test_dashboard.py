@@ -46,7 +46,9 @@ def chromium() -> str:
         if not shutil.which("chromium"):
             env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
             subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, timeout=600)
-            subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True, env=env, timeout=1200)
+            # The CJK fonts draw the Korean product names and currency (원) instead of boxes.
+            subprocess.run(["apt-get", "install", "-y", "-qq", "chromium", "fonts-noto-cjk"],
+                           check=True, env=env, timeout=1200)
     return shutil.which("chromium") or pytest.fail("apt-get installed chromium but it is not on PATH")
 
 
@@ -55,7 +57,7 @@ def render(url: str, screenshot: Path) -> str:
     screenshot.parent.mkdir(parents=True, exist_ok=True)
     screenshot.unlink(missing_ok=True)
     done = subprocess.run(
-        [chromium(), *CHROMIUM_FLAGS, "--hide-scrollbars", "--window-size=1400,2200",
+        [chromium(), *CHROMIUM_FLAGS, "--hide-scrollbars", "--window-size=1400,3000",
          "--virtual-time-budget=10000", f"--screenshot={screenshot}", "--dump-dom", url],
         capture_output=True, text=True, timeout=240,
     )

@@ -19,32 +19,40 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def comment_statements(present: set[str]) -> list[str]:
-    """COMMENT ON statements for every documented table and view in ``present``."""
+def comment_statements(present: dict[tuple[str, ...], str | None]) -> list[str]:
+    """COMMENT ON statements for every documented table, view and column in the file
+    (``present``: object or column → its current comment) whose comment is not already
+    the documented one."""
     statements = []
     for kind, objects in (("TABLE", all_tables()), ("VIEW", all_views())):
         for obj in objects:
-            if obj.qualified_name not in present:
+            if (obj.schema, obj.name) not in present:
                 continue
-            statements.append(f"COMMENT ON {kind} {obj.qualified_name} IS {_literal(obj.doc)}")
+            if present[(obj.schema, obj.name)] != obj.doc:
+                statements.append(f"COMMENT ON {kind} {obj.qualified_name} IS {_literal(obj.doc)}")
             statements.extend(
                 f"COMMENT ON COLUMN {obj.qualified_name}.{column.name} IS {_literal(column.doc)}"
                 for column in obj.columns
+                if (obj.schema, obj.name, column.name) in present
+                and present[(obj.schema, obj.name, column.name)] != column.doc
             )
     return statements
 
 
 def apply_comments(con: duckdb.DuckDBPyConnection) -> int:
     """Comment every documented object present in the file; returns how many statements
-    ran. The caller owns the transaction."""
-    present = {
-        f"{schema}.{name}"
-        for schema, name in con.execute(
-            "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = current_database() "
-            "UNION ALL SELECT schema_name, view_name FROM duckdb_views() "
-            "WHERE database_name = current_database() AND NOT internal"
-        ).fetchall()
-    }
+    ran (only changed comments are written). The caller owns the transaction."""
+    here = "database_name = current_database()"
+    present: dict[tuple[str, ...], str | None] = {}
+    for schema, name, comment in con.execute(
+        f"SELECT schema_name, table_name, comment FROM duckdb_tables() WHERE {here} "
+        f"UNION ALL SELECT schema_name, view_name, comment FROM duckdb_views() WHERE {here} AND NOT internal"
+    ).fetchall():
+        present[(schema, name)] = comment
+    for schema, name, column, comment in con.execute(
+        f"SELECT schema_name, table_name, column_name, comment FROM duckdb_columns() WHERE {here}"
+    ).fetchall():
+        present[(schema, name, column)] = comment
     statements = comment_statements(present)
     for statement in statements:
         con.execute(statement)
