@@ -198,9 +198,11 @@ async def test_overlap_refetches_recent_changes_and_since_overrides_the_watermar
 async def test_filters_limit_what_is_synced(tmp_path):
     dataset = ClarityDataset(DatasetConfig(seed=26, n_projects=30))
     projects = [dataset.project(i) for i in dataset.live_indices()]
-    names = [projects[2]["name"], projects[5]["name"]]
-    summary = await sync(dataset, tmp_path / "w.duckdb", names=names, udf=None, open_date="2010-01-01")
+    names = [projects[2]["name"], projects[3]["name"], projects[5]["name"]]
+    assert projects[2]["open_date"] is None  # so the open-date filter leaves it out
+    summary = await sync(dataset, tmp_path / "w.duckdb", names=names, open_date="2010-01-01")
     assert summary["units_seen"] == 2
+    names = names[1:]
     con = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
     got = {r[0] for r in con.execute("SELECT name FROM clarity.projects").fetchall()}
     con.close()
