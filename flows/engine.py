@@ -25,7 +25,7 @@ from sources.errors import AuthError, NotFoundError, SourceError
 from transforms.frames import RejectedRecord, TableBatch
 from warehouse.crashpoints import crash_point
 from warehouse.load import UnitState, mark_deleted, read_state, replace_units
-from warehouse.runs import RunRecord, save_run, start_run
+from warehouse.runs import RunRecord, interrupted_full_refreshes, save_run, start_run
 
 log = logging.getLogger("pwh.sync")
 
@@ -87,10 +87,13 @@ class Plan:
         return self.new + self.changed
 
 
-def plan_units(listing: Listing, state: Mapping[str, UnitState], mode: str) -> Plan:
+def plan_units(
+    listing: Listing, state: Mapping[str, UnitState], mode: str, resumed: frozenset[str] | set[str] = frozenset()
+) -> Plan:
     """Which units to fetch: new ones, ones whose cursor moved (or that came back after
-    deletion), and in full-refresh mode all of them; known units missing from a complete
-    list are gone."""
+    deletion), and in full-refresh mode all of them — except, when a full refresh resumes
+    one that was interrupted (``resumed``: its runs' ids), units those runs already loaded
+    and that did not change since; known units missing from a complete list are gone."""
     plan = Plan()
     listed = set()
     for unit in listing.units:
@@ -98,7 +101,9 @@ def plan_units(listing: Listing, state: Mapping[str, UnitState], mode: str) -> P
         known = state.get(unit.key)
         if known is None:
             plan.new.append(unit)
-        elif mode == "full_refresh" or known.deleted or unit.cursor is None or known.cursor != unit.cursor:
+        elif known.deleted or unit.cursor is None or known.cursor != unit.cursor or (
+            mode == "full_refresh" and known.run_id not in resumed
+        ):
             plan.changed.append(unit)
         else:
             plan.unchanged.append(unit)
@@ -252,7 +257,11 @@ async def _sync(adapter, con, run: RunRecord, mode: str, batch_size: int, stages
     if duplicates:
         log.warning("%s list named %d projects more than once; each is synced once", adapter.source, duplicates)
         listing = Listing(list({u.key: u for u in units}.values()), listing.complete)
-    plan = plan_units(listing, state, mode)
+    resumed = interrupted_full_refreshes(con, adapter.source, adapter.account, run.run_id) if mode == "full_refresh" else set()
+    plan = plan_units(listing, state, mode, resumed)
+    if resumed:
+        log.info("%s/%s: resuming an interrupted full refresh; %d projects it loaded are kept",
+                 adapter.source, adapter.account, len(plan.unchanged))
     run.units_seen = len(listing.units)
     run.units_new, run.units_changed, run.units_unchanged = len(plan.new), len(plan.changed), len(plan.unchanged)
     progress.update(total=len(plan.to_fetch), done=0)

@@ -24,14 +24,15 @@ from warehouse.crashpoints import crash_point
 class UnitState:
     cursor: str | None
     deleted: bool
+    run_id: str | None = None  # the run that last loaded the unit
 
 
 def read_state(con: duckdb.DuckDBPyConnection, source: str, account: str) -> dict[str, UnitState]:
     rows = con.execute(
-        "SELECT unit_key, cursor, deleted_at IS NOT NULL FROM pipeline.unit_state WHERE source = ? AND account = ?",
+        "SELECT unit_key, cursor, deleted_at IS NOT NULL, run_id FROM pipeline.unit_state WHERE source = ? AND account = ?",
         [source, account],
     ).fetchall()
-    return {key: UnitState(cursor, deleted) for key, cursor, deleted in rows}
+    return {key: UnitState(cursor, deleted, run_id) for key, cursor, deleted, run_id in rows}
 
 
 def replace_units(
