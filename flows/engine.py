@@ -137,13 +137,23 @@ class FetchedBatch:
     vanished: list[str]
 
 
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What a batch task returns: counts and keys only, never records (Prefect walks task
+    parameters and results; raw payloads there cost it ~10x our own CPU)."""
+
+    rows: dict[str, int]
+    rejected: int
+    failed: dict[str, str]
+    vanished: list[str]
+
+
 @dataclass
 class Stages:
     """The engine's stages; a flow swaps in Prefect-task versions of the same functions."""
 
     list_units: Callable[[SourceAdapter, Mapping[str, UnitState]], Awaitable[Listing]]
-    fetch_batch: Callable[[SourceAdapter, list[Unit]], Awaitable[FetchedBatch]]
-    load_batch: Callable[..., Awaitable[dict[str, Any]]]
+    sync_batch: Callable[..., Awaitable[BatchOutcome]]
 
 
 async def list_units(adapter: SourceAdapter, known: Mapping[str, UnitState]) -> Listing:
@@ -175,8 +185,9 @@ def transform_and_load(
     con: duckdb.DuckDBPyConnection,
     fetched: FetchedBatch,
     run_id: str,
-) -> dict[str, Any]:
-    """Transform, validate and load one batch (runs in a worker thread)."""
+) -> tuple[dict[str, int], int]:
+    """Transform, validate and load one batch (runs in a worker thread); returns rows
+    loaded per table and the number of rejected records."""
     crash_point("transform")
     batch = adapter.transform(fetched.payloads)
     frames: dict[str, pl.DataFrame] = {}
@@ -196,16 +207,31 @@ def transform_and_load(
         rejected=rejected,
         now=_now(),
     )
-    return {"rows": loaded, "rejected": len(rejected)}
+    return loaded, len(rejected)
 
 
-async def load_batch(adapter: SourceAdapter, con: duckdb.DuckDBPyConnection, fetched: FetchedBatch, run_id: str) -> dict[str, Any]:
-    if not fetched.units:
-        return {"rows": {}, "rejected": 0}
-    return await asyncio.to_thread(transform_and_load, adapter, con, fetched, run_id)
+async def sync_batch(
+    adapter: SourceAdapter,
+    con: duckdb.DuckDBPyConnection,
+    units: list[Unit],
+    run_id: str,
+    writer: asyncio.Lock,
+) -> BatchOutcome:
+    """Fetch a batch of units, then transform, validate and load it in a worker thread.
+    ``writer`` keeps one load at a time on the connection; the next batch fetches meanwhile."""
+    fetched = await fetch_batch(adapter, units)
+    crash_point("fetched")
+    rows: dict[str, int] = {}
+    rejected = 0
+    if fetched.units:
+        async with writer:
+            rows, rejected = await asyncio.to_thread(transform_and_load, adapter, con, fetched, run_id)
+    return BatchOutcome(rows, rejected, fetched.failed, fetched.vanished)
 
 
-PLAIN_STAGES = Stages(list_units, fetch_batch, load_batch)
+PLAIN_STAGES = Stages(list_units, sync_batch)
+# Batches in flight: one loading while the next one fetches.
+BATCHES_IN_FLIGHT = 2
 
 
 def _now() -> datetime:
@@ -267,34 +293,39 @@ async def _sync(adapter, con, run: RunRecord, mode: str, batch_size: int, stages
     progress.update(total=len(plan.to_fetch), done=0)
 
     vanished: list[str] = list(plan.gone)
-    pending_load: asyncio.Task | None = None
-
-    async def finish_load(task: asyncio.Task) -> None:
-        outcome = await task
-        for table, rows in outcome["rows"].items():
-            run.rows_loaded[table] = run.rows_loaded.get(table, 0) + rows
-        run.rows_rejected += outcome["rejected"]
-
+    writer = asyncio.Lock()
     to_fetch = plan.to_fetch
+    pending: set[asyncio.Future] = set()
+
+    def absorb(done: set[asyncio.Future]) -> None:
+        for future in done:
+            outcome: BatchOutcome = future.result()
+            for table, rows in outcome.rows.items():
+                run.rows_loaded[table] = run.rows_loaded.get(table, 0) + rows
+            run.rows_rejected += outcome.rejected
+            run.failed_units.update(outcome.failed)
+            vanished.extend(outcome.vanished)
+            progress.update(done=progress.done + outcome_size[future],
+                            requests=adapter.requests, retries=adapter.retries)
+
+    outcome_size: dict[asyncio.Future, int] = {}
     try:
         for start in range(0, len(to_fetch), batch_size):
-            # The next batch is fetched while the previous one loads in a worker thread.
-            fetched = await stages.fetch_batch(adapter, to_fetch[start : start + batch_size])
-            crash_point("fetched")
-            vanished.extend(fetched.vanished)
-            run.failed_units.update(fetched.failed)
-            if pending_load is not None:
-                await finish_load(pending_load)
-            pending_load = asyncio.ensure_future(stages.load_batch(adapter, con, fetched, run.run_id))
-            progress.update(done=min(start + batch_size, len(to_fetch)),
-                            requests=adapter.requests, retries=adapter.retries)
-        if pending_load is not None:
-            await finish_load(pending_load)
-            pending_load = None
+            if len(pending) >= BATCHES_IN_FLIGHT:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                absorb(done)
+            units = to_fetch[start : start + batch_size]
+            future = asyncio.ensure_future(stages.sync_batch(adapter, con, units, run.run_id, writer))
+            outcome_size[future] = len(units)
+            pending.add(future)
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            absorb(done)
     finally:
-        if pending_load is not None:
-            # Never leave a load running on the connection while the run is being closed.
-            await asyncio.gather(pending_load, return_exceptions=True)
+        if pending:
+            # A batch failed: let the one still in flight finish (its load may be running
+            # on the connection in a worker thread) before the run is closed.
+            await asyncio.gather(*pending, return_exceptions=True)
 
     run.units_deleted = mark_deleted(
         con, source=adapter.source, account=adapter.account, unit_keys=vanished,

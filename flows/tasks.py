@@ -14,6 +14,5 @@ _options = dict(cache_policy=NONE, persist_result=False, log_prints=False)
 
 TASK_STAGES = engine.Stages(
     list_units=task(engine.list_units, name="list-projects", **_options),
-    fetch_batch=task(engine.fetch_batch, name="fetch-project-batch", **_options),
-    load_batch=task(engine.load_batch, name="transform-validate-load-batch", **_options),
+    sync_batch=task(engine.sync_batch, name="fetch-transform-load-batch", **_options),
 )
