@@ -23,11 +23,16 @@ def prefect_harness() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def prefect_server(tmp_path_factory) -> Iterator[str]:
+def prefect_server() -> Iterator[str]:
     """A real `prefect server start` (its own PREFECT_HOME, a free loopback port) for the
     tests that need one: scheduled runs and `pwh` subprocesses (a flow run in a fresh
-    process costs ~4 s with a server, 10–19 s without). Yields the API URL."""
+    process costs ~4 s with a server, 10–19 s without). Yields the API URL. Its home is
+    outside pytest's basetemp, which concurrent pytest sessions prune."""
+    import tempfile
+    from pathlib import Path
+
     from tests.live import prefect_server as start_server
 
-    with start_server(tmp_path_factory.mktemp("prefect-home")) as api_url:
-        yield api_url
+    with tempfile.TemporaryDirectory(prefix="pwh-prefect-home-") as home:
+        with start_server(Path(home)) as api_url:
+            yield api_url

@@ -31,7 +31,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def prefect_server(home: Path, *, startup_timeout_s: float = 150) -> Iterator[str]:
+def prefect_server(home: Path, *, startup_timeout_s: float = 240) -> Iterator[str]:
     """`prefect server start` on a free loopback port with its own PREFECT_HOME; yields
     the API URL. Services a scheduled run does not need are switched off to save CPU."""
     port = free_port()

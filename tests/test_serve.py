@@ -11,13 +11,19 @@ import os
 import threading
 import time
 from datetime import datetime
+from pathlib import Path
 
 import duckdb
 import pytest
+import yaml
+from prefect.cli.deploy._models import PrefectYamlModel
 
 from flows.schedules import (
     DEFAULT_CRON,
+    SCHEDULABLE_FLOWS,
+    Schedule,
     ScheduleError,
+    check_parameters,
     load_schedules,
     parse_schedules,
     select,
@@ -169,3 +175,19 @@ def test_pwh_serve_runs_scheduled_syncs_against_a_real_prefect_server(prefect_se
     first, second = by_id[completed[0]["id"]], by_id[completed[1]["id"]]
     assert first[1:4] == ("success", "incremental", 15)
     assert second[1:] == ("success", "incremental", 0, 15, 1)  # no change upstream: the list only
+
+
+def test_prefect_yaml_deploys_known_flows_with_one_run_at_a_time_and_no_secrets():
+    """prefect.yaml (for `prefect deploy --all`) parses as Prefect reads it and names the
+    flows `pwh serve` serves, with the same limits and no secret in any parameter."""
+    project = PrefectYamlModel.model_validate(yaml.safe_load((Path(__file__).parents[1] / "prefect.yaml").read_text()))
+    assert project.deployments
+    sources = {target: source for source, target in SCHEDULABLE_FLOWS.items()}
+    for deployment in project.deployments:
+        path, _, name = deployment.entrypoint.partition(":")
+        source = sources[f"{path.removesuffix('.py').replace('/', '.')}:{name}"]
+        check_parameters(Schedule(deployment.name, source, parameters=deployment.parameters))
+        assert deployment.concurrency_limit.limit == 1
+        assert deployment.concurrency_limit.collision_strategy == "CANCEL_NEW"
+        assert deployment.schedules and deployment.schedules[0].cron
+        assert deployment.work_pool.name == "pwh-process"
