@@ -167,3 +167,28 @@ async def test_wrong_token_fails_with_a_clear_message(tmp_path, monkeypatch):
     monkeypatch.setenv("RAYTEAMS_TOKEN", "wrong")
     with pytest.raises(Exception, match="RAYTEAMS_TOKEN"):
         await sync(dataset, tmp_path / "w.duckdb")
+
+
+async def test_an_answer_over_the_size_cap_fails_its_project_with_a_clear_error(tmp_path, monkeypatch):
+    import orjson
+
+    dataset = RayteamsDataset(DatasetConfig(seed=19, n_projects=6))
+
+    def served_size(data) -> int:  # the simulator's envelope around the data
+        return len(b'{"status":"success","data":' + orjson.dumps(data) + b"}")
+
+    sizes = {pid: served_size(dataset.aggregate(pid)) for pid in dataset.project_ids()}
+    *_, second, biggest = sorted(sizes, key=sizes.get)
+    cap = sizes[second]
+    assert sizes[biggest] > cap > served_size(dataset.project_list())
+    assert all(served_size(dataset.files(pid)) <= cap for pid in sizes)
+    monkeypatch.setenv("PWH_MAX_RESPONSE_BYTES", str(cap))  # the variable the error names
+    db = tmp_path / "w.duckdb"
+    summary = await sync(dataset, db)
+    assert summary["status"] == "partial" and summary["failed_units"] == [biggest]
+    assert summary["retries"] == 0  # refused at once, not retried
+    con = duckdb.connect(str(db), read_only=True)
+    [(failed,)] = con.execute("SELECT failed_units FROM pipeline.runs").fetchall()
+    con.close()
+    message = orjson.loads(failed)[biggest]
+    assert f"answer exceeds the {cap:,}-byte cap" in message and "PWH_MAX_RESPONSE_BYTES" in message
