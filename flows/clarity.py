@@ -207,4 +207,7 @@ async def sync_clarity(
     summary = await sync_into_warehouse(adapter, db_path=db_path, tables=tables.TABLES, mode=mode,
                                         batch_size=batch_size)
     summary["udf_parse_errors"] = adapter.udf_parse_errors
+    if adapter.udf_parse_errors:
+        log.warning("%d UDF values do not parse as their declared type; kept as text "
+                    "(clarity.project_udfs.parse_error)", adapter.udf_parse_errors)
     return summary

@@ -189,7 +189,8 @@ def transform_projects(fetched: Iterable[FetchedProject], *, account: str) -> tu
     for project in fetched:
         transform.project(project)
     if transform.udf_parse_errors:
-        log.warning(
+        # Per batch, at info level: the flow's summary (and the CLI) report the run's total.
+        log.info(
             "%d UDF values do not parse as their declared type; kept as text "
             "(see clarity.project_udfs.parse_error)", transform.udf_parse_errors,
         )
