@@ -48,6 +48,7 @@ API_VERSION = "v1.0"
 DEFAULT_OAUTH_STAGE = "development"
 _SANDBOX = re.compile(r"^[a-z0-9-]*$")
 _STAGE = re.compile(r"^[a-z0-9-]*$")
+_ERROR_CODE = re.compile(r"^[a-z_]{1,40}$")
 
 # Renew this long before the announced expiry (at most a tenth of the token's life).
 DEFAULT_MARGIN_S = 60.0
@@ -202,7 +203,9 @@ class OAuthCredentials:
     def _read_token(self, answer: Answer) -> tuple[str, float]:
         body = decode_json(answer)
         if isinstance(body, dict) and "error" in body:
-            code = str(body["error"])[:60]
+            raw = body["error"]
+            # Quote only what looks like an OAuth error code: a server could echo anything.
+            code = raw if isinstance(raw, str) and _ERROR_CODE.match(raw) else "unrecognised error code"
             raise TokenRefusedError(self._refusal(code), code=code)
         if answer.status >= 400:
             raise ApiError(f"RAYTeams account {self.account!r}: token endpoint answered HTTP {answer.status}",
@@ -215,7 +218,7 @@ class OAuthCredentials:
             raise ApiError(f"RAYTeams account {self.account!r}: the token endpoint's answer has no positive expires_in")
         token_type = body.get("token_type", "Bearer")
         if isinstance(token_type, str) and token_type.lower() != "bearer":
-            raise ApiError(f"RAYTeams account {self.account!r}: unexpected token_type {token_type[:20]!r}")
+            raise ApiError(f"RAYTeams account {self.account!r}: the token endpoint issued a token that is not a Bearer token")
         return token, float(expires_in)
 
     def _refusal(self, code: str) -> str:
