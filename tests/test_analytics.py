@@ -265,3 +265,20 @@ def test_marts_take_in_every_source_and_survive_missing_or_empty_ones(tmp_path):
         assert reader.execute("SELECT count(*) FROM analytics.projects").fetchall() == [(6,)]
     finally:
         reader.close()
+
+
+def test_pwh_publish_documents_and_publishes_an_existing_warehouse(tmp_path):
+    db = tmp_path / "old.duckdb"
+    con = connect(db)
+    try:
+        migrate(con)  # a warehouse written before the analyst layer: no marts, no comments
+    finally:
+        con.close()
+    done = subprocess.run([sys.executable, "-m", "pwh.cli", "publish", "--db", str(db)],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert "old.replica.duckdb" in done.stdout
+    rows = query(db, """SELECT count(*), count(comment) FROM duckdb_columns()
+                        WHERE schema_name IN ('pipeline', 'rayteams', 'analytics')""")
+    assert rows[0][0] == rows[0][1] > 100
+    assert query(db, "SELECT count(*) FROM analytics.orders_funnel") == [(0,)]
