@@ -65,6 +65,9 @@ def publish_replica(con: duckdb.DuckDBPyConnection, db_path: Path | str, target:
     target = Path(target) if target is not None else replica_path(source)
     con.execute("CHECKPOINT")
     target.parent.mkdir(parents=True, exist_ok=True)
+    # Copies left by a publisher that died mid-copy (we hold the writer lock: no other runs).
+    for stale in target.parent.glob(f".{target.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
     temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     with private_files():
         out = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
