@@ -70,3 +70,18 @@ async def test_memberships_answering_404_are_recorded_not_fatal():
         payload = await client.fetch_project_payload(str(hidden[0].id), hidden[0].project)
         assert payload.not_visible == ["memberships"] and payload.linked["memberships"] == []
         assert len(payload.linked["types"]) == len(hidden[0].types) > 0
+
+
+async def test_a_server_that_caps_page_size_is_still_read_to_the_end():
+    dataset = OpenProjectDataset(DatasetConfig(seed=4, n_projects=17, max_work_packages=20))
+    app = build_app(dataset, SimulatorOptions(api_key=KEY, max_page_size=3))
+    async with serving(app) as root, OpenProjectClient.connect(root, api_key=KEY, page_size=50) as client:
+        listed = await client.list_projects()
+        assert [e["id"] for e in listed] == dataset.project_ids()
+        assert app[SIMULATOR_KEY].stats["list"] == 6  # 17 projects, 3 a page
+        first = dataset.projects[dataset.project_ids()[0]]
+        payload = await client.fetch_project_payload(str(first.id), first.project)
+        assert len(payload.linked["work_packages"]) == len(first.work_packages) == 20
+        marker = await client.work_package_marker(first.project)
+        latest = max(w["updatedAt"] for w in first.work_packages)
+        assert marker == f"wp:20:{latest}"

@@ -227,8 +227,9 @@ class OpenProjectClient:
         link_name, documented = LINKED["work_packages"]
         href = link_href(project.get("_links"), link_name) or documented.format(id=project.get("id"))
         url = URL(href)
+        # No `select`: a selected answer drops the Collection's own properties (`_type`).
         probe = str(url.with_query({**url.query, "filters": "[]", "sortBy": '[["updatedAt","desc"]]',
-                                    "offset": "1", "pageSize": "1", "select": "total,elements/updatedAt"}))
+                                    "offset": "1", "pageSize": "1"}))
         try:
             page = await self.get(probe)
         except NotFoundError:
