@@ -29,14 +29,20 @@ class CoercionError(ValueError):
     """A value that is none of the types its field is documented with."""
 
 
-# Bounded repr for messages: a value nested 1,000 levels deep (orjson parses up to 1,024)
-# would make repr() raise RecursionError, and a huge string need not be copied whole.
+# Bounded repr for messages: a huge string need not be copied whole.
 _REPR = reprlib.Repr()
-_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 3, 60, 60, 60
+_REPR.maxstring, _REPR.maxother, _REPR.maxlong = 60, 60, 60
 
 
 def describe(value: Any) -> str:
-    """A short, bounded repr of a value for a rejection reason."""
+    """A short description of a value for a rejection reason. Objects and arrays are
+    described by their size only: their content may hold patient data (reasons are
+    stored unredacted), and repr() of one nested 1,000 levels deep (orjson parses up to
+    1,024) raises RecursionError."""
+    if isinstance(value, dict):
+        return f"an object of {len(value)} key(s)"
+    if isinstance(value, (list, tuple)):
+        return f"an array of {len(value)} item(s)"
     text = _REPR.repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -52,7 +58,7 @@ def as_text(value: Any, field: str) -> str | None:
         return str(value)
     if isinstance(value, float) and math.isfinite(value):
         return str(int(value)) if value.is_integer() else repr(value)
-    raise CoercionError(f"{field}: expected text, got {type(value).__name__} {describe(value)}")
+    raise CoercionError(f"{field}: expected text, got {describe(value)}")
 
 
 def as_int(value: Any, field: str) -> int | None:

@@ -23,8 +23,8 @@ def redact(value: Any, pseudonyms: Pseudonymizer, _depth: int = 0) -> Any:
                 continue
             if key in PSEUDONYMISED_KEYS:
                 out[key] = pseudonyms.pseudonym(item) if isinstance(item, (str, int)) else None
-            elif key == "subject" and isinstance(item, dict):
-                out[key] = _redact_subject(item, pseudonyms)
+            elif key == "subject":
+                out[key] = _redact_subject(item, pseudonyms, _depth + 1)
             else:
                 out[key] = redact(item, pseudonyms, _depth + 1)
         return out
@@ -33,7 +33,18 @@ def redact(value: Any, pseudonyms: Pseudonymizer, _depth: int = 0) -> Any:
     return value
 
 
-def _redact_subject(subject: dict[str, Any], pseudonyms: Pseudonymizer) -> dict[str, Any]:
+def _redact_subject(subject: Any, pseudonyms: Pseudonymizer, depth: int) -> Any:
+    """A subject is documented as ``{name, birth}``. In any other shape it is still the
+    patient: text is taken for a name, and every object or array inside it is read as a
+    subject too (a `name` nested in it is the patient's as well)."""
+    if depth > MAX_DEPTH:
+        return "<nesting too deep: truncated>"
+    if isinstance(subject, str):
+        return pseudonyms.pseudonym(subject)
+    if isinstance(subject, list):
+        return [_redact_subject(item, pseudonyms, depth + 1) for item in subject]
+    if not isinstance(subject, dict):
+        return subject
     out: dict[str, Any] = {}
     for key, item in subject.items():
         if key == "name":
@@ -43,6 +54,9 @@ def _redact_subject(subject: dict[str, Any], pseudonyms: Pseudonymizer) -> dict[
                 out["birth_year"] = birth_year(item)
             except ValueError:
                 out["birth_year"] = None
+        elif isinstance(item, (dict, list)) and key not in DROPPED_KEYS and key not in PSEUDONYMISED_KEYS:
+            out[key] = _redact_subject(item, pseudonyms, depth + 1)
         else:
-            out[key] = redact(item, pseudonyms, 1)
+            # The same rules as anywhere else (patientId, links, plain values).
+            out.update(redact({key: item}, pseudonyms, depth))
     return out
