@@ -331,3 +331,47 @@ def test_awkward_strings_load_as_they_came(warehouse):
     assert row == [(pid, *awkward)]
     [(record,)] = warehouse.execute("SELECT record FROM rayteams.other_records WHERE account = 'awkward'").fetchall()
     assert orjson.loads(record)["note"] == awkward
+
+
+# ------------------------------------------------------------------ patient identifiers
+
+MARK = "Patient Zz-MARKER Kimlee"
+BIRTH = "1961-07-23"
+
+
+def _identifier_shapes(mark: str, birth: str) -> st.SearchStrategy:
+    """The documented patient fields (subject.name, subject.birth, patientId, patientName)
+    holding the identifier in odd shapes, anywhere in a record."""
+    subject = st.sampled_from([
+        {"name": mark, "birth": birth}, {"name": {"full": mark}}, {"name": [mark]},
+        [{"name": mark, "birth": birth}], [[{"name": mark}]], {"name": mark, "more": {"name": mark}},
+    ])
+    direct = st.sampled_from([
+        {"patientId": mark}, {"patientId": [mark]}, {"patientName": {"x": mark}}, {"patient_id": mark},
+    ])
+    placed = st.one_of(subject.map(lambda s: {"subject": s}), direct)
+    return st.recursive(placed, lambda inner: st.one_of(
+        st.builds(lambda v: {"data": v}, inner), st.builds(lambda v: [v], inner),
+        st.builds(lambda v: {"subject": {"extra": v}}, inner)), max_leaves=3)
+
+
+@HOSTILE
+@given(
+    st.lists(st.tuples(st.sampled_from(RECORD_KINDS), _identifier_shapes(MARK, BIRTH)), min_size=1, max_size=5),
+    st.data(),
+)
+def test_patient_identifiers_never_survive_in_any_shape(placements, data):
+    pid = "p-ident"
+    records = []
+    for kind, shape in placements:
+        record = copy.deepcopy(data.draw(st.sampled_from(TEMPLATES[kind])))
+        record["_id"] = pid
+        field = data.draw(st.sampled_from(
+            ["subject", "patientId", "data", "extra_field", "medicalRecords", "product", "created", "name"]))
+        record[field] = shape
+        records.append(record)
+    frames, rejected = check_accounting([FetchedProject(pid, None, records, [])])
+    stored = orjson.dumps([frame.to_dicts() for frame in frames.values()], default=str).decode()
+    stored += "".join(r.raw_json + "".join(r.reasons) for r in rejected)
+    assert MARK not in stored, "a patient identifier survived"
+    assert BIRTH not in stored, "a full birth date survived"
