@@ -99,11 +99,11 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "runs": [],
     }
+    all_runs: list[runs.Run] = []
     try:
         with _prefect(args, workdir) as (api_url, server_startup_s):
             results["prefect_server_startup_s"] = server_startup_s
             env = runs.child_env(workdir / "prefect-home", api_url)
-            all_runs: list[runs.Run] = []
             log(f"simulator: {args.projects} projects, {args.latency_ms} ms latency, seed {args.seed}")
             with simulator(args.projects, seed=args.seed, latency_ms=args.latency_ms) as sim:
                 ctx = runs.Context(sim, workdir, env, args.concurrency)
@@ -113,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                 for r in range(1, args.runs + 1):
                     log(f"round {r}/{args.runs}")
                     all_runs += compare_round(ctx, args, r)
+                    save(results, all_runs, args, started)
                 if not args.no_cold_start:
                     log("Prefect cold starts (no server)")
                     all_runs += cold_starts(ctx, args)
@@ -124,25 +125,31 @@ def main(argv: list[str] | None = None) -> int:
                     results["truth_large"] = {strategy: sim.truth(strategy)}
                     for r in range(1, args.large_runs + 1):
                         log(f"large round {r}/{args.large_runs}")
-                        for run in (runs.ceiling(ctx, strategy, r),
-                                    runs.pwh_sync(ctx, strategy, r, ctx.fresh_path("large.duckdb"), incremental=False)):
-                            run.label += f" N={args.large_projects}"
-                            run.kind += "_large"
-                            all_runs.append(run)
-                            log(f"  {run.label:<34} {run.wall_s:7.2f} s wall  {run.cpu_s:6.2f} s CPU  "
-                                f"{run.peak_rss_mb:5.0f} MB  {run.requests:>6} requests")
+                        run = runs.pwh_sync(ctx, strategy, r, ctx.fresh_path("large.duckdb"), incremental=False)
+                        run.label += f" N={args.large_projects}"
+                        run.kind += "_large"
+                        all_runs.append(run)
+                        log(f"  {run.label:<34} {run.wall_s:7.2f} s wall  {run.cpu_s:6.2f} s CPU  "
+                            f"{run.peak_rss_mb:5.0f} MB  {run.requests:>6} requests")
+                        save(results, all_runs, args, started)
     finally:
         if workdir_cm:
             workdir_cm.cleanup()
-    results["runs"] = [r.to_dict() for r in all_runs]
-    results["bench_wall_s"] = time.perf_counter() - started
-    summary = report.summarise(results, args)
-    results["summary"] = summary
+    summary = save(results, all_runs, args, started, complete=True)
     print(report.render(results, summary))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2) + b"\n")
     log(f"wrote {args.out} ({results['bench_wall_s']:.0f} s in all)")
     return 0 if summary["checks_ok"] else 1
+
+
+def save(results: dict, all_runs: list[runs.Run], args, started: float, complete: bool = False) -> dict:
+    """Write results.json (after every round too: an interrupted bench keeps what it measured)."""
+    results["runs"] = [r.to_dict() for r in all_runs]
+    results["bench_wall_s"] = time.perf_counter() - started
+    results["complete"] = complete
+    results["summary"] = summary = report.summarise(results, args)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2) + b"\n")
+    return summary
 
 
 class _prefect:

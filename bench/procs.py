@@ -1,6 +1,6 @@
 """Running a measured command in a child process: wall time, CPU time and peak RSS of
-that child (``os.wait4`` gives the child's own rusage, descendants it waited for included),
-and its last stdout line parsed as JSON when it prints one."""
+that child (GNU ``time``, or ``os.wait4``: the child's own rusage, descendants it waited
+for included), and its last stdout line parsed as JSON when it prints one."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 PWH = str(Path(sys.executable).with_name("pwh"))
+TIME = Path("/usr/bin/time")
 
 
 @dataclass
@@ -38,23 +40,41 @@ class Measured:
 
 
 def measure(cmd: list[str], env: dict[str, str], *, timeout_s: float = 900) -> Measured:
-    """Run ``cmd`` to completion and measure it (the child alone, not this process)."""
+    """Run ``cmd`` to completion and measure it (the child alone, not this process).
+
+    CPU and peak RSS come from GNU time when it is installed: a child forked from this
+    (larger) process would otherwise report this process's RSS as its own peak, since
+    ``ru_maxrss`` counts the pages it had between fork and exec."""
+    usage_file = None
+    if TIME.exists():
+        fd, usage_file = tempfile.mkstemp(prefix="pwh-bench-usage-")
+        os.close(fd)
+        cmd = [str(TIME), "-f", "%U %S %M", "-o", usage_file, *cmd]
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    # communicate() reads the pipes; the child is reaped by wait4 below, not by Popen.
     try:
         out, err = _communicate(proc, timeout_s)
     except subprocess.TimeoutExpired:
         proc.kill()
         raise
+    # Reaped here (not by Popen) to read the child's rusage.
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
+    cpu, peak_kib = usage.ru_utime + usage.ru_stime, usage.ru_maxrss
+    if usage_file is not None:
+        try:
+            fields = Path(usage_file).read_text().split()[-3:]
+            cpu, peak_kib = float(fields[0]) + float(fields[1]), int(fields[2])
+        except (ValueError, IndexError):
+            pass  # GNU time wrote a complaint instead (the child was killed): keep wait4's figures
+        finally:
+            os.unlink(usage_file)
     stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
     return Measured(
         wall_s=wall,
-        cpu_s=usage.ru_utime + usage.ru_stime,
-        peak_rss_mb=usage.ru_maxrss / 1024,  # KiB on Linux
+        cpu_s=cpu,
+        peak_rss_mb=peak_kib / 1024,  # KiB on Linux
         returncode=proc.returncode,
         stdout=stdout,
         stderr=stderr,

@@ -127,18 +127,20 @@ def summarise(results: dict, args) -> dict[str, Any]:
     if plain and flow:
         per_run = flow["inner_s"] - plain["inner_s"]
         startup_server = (flow["wall_s"] - flow["inner_s"]) - (plain["wall_s"] - plain["inner_s"])
-        prefect = {"per_run_overhead_s": per_run, "fixed_startup_with_server_s": startup_server,
-                   "plain_run_s": plain["inner_s"], "flow_run_s": flow["inner_s"]}
+        prefect = {"sync call without Prefect (plain stages)": plain["inner_s"],
+                   "sync call as a Prefect flow (server running)": flow["inner_s"],
+                   "per-run overhead (flow - plain)": per_run,
+                   "fixed start-up with a server (outside the call, beyond plain's)": startup_server}
         ratio("Prefect per-run overhead / flow run wall (server running)", _ratio(per_run, flow["inner_s"]),
               TARGETS["prefect_overhead_share"])
         imp = _find(medians, "import")
         if imp:
-            prefect["import_prefect_s"] = imp["wall_s"]
+            prefect["import prefect (every pwh process pays it)"] = imp["wall_s"]
         for label, m in medians.items():
             if m["kind"] == "cold_start":
-                prefect[f"fixed startup: {label} (s)"] = m["wall_s"] - plain["wall_s"] - per_run
+                prefect[f"fixed start-up: {label}"] = m["wall_s"] - plain["wall_s"] - per_run
     if results.get("prefect_server_startup_s") is not None:
-        prefect["prefect_server_start_s"] = results["prefect_server_startup_s"]
+        prefect["Prefect server start (once; a deployment keeps it running)"] = results["prefect_server_startup_s"]
     prefect = {k: v for k, v in prefect.items() if v is not None}
     return {"medians": medians, "checks": checks, "ratios": ratios, "prefect": prefect,
             "checks_ok": all(c["ok"] for c in checks)}
@@ -166,12 +168,12 @@ def render(results: dict, summary: dict) -> str:
     for r in summary["ratios"]:
         verdict = "" if r["ok"] is None else ("ok" if r["ok"] else "MISSED")
         target = "" if r["target"] is None else f"{'≥' if r['at_least'] else '≤'} {r['target']:g}"
-        lines.append(f"  {r['ratio']:<64} {_fmt(r['value'], 3):>9}  {target:<8} {verdict}"
+        lines.append(f"  {r['ratio']:<72} {_fmt(r['value'], 3):>9}  {target:<8} {verdict:<6}"
                      + (f"  ({r['note']})" if r["note"] else ""))
     if summary["prefect"]:
         lines += ["", "Prefect"]
         for k, v in summary["prefect"].items():
-            lines.append(f"  {k:<64} {_fmt(v):>9} s")
+            lines.append(f"  {k:<72} {_fmt(v):>9} s")
     bad = [c for c in summary["checks"] if not c["ok"]]
     lines += ["", f"Correctness: {len(summary['checks']) - len(bad)}/{len(summary['checks'])} checks passed"
               + ("" if not bad else ":")]
