@@ -29,7 +29,9 @@ import duckdb
 replica, stop = sys.argv[1], sys.argv[2]
 queries, errors, seen = 0, [], []
 started = time.monotonic()
-while not os.path.exists(stop):
+last = False
+while not last:
+    last = os.path.exists(stop)  # one more round after the stop: it sees the final publish
     try:
         # Connect per query, as the dashboard does: a connection kept open pins its snapshot.
         con = duckdb.connect(replica, read_only=True)
