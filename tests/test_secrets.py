@@ -101,11 +101,14 @@ def describe(secret: str) -> str:
 
 
 def warehouse_bytes(db: Path) -> bytes:
+    """The warehouse after CHECKPOINT, its WAL, and every other file the runs left beside
+    it (the readers' replica, the lock, the key folder)."""
     con = duckdb.connect(str(db))
     con.execute("CHECKPOINT")
     con.close()
-    wal = Path(f"{db}.wal")
-    return db.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+    files = sorted(p for p in db.parent.rglob("*") if p.is_file())
+    assert db in files and len(files) > 1
+    return b"".join(p.read_bytes() for p in files)
 
 
 def exception_text(exc: BaseException) -> str:
