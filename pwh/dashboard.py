@@ -43,7 +43,8 @@ class Snapshot:
     projects_current: int = 0
     by_source: list[tuple] = field(default_factory=list)  # source, account, current, deleted
     by_status: list[tuple] = field(default_factory=list)  # source, status, lifecycle, projects
-    activity: list[tuple] = field(default_factory=list)  # week, memos, comments, histories, work_packages
+    activity: list[tuple] = field(default_factory=list)  # bucket, memos, comments, histories, work_packages
+    activity_bucket: str = "week"
     storage: list[tuple] = field(default_factory=list)  # account, owner, lab, projects, file_bytes, attachment_bytes, total
     funnel: list[tuple] = field(default_factory=list)  # stage, status_type, orders, projects
     products: list[tuple] = field(default_factory=list)  # status_type, product, currency, orders, value
@@ -67,10 +68,13 @@ def collect(con: duckdb.DuckDBPyConnection, replica: str, published_at: datetime
     s.by_status = _rows(con, """
         SELECT source, coalesce(status, '(no status)'), lifecycle, count(*)
         FROM analytics.projects WHERE NOT is_deleted GROUP BY ALL ORDER BY 4 DESC, 1, 2""")
-    s.activity = _rows(con, """
-        SELECT date_trunc('week', day)::DATE AS week, sum(memos)::BIGINT, sum(comments)::BIGINT,
+    # Weeks for up to ~6 months of activity, months beyond: a readable number of bars.
+    [(span,)] = _rows(con, "SELECT coalesce(max(day) - min(day), 0) FROM analytics.activity_daily")
+    s.activity_bucket = "week" if span <= 190 else "month"
+    s.activity = _rows(con, f"""
+        SELECT date_trunc('{s.activity_bucket}', day)::DATE AS bucket, sum(memos)::BIGINT, sum(comments)::BIGINT,
                sum(histories)::BIGINT, sum(work_packages)::BIGINT
-        FROM analytics.activity_daily GROUP BY week ORDER BY week""")
+        FROM analytics.activity_daily GROUP BY bucket ORDER BY bucket""")
     s.storage = _rows(con, """
         SELECT account, owner_group_id, lab_id, projects, file_bytes, attachment_bytes, total_bytes
         FROM analytics.storage_by_group ORDER BY total_bytes DESC, account, owner_group_id, lab_id""")
@@ -159,13 +163,13 @@ def _charts(s: Snapshot) -> dict[str, str]:
     fig.update_layout(barmode="stack", yaxis_title="projects")
     charts["projects"] = _figure(fig)
 
-    weeks = [row[0] for row in s.activity]
+    buckets = [row[0] for row in s.activity]
     fig = go.Figure([
-        go.Scatter(name=name, x=weeks, y=[row[i] for row in s.activity], mode="lines", stackgroup="one")
+        go.Bar(name=name, x=buckets, y=[row[i] for row in s.activity])
         for i, name in enumerate(("memos", "comments", "histories", "work packages"), start=1)
         if any(row[i] for row in s.activity)
     ])
-    fig.update_layout(yaxis_title="records per week", hovermode="x unified")
+    fig.update_layout(barmode="stack", yaxis_title=f"records per {s.activity_bucket}", hovermode="x unified")
     charts["activity"] = _figure(fig)
 
     top = s.storage[:15][::-1]
@@ -237,7 +241,7 @@ def render(s: Snapshot, *, plotly_js: str = "inline", refresh_s: int | None = No
     runs_table = _table(("source", "account", "mode", "status", "started", "took", "listed", "loaded", "deleted", "failed", "rejected"), runs)
     sections = [
         ("wide", SECTIONS[0], charts["projects"] + _table(("source", "account", "current", "deleted"), s.by_source)),
-        ("", SECTIONS[1], charts["activity"] + '<p class="note">Per week, all sources; daily numbers in <code>analytics.activity_daily</code>.</p>'),
+        ("", SECTIONS[1], charts["activity"] + f'<p class="note">Per {s.activity_bucket}, all sources; daily numbers in <code>analytics.activity_daily</code>.</p>'),
         ("", SECTIONS[2], charts["storage"] + _table(
             ("account", "owner group", "lab", "projects", "files MB", "attachments MB", "total MB"),
             [(a, o, lab, p, f / 1e6, at / 1e6, t / 1e6) for a, o, lab, p, f, at, t in s.storage], limit=10)),
