@@ -3,32 +3,37 @@
 Incremental syncs ask the server for the projects modified since a watermark
 (``last-modified``) instead of fetching every project:
 
-- Each project loaded gets as its cursor the time its listing began, **by the server's
-  clock** (the ``Date`` header of the first list page; the local clock only when the
-  server sends none), tagged with a per-run nonce (``2026-11-22T18:30:05Z~1a2b3c4d``).
-  Using the server's clock for both ends removes the skew between our clock and the
-  server's ``last-modified`` stamps. The nonce makes every listed project count as changed
-  even when two runs start within the same second: a project on a ``last-modified`` list
-  has changed by definition, and the list says nothing finer to compare.
-- The next run's watermark is the latest cursor of the account minus a safety overlap
-  (``overlap_s``, 5 minutes by default) that covers changes committed late with an
-  earlier stamp and the Date header's one-second resolution. Projects modified inside the
-  overlap are fetched again: harmless (each load replaces the project whole).
+- Each project loaded gets as its cursor a mark of the listing that named it:
+  ``<as of>~<run>~<listed>~<since>``, e.g. ``2026-11-22T18:30:05Z~1a2b3c4d~42~2026-11-22T17:55:00Z``.
+  *as of* is when the listing began **by the server's clock** (the ``Date`` header of the
+  first list page; the local clock only when the server sends none), so a skew between
+  our clock and the server's ``last-modified`` stamps does not matter. *run* is a nonce of
+  the listing: every listed project counts as changed even when two runs start within the
+  same second (a project on a ``last-modified`` list has changed by definition, and the
+  list says nothing finer). *listed* is how many projects the listing named, *since* the
+  ``last-modified`` it asked for (empty for a complete list).
+- The next run's watermark is the latest listing's *as of* minus a safety overlap
+  (``overlap_s``, 5 minutes by default) covering changes committed late with an earlier
+  stamp and the Date header's one-second resolution. Projects modified inside the overlap
+  are fetched again: harmless (each load replaces the project whole).
+- **Unless that listing was not loaded whole** (fewer projects carry its mark than it
+  listed: a project failed after every retry, answered 404, or the run died): then the
+  next run asks again for that listing's own window (its *since*; a complete list if it
+  was one), so nothing it named is lost. A project that keeps failing keeps the window
+  open until it loads.
 - No known project (first run) or ``mode="full_refresh"``: the whole (user-filtered) list
   is read, every project fetched, and projects missing from it are marked deleted. A
   ``last-modified`` list is incomplete by nature, so **deletions are only detected by a
   full refresh**.
-- A project that keeps failing in an incremental run (after every retry), or that a
-  crashed run never reached, is not listed again unless it changes again or falls in the
-  overlap: the run is recorded ``partial``/``failed`` in ``pipeline.runs``; follow such a
-  run with ``--full-refresh`` (or ``since=`` the failed run's start).
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
+from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -56,28 +61,59 @@ log = logging.getLogger("pwh.clarity")
 DEFAULT_OVERLAP_S = 300.0
 
 
-def unit_cursor(as_of: datetime, nonce: str) -> str:
-    return f"{format_timestamp(as_of)}~{nonce}"
+@dataclass(frozen=True)
+class ListingMark:
+    """What a project's cursor records about the listing that named it."""
 
+    as_of: datetime  # when the listing began, by the server's clock
+    run: str  # nonce of the listing
+    listed: int | None  # projects it named (None: not recorded)
+    since: datetime | None  # the last-modified it asked for (None: a complete list)
 
-def cursor_time(cursor: str) -> datetime:
-    """The listing time of a cursor made by :func:`unit_cursor` (ValueError otherwise)."""
-    return parse_timestamp(cursor.split("~", 1)[0])
+    def cursor(self) -> str:
+        since = format_timestamp(self.since) if self.since else ""
+        return f"{format_timestamp(self.as_of)}~{self.run}~{'' if self.listed is None else self.listed}~{since}"
+
+    @classmethod
+    def parse(cls, cursor: str) -> ListingMark:
+        """The mark in a cursor (ValueError when it is none)."""
+        as_of, run, listed, since = (cursor.split("~") + ["", "", ""])[:4]
+        return cls(parse_timestamp(as_of), run, int(listed) if listed else None,
+                   parse_timestamp(since) if since else None)
 
 
 def watermark(known: Mapping[str, UnitState], overlap: timedelta) -> datetime | None:
-    """The ``last-modified`` to ask for: the latest cursor minus the overlap; None (list
-    everything) when no cursor is known."""
-    latest: datetime | None = None
+    """The ``last-modified`` to ask for; None: read the complete list.
+
+    The latest listing's time minus the overlap when every project it named was loaded;
+    that listing's own window again when some were not."""
+    marks: dict[str, ListingMark] = {}
+    loaded: Counter[str] = Counter()
     for state in known.values():
         if not state.cursor:
             continue
         try:
-            when = cursor_time(state.cursor)
+            mark = ListingMark.parse(state.cursor)
         except ValueError:
-            continue  # not a time stamp (hand-edited state?): it cannot move the watermark
-        latest = when if latest is None or when > latest else latest
-    return None if latest is None else latest - overlap
+            continue  # not a mark (hand-edited state?): it cannot move the watermark
+        marks[mark.run] = mark
+        loaded[mark.run] += 1
+    if not marks:
+        return None
+    latest_time = max(m.as_of for m in marks.values())
+    latest = [m for m in marks.values() if m.as_of == latest_time]
+    unfinished = [m for m in latest if m.listed is not None and loaded[m.run] < m.listed]
+    if not unfinished:
+        return latest_time - overlap
+    missing = sum(m.listed - loaded[m.run] for m in unfinished)
+    sinces = [m.since for m in unfinished]
+    since = None if any(s is None for s in sinces) else min(sinces)
+    log.warning(
+        "the last listing (%s) named %d projects that were not loaded (failed, gone, or the run "
+        "stopped); asking again for its whole window (%s)", format_timestamp(latest_time), missing,
+        f"modified since {format_timestamp(since)}" if since else "complete list",
+    )
+    return since
 
 
 def _identity(value: Any) -> Any:
@@ -142,16 +178,21 @@ class ClarityAdapter:
         if as_of is None:
             log.warning("the Clarity server sent no Date header; the local clock dates this listing")
             as_of = datetime.now(timezone.utc)
-        cursor = unit_cursor(as_of, secrets.token_hex(4))
-        units, unnamed = [], 0
+        named: dict[str, dict[str, Any]] = {}
+        unnamed = 0
         for link in listing.links:
             limsid = link.get("limsid")
             if not limsid:
                 unnamed += 1
                 continue
-            units.append(Unit(limsid, cursor, link))
+            named.setdefault(limsid, link)
+        cursor = ListingMark(as_of, secrets.token_hex(4), len(named), since).cursor()
+        units = [Unit(limsid, cursor, link) for limsid, link in named.items()]
         if unnamed:
             log.warning("the project list held %d links without a limsid; they cannot be fetched", unnamed)
+        if len(named) + unnamed < len(listing.links):
+            log.warning("the project list named %d projects more than once; each is synced once",
+                        len(listing.links) - len(named) - unnamed)
         log.info("clarity/%s: %d projects listed in %d pages (%s)", self.account, len(units), listing.pages,
                  f"modified since {format_timestamp(since)}" if since else "complete list")
         return Listing(units, complete=since is None)

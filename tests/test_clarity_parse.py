@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from flows.clarity import cursor_time, unit_cursor, watermark
+from flows.clarity import ListingMark, watermark
 from schemas.validate import split_valid
 from sources.clarity.client import (
     ClarityApiError,
@@ -290,18 +290,35 @@ def test_filter_params_pass_through_and_validate():
             filter_params(**bad)
 
 
-def test_watermark_is_latest_cursor_minus_overlap():
+def test_watermark_is_latest_listing_minus_overlap():
     t1 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+    t2 = t1 + timedelta(hours=2)
+    first = ListingMark(t1, "aaaa0001", 2, None).cursor()
+    second = ListingMark(t2, "bbbb0002", 1, t1 - timedelta(minutes=5)).cursor()
     known = {
-        "A": UnitState(format_timestamp(t1), False),
-        "B": UnitState(unit_cursor(t1 + timedelta(hours=2), "ab12cd34"), False),
+        "A": UnitState(first, False),
+        "B": UnitState(second, False),
         "C": UnitState("not a time", False),
         "D": UnitState(None, True),
     }
-    assert watermark(known, timedelta(minutes=5)) == t1 + timedelta(hours=2, minutes=-5)
+    assert watermark(known, timedelta(minutes=5)) == t2 - timedelta(minutes=5)
     assert watermark({}, timedelta(minutes=5)) is None
     assert watermark({"C": UnitState("garbage", False)}, timedelta(0)) is None
-    assert parse_timestamp(format_timestamp(t1)) == t1
-    assert format_timestamp(t1) == "2026-01-01T12:00:00Z"
-    assert unit_cursor(t1, "ab12cd34") == "2026-01-01T12:00:00Z~ab12cd34"
-    assert cursor_time(unit_cursor(t1, "x")) == t1
+    assert second == "2026-01-01T14:00:00Z~bbbb0002~1~2026-01-01T11:55:00Z"
+    assert ListingMark.parse(second) == ListingMark(t2, "bbbb0002", 1, t1 - timedelta(minutes=5))
+    assert ListingMark.parse("2026-01-01T12:00:00Z") == ListingMark(t1, "", None, None)
+    assert parse_timestamp(format_timestamp(t1)) == t1 and format_timestamp(t1) == "2026-01-01T12:00:00Z"
+
+
+def test_watermark_reopens_the_window_of_a_listing_not_loaded_whole():
+    t1 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+    t2 = t1 + timedelta(hours=2)
+    window = t1 - timedelta(minutes=5)
+    done = ListingMark(t1, "aaaa0001", 1, None).cursor()
+    # The second listing named three projects; only two were loaded (one failed).
+    partial = ListingMark(t2, "bbbb0002", 3, window).cursor()
+    known = {"A": UnitState(done, False), "B": UnitState(partial, False), "C": UnitState(partial, False)}
+    assert watermark(known, timedelta(minutes=5)) == window
+    # A complete list that was not loaded whole is read whole again.
+    crashed = ListingMark(t2, "cccc0003", 5, None).cursor()
+    assert watermark({"A": UnitState(done, False), "B": UnitState(crashed, False)}, timedelta(0)) is None

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from flows.clarity import ClarityAdapter, sync_clarity
+from flows.clarity import ClarityAdapter, ListingMark, sync_clarity
 from flows.engine import run_sync
 from schemas import clarity
 from sources.clarity.client import ClarityClient
 from sources.clarity.dataset import ClarityDataset, DatasetConfig
 from sources.clarity.simulator import SimulatorOptions, running_simulator
+from sources.http import HttpSettings
 from tests.warehouse_checks import content_hashes, table_counts
 from warehouse.connection import connect
 from warehouse.migrations import migrate
@@ -163,18 +165,21 @@ async def test_incremental_sync_asks_for_changes_since_the_watermark(tmp_path):
     assert live_counts(db) == dataset.expected_rows()
 
 
+async def plain_run(con, url: str, settings: HttpSettings | None = None, **kw):
+    """One sync through the plain engine (no Prefect): the adapter's logic on a real server and file."""
+    client = ClarityClient.connect(url, username=USER, password=PASSWORD, settings=settings)
+    adapter = ClarityAdapter(client, account="a", **kw)
+    async with adapter:
+        return await run_sync(adapter, con, run_id=str(uuid.uuid4()), batch_size=8)
+
+
 async def test_overlap_refetches_recent_changes_and_since_overrides_the_watermark(tmp_path):
     """The adapter's watermark through the plain engine (no Prefect), on a real server and file."""
     clock = Clock()
     dataset = ClarityDataset(DatasetConfig(seed=25, n_projects=20), clock=clock)
     con = connect(tmp_path / "w.duckdb")
     migrate(con)
-
-    async def run(url: str, **kw):
-        adapter = ClarityAdapter(ClarityClient.connect(url, username=USER, password=PASSWORD), account="a", **kw)
-        async with adapter:
-            return await run_sync(adapter, con, run_id=str(uuid.uuid4()), batch_size=8)
-
+    run = partial(plain_run, con)
     try:
         async with running_simulator(dataset, options(page_size=6)) as url:
             assert (await run(url)).units_new == 20
@@ -191,6 +196,38 @@ async def test_overlap_refetches_recent_changes_and_since_overrides_the_watermar
             replay = await run(url, since=datetime(2000, 1, 1, tzinfo=timezone.utc))
             assert replay.units_seen == replay.units_changed == 20
             assert (await run(url, mode="full_refresh")).units_changed == 20
+    finally:
+        con.close()
+
+
+async def test_a_project_that_failed_in_an_incremental_run_is_listed_again(tmp_path):
+    clock = Clock()
+    dataset = ClarityDataset(DatasetConfig(seed=29, n_projects=20), clock=clock)
+    con = connect(tmp_path / "w.duckdb")
+    migrate(con)
+    run = partial(plain_run, con)
+    try:
+        async with running_simulator(dataset, options(page_size=6)) as url:
+            assert (await run(url)).units_new == 20
+            clock.advance(3600)
+            change = dataset.mutate(seed=3, update_share=0.25)
+            clock.advance(600)
+            broken = change.updated[0]
+            failing = options(page_size=6, always_fail_projects=frozenset({broken}))
+            async with running_simulator(dataset, failing) as bad_url:
+                partial_run = await run(bad_url, settings=HttpSettings(max_attempts=2, backoff_initial_s=0.01))
+            assert partial_run.status == "partial" and list(partial_run.failed_units) == [broken]
+            assert partial_run.units_seen == len(change.updated)
+            clock.advance(60)
+            # The failed project's listing was not loaded whole: its window is asked for again.
+            healed = await run(url)
+            assert healed.status == "success" and healed.units_seen == len(change.updated)
+            state = dict(con.execute(
+                "SELECT unit_key, cursor FROM pipeline.unit_state WHERE unit_key = ?", [broken]).fetchall())
+            assert ListingMark.parse(state[broken]).as_of == clock.now
+            clock.advance(60)
+            # Now the window moves on: nothing changed since.
+            assert (await run(url)).units_seen == 0
     finally:
         con.close()
 
