@@ -123,11 +123,17 @@ class _Transform:
         return True
 
     @staticmethod
-    def _extra(record: Mapping[str, Any], modelled: frozenset[str], modelled_links: frozenset[str]) -> str | None:
-        rest = {k: v for k, v in record.items() if k not in modelled and k != "_links" and not CUSTOM.match(k)}
+    def _extra(record: Mapping[str, Any], modelled: frozenset[str], modelled_links: frozenset[str],
+               *, custom_in_table: bool = True) -> str | None:
+        """Unmodelled properties and links as JSON; custom fields too unless they have
+        their rows in `custom_values` (projects and work packages)."""
+        def kept(key: str, known: frozenset[str]) -> bool:
+            return key not in known and not (custom_in_table and CUSTOM.match(key))
+
+        rest = {k: v for k, v in record.items() if k != "_links" and kept(k, modelled)}
         links = record.get("_links")
         if isinstance(links, Mapping):
-            other = {k: v for k, v in links.items() if k not in modelled_links and not CUSTOM.match(k)}
+            other = {k: v for k, v in links.items() if kept(k, modelled_links)}
             if other:
                 rest["_links"] = other
         return as_json(rest) if rest else None
@@ -310,19 +316,9 @@ class _Transform:
             "created_at": e.take(as_iso_datetime_ms, r, "createdAt"),
             "updated_at": e.take(as_iso_datetime_ms, r, "updatedAt"),
             # A version's own custom fields are not modelled: they stay in `extra`.
-            "extra": self._extra_keep_custom(r, self._VERSION_FIELDS, frozenset({"self", "definingProject"})),
+            "extra": self._extra(r, self._VERSION_FIELDS, frozenset({"self", "definingProject"}), custom_in_table=False),
         }
         self._add("versions", pid, key, row, r, e)
-
-    def _extra_keep_custom(self, record: Mapping[str, Any], modelled: frozenset[str],
-                           modelled_links: frozenset[str]) -> str | None:
-        rest = {k: v for k, v in record.items() if k not in modelled and k != "_links"}
-        links = record.get("_links")
-        if isinstance(links, Mapping):
-            other = {k: v for k, v in links.items() if k not in modelled_links}
-            if other:
-                rest["_links"] = other
-        return as_json(rest) if rest else None
 
     def category(self, pid: str, key: str, cid: int | None, r: Mapping[str, Any], e: FieldErrors) -> None:
         links = _links(r, e)
@@ -331,8 +327,8 @@ class _Transform:
             "name": e.take(as_text, r, "name"),
             "default_assignee_id": link_id(links, "defaultAssignee", e),
             "default_assignee_title": link_title(links, "defaultAssignee", e),
-            "extra": self._extra_keep_custom(r, frozenset({"_type", "id", "name"}),
-                                             frozenset({"self", "project", "defaultAssignee"})),
+            "extra": self._extra(r, frozenset({"_type", "id", "name"}),
+                                 frozenset({"self", "project", "defaultAssignee"}), custom_in_table=False),
         }
         self._add("categories", pid, key, row, r, e)
 
@@ -349,7 +345,7 @@ class _Transform:
             "is_milestone": e.take(as_bool, r, "isMilestone"),
             "created_at": e.take(as_iso_datetime_ms, r, "createdAt"),
             "updated_at": e.take(as_iso_datetime_ms, r, "updatedAt"),
-            "extra": self._extra_keep_custom(r, self._TYPE_FIELDS, frozenset({"self"})),
+            "extra": self._extra(r, self._TYPE_FIELDS, frozenset({"self"}), custom_in_table=False),
         }
         self._add("types", pid, key, row, r, e)
 
@@ -383,9 +379,9 @@ class _Transform:
             "role_titles": as_json(role_titles),
             "created_at": e.take(as_iso_datetime_ms, r, "createdAt"),
             "updated_at": e.take(as_iso_datetime_ms, r, "updatedAt"),
-            "extra": self._extra_keep_custom(r, frozenset({"_type", "id", "createdAt", "updatedAt"}),
-                                             frozenset({"self", "project", "principal", "roles", "schema",
-                                                        "update", "updateImmediately"})),
+            "extra": self._extra(r, frozenset({"_type", "id", "createdAt", "updatedAt"}),
+                                 frozenset({"self", "project", "principal", "roles", "schema",
+                                            "update", "updateImmediately"}), custom_in_table=False),
         }
         self._add("memberships", pid, key, row, r, e)
 
