@@ -246,3 +246,12 @@ async def test_credentials_can_come_from_prefect_secret_blocks(tmp_path, monkeyp
         await Secret.delete("rayteams-token")
         await Secret.delete("rayteams-client-id")
     assert summary["status"] == "success" and summary["units_new"] == 3
+
+
+def test_a_missing_secret_says_where_to_put_it(monkeypatch):
+    from flows.secrets import MissingSecretError, read_secret
+
+    monkeypatch.delenv("RAYTEAMS_TOKEN")
+    # With the harness's server configured, the Secret block is looked up too, and absent.
+    with pytest.raises(MissingSecretError, match="export it, or .* Secret block named 'rayteams-token'"):
+        read_secret("RAYTEAMS_TOKEN")
