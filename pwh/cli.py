@@ -578,7 +578,7 @@ def sync_openproject_command(
 
 @simulate_app.command("openproject")
 def simulate_openproject_command(
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8767,
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8768,
     projects: Annotated[int, typer.Option(min=0, help="Number of simulated projects.")] = 100,
     seed: Annotated[int, typer.Option(help="Seed of the generated data.")] = 7,
     max_work_packages: Annotated[int, typer.Option(min=0, help="Most work packages of a project.")] = 23,

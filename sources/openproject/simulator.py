@@ -277,5 +277,5 @@ async def running_simulator(dataset: OpenProjectDataset, options: SimulatorOptio
 
 
 def serve_forever(dataset: OpenProjectDataset, options: SimulatorOptions | None = None,
-                  host: str = "127.0.0.1", port: int = 8767) -> None:
+                  host: str = "127.0.0.1", port: int = 8768) -> None:
     serve_until_interrupted(build_app(dataset, options), host, port)
