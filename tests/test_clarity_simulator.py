@@ -22,6 +22,7 @@ from sources.clarity.simulator import (
 from sources.errors import AuthError
 from sources.http import HttpSettings
 from sources.simulation import serving
+from sources.xml import UnsafeXmlError
 
 USER, PASSWORD = "lims-user", "pw-SECRET-93b1"
 FOREIGN = "https://lims.public.invalid/api/v2"
@@ -140,3 +141,22 @@ async def test_simulator_counts_requests():
         async with client(f"{root}/api/v2") as c:
             await c.list_projects()
     assert app[SIMULATOR_KEY].snapshot()["list"] == 3
+
+
+async def test_a_hostile_server_answer_is_refused_once_not_retried(tmp_path):
+    secret_file = tmp_path / "secret.txt"
+    secret_file.write_text("SECRET-FILE-CONTENT-77")
+    xxe = (f'<?xml version="1.0"?><!DOCTYPE p [<!ENTITY x SYSTEM "file://{secret_file}">]>'
+           '<prj:project xmlns:prj="http://genologics.com/ri/project" limsid="X1"><name>&x;</name></prj:project>')
+
+    async def hostile(request: web.Request) -> web.Response:
+        return web.Response(text=xxe, content_type="application/xml")
+
+    app = web.Application()
+    app.router.add_get("/api/v2/projects/{limsid}", hostile)
+    async with serving(app) as root:
+        async with client(f"{root}/api/v2") as c:
+            with pytest.raises(UnsafeXmlError) as info:
+                await c.fetch_project("X1")
+            assert c.requests == 1 and c.retries == 0
+    assert "SECRET-FILE-CONTENT-77" not in str(info.value) and str(secret_file) not in str(info.value)

@@ -90,9 +90,12 @@ def filter_params(
     """
     params = [("name", n) for n in names]
     if open_date is not None:
-        if not _DATE.match(open_date):
-            raise ValueError(f"open-date must be YYYY-MM-DD, got {open_date!r}")
-        date.fromisoformat(open_date)
+        try:
+            if not _DATE.match(open_date):
+                raise ValueError
+            date.fromisoformat(open_date)
+        except ValueError:
+            raise ValueError(f"open-date must be a date YYYY-MM-DD, got {open_date!r}") from None
         params.append(("open-date", open_date))
     for item in udf:
         key, sep, value = item.partition("=")
@@ -109,7 +112,10 @@ def format_timestamp(when: datetime) -> str:
 
 def parse_timestamp(text: str) -> datetime:
     """Inverse of :func:`format_timestamp` (any ISO 8601 form with a zone)."""
-    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"expected an ISO 8601 time stamp with a zone (e.g. 2026-11-01T00:00:00Z), got {text!r}") from None
     if value.tzinfo is None:
         raise ValueError(f"time stamp without a zone: {text!r}")
     return value.astimezone(timezone.utc)
