@@ -40,8 +40,6 @@ USERNAME_VARIABLE = "INCOPLAX_USERNAME"
 PASSWORD_VARIABLE = "INCOPLAX_PASSWORD"
 LOOKUP_FAILED = 1404  # error_code of a LOOKUP that found nothing
 
-# The fields the list may output (the document's list of mask fields).
-LIST_FIELDS = ("id", "code", "name", "opts.title", "ext.lwt", "ext.ct")
 # What a listing for change detection needs: the key and the last write time.
 MINIMAL_MASK = ("id", "ext.lwt")
 # What the warehouse row needs; the list may leave out ``opts`` (and cannot output
