@@ -20,7 +20,8 @@ client id and secret as basic auth) for an access token that expires after
 tests can make a client meet expiry as a 401 mid-sync. An instance is one region: it
 accepts only access tokens it issued. ``POST /_sim/oauth/revoke`` (JSON
 ``{"refresh_token"}``) revokes a refresh token (later exchanges: ``invalid_grant``) and the
-access tokens issued from it; ``/_sim/secrets`` also lists every access token issued.
+access tokens issued from it; ``POST /_sim/oauth/expire`` expires every access token
+issued so far; ``/_sim/secrets`` also lists every access token issued.
 
 Serialised bodies are cached per (project, endpoint, version) in a bounded LRU.
 """
@@ -244,6 +245,12 @@ class _Simulator:
         self.stats["token_refused"] += 1
         return _json(orjson.dumps({"error": error}), status=status)
 
+    def expire_tokens(self) -> int:
+        """Expire every access token issued so far (tests: an expiry at a moment they choose)."""
+        for key, (_, source) in self.issued.items():
+            self.issued[key] = (0.0, source)
+        return len(self.issued)
+
     def revoke(self, refresh: str) -> int:
         """Revoke a refresh token and every access token issued from it."""
         self.refresh_tokens.discard(refresh)
@@ -359,6 +366,9 @@ def build_app(dataset: RayteamsDataset, options: SimulatorOptions | None = None)
             return _json(b'{"message":"expected JSON {refresh_token}"}', status=400)
         return _json(orjson.dumps({"access_tokens_revoked": sim.revoke(body["refresh_token"])}))
 
+    async def expire(request: web.Request) -> web.Response:
+        return _json(orjson.dumps({"access_tokens_expired": sim.expire_tokens()}))
+
     kinds = "|".join(("info", *SUB_KINDS))
     types = r"[^/]+"
     p = API_PREFIX
@@ -376,6 +386,7 @@ def build_app(dataset: RayteamsDataset, options: SimulatorOptions | None = None)
     app.router.add_get("/_sim/truth", truth)
     app.router.add_get("/_sim/secrets", secrets)
     app.router.add_post("/_sim/oauth/revoke", revoke)
+    app.router.add_post("/_sim/oauth/expire", expire)
     app.router.add_post(TOKEN_PATH, sim.token)
     return app
 
