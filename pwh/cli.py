@@ -424,15 +424,16 @@ def sync_clarity_command(
     """Sync Clarity LIMS projects (UDFs typed, files, external ids) into the warehouse.
     Credentials: CLARITY_USERNAME and CLARITY_PASSWORD."""
     _quiet_prefect()
-    from flows.clarity import sync_clarity
     from sources.clarity.client import filter_params, parse_timestamp
 
-    try:
+    try:  # before importing Prefect: a typo fails in a blink
         filter_params(name or (), open_date, udf or ())
         if since:
             parse_timestamp(since)
     except ValueError as exc:
         fail(str(exc))
+    from flows.clarity import sync_clarity
+
     summary = run_flow(lambda: sync_clarity(
         base_url=base_url, db_path=str(db), account=account,
         mode="full_refresh" if full_refresh else "incremental",
