@@ -59,21 +59,21 @@ async def sync(dataset: IncoplaxDataset, db: Path, sim: SimulatorOptions | None 
 
 
 async def test_multi_page_sync_equals_the_truth_and_twice_changes_nothing(tmp_path):
-    dataset = IncoplaxDataset(DatasetConfig(seed=21, n_projects=57))
+    dataset = IncoplaxDataset(DatasetConfig(seed=21, n_projects=37))
     db = tmp_path / "w.duckdb"
     first = await sync(dataset, db)
-    assert first["status"] == "success" and first["units_new"] == 57
+    assert first["status"] == "success" and first["units_new"] == 37
     assert rows(db) == dataset.expected_rows()
-    # 6 pages (the last short) + the empty page that proves the end, and one detail
+    # 4 pages (the last short) + the empty page that proves the end, and one detail
     # request a project: the list leaves out opts.
-    assert first["requests"] == 7 + 57
+    assert first["requests"] == 5 + 37
     before = hashes(db)
     again = await sync(dataset, db)
-    assert again["units_unchanged"] == 57 and again["rows_loaded"] == {}
-    assert again["requests"] == 7  # the minimal listing only
+    assert again["units_unchanged"] == 37 and again["rows_loaded"] == {}
+    assert again["requests"] == 5  # the minimal listing only
     assert hashes(db) == before
     refreshed = await sync(dataset, db, mode="full_refresh")
-    assert refreshed["units_changed"] == 57
+    assert refreshed["units_changed"] == 37
     assert hashes(db) == before
 
 
@@ -128,7 +128,7 @@ async def test_deleted_upstream_is_marked_deleted_not_removed_and_changes_are_pi
 
 
 async def test_recent_listing_stops_at_the_cursor_and_does_not_delete(tmp_path):
-    dataset = IncoplaxDataset(DatasetConfig(seed=25, n_projects=60))
+    dataset = IncoplaxDataset(DatasetConfig(seed=25, n_projects=40))
     db = tmp_path / "w.duckdb"
     await sync(dataset, db)
     change = dataset.mutate(seed=4, update_share=0.05, add_share=0.02, remove_share=0.02)
