@@ -39,7 +39,7 @@ from typing import Any
 
 from prefect import flow
 
-from flows.engine import MODES, Listing, Unit
+from flows.engine import MODES, ClientAdapter, Listing, Unit
 from flows.runner import sync_into_warehouse
 from flows.secrets import read_secret
 from schemas import clarity as tables
@@ -120,7 +120,7 @@ def _identity(value: Any) -> Any:
     return value
 
 
-class ClarityAdapter:
+class ClarityAdapter(ClientAdapter):
     source = "clarity"
     tables = tables.TABLES
     strategy = None
@@ -145,21 +145,6 @@ class ClarityAdapter:
         self.since = since
         self.udf_parse_errors = 0
         self.redact = _identity  # no patient data in Clarity projects: raw records kept as sent
-
-    async def __aenter__(self) -> ClarityAdapter:
-        await self.client.__aenter__()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.client.__aexit__(*exc)
-
-    @property
-    def requests(self) -> int:
-        return self.client.requests
-
-    @property
-    def retries(self) -> int:
-        return self.client.retries
 
     def since_for(self, known: Mapping[str, UnitState]) -> datetime | None:
         if self.mode == "full_refresh":

@@ -75,6 +75,28 @@ class SourceAdapter(Protocol):
     def retries(self) -> int: ...
 
 
+class ClientAdapter:
+    """Base of the source adapters: the adapter opens and closes its source client and
+    reports the client's request counters."""
+
+    client: Any
+
+    async def __aenter__(self):
+        await self.client.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.client.__aexit__(*exc)
+
+    @property
+    def requests(self) -> int:
+        return self.client.requests
+
+    @property
+    def retries(self) -> int:
+        return self.client.retries
+
+
 @dataclass
 class Plan:
     new: list[Unit] = field(default_factory=list)

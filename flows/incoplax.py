@@ -42,7 +42,7 @@ from typing import Any
 
 from prefect import flow
 
-from flows.engine import Listing, Unit
+from flows.engine import ClientAdapter, Listing, Unit
 from flows.runner import sync_into_warehouse
 from flows.secrets import read_secret
 from schemas import incoplax as tables
@@ -88,7 +88,7 @@ def project_cursor(entity: Mapping[str, Any]) -> str | None:
     return lwt if isinstance(lwt, str) and lwt else None
 
 
-class IncoplaxAdapter:
+class IncoplaxAdapter(ClientAdapter):
     source = "incoplax"
     tables = tables.TABLES
     redact = staticmethod(no_redaction)
@@ -103,21 +103,6 @@ class IncoplaxAdapter:
         self.listing = listing
         self.strategy = listing
         self.order = list(order) if order else None
-
-    async def __aenter__(self) -> IncoplaxAdapter:
-        await self.client.__aenter__()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.client.__aexit__(*exc)
-
-    @property
-    def requests(self) -> int:
-        return self.client.requests
-
-    @property
-    def retries(self) -> int:
-        return self.client.retries
 
     # ------------------------------------------------------------------ listing
     async def list_units(self, known: Mapping[str, UnitState]) -> Listing:

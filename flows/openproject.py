@@ -15,7 +15,7 @@ from typing import Any
 
 from prefect import flow
 
-from flows.engine import Listing, Unit
+from flows.engine import ClientAdapter, Listing, Unit
 from flows.runner import sync_into_warehouse
 from flows.secrets import read_secret
 from schemas import openproject as tables
@@ -35,7 +35,7 @@ from warehouse.load import UnitState
 log = logging.getLogger("pwh.openproject")
 
 
-class OpenProjectAdapter:
+class OpenProjectAdapter(ClientAdapter):
     source = "openproject"
     strategy = None
     tables = tables.TABLES
@@ -45,21 +45,6 @@ class OpenProjectAdapter:
         self.client = client
         self.account = account
         self.probe_work_packages = probe_work_packages
-
-    async def __aenter__(self) -> OpenProjectAdapter:
-        await self.client.__aenter__()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.client.__aexit__(*exc)
-
-    @property
-    def requests(self) -> int:
-        return self.client.requests
-
-    @property
-    def retries(self) -> int:
-        return self.client.retries
 
     async def list_units(self, known: Mapping[str, UnitState]) -> Listing:
         elements = await self.client.list_projects()

@@ -380,3 +380,32 @@ def decode_json(answer: Answer) -> Any:
         raise TransientError(
             f"HTTP {answer.status} answer is not valid JSON ({len(answer.body)} bytes)"
         ) from None
+
+
+class SourceClient:
+    """Base of every source's client: opens and closes its HTTP clients together and sums
+    their counters for the run ledger. A client with more than one host (RAYTeams' project,
+    file and token hosts) overrides :attr:`http_clients`."""
+
+    http: HttpClient
+
+    @property
+    def http_clients(self) -> tuple[HttpClient, ...]:
+        return (self.http,)
+
+    async def __aenter__(self):
+        for client in self.http_clients:
+            await client.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for client in self.http_clients:
+            await client.__aexit__(*exc)
+
+    @property
+    def requests(self) -> int:
+        return sum(c.stats.requests for c in self.http_clients)
+
+    @property
+    def retries(self) -> int:
+        return sum(c.stats.retries for c in self.http_clients)

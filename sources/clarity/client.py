@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from sources.errors import ApiError, NotFoundError, TransientError
-from sources.http import Answer, HttpClient, HttpSettings, StaticHeaders
+from sources.http import Answer, HttpClient, HttpSettings, SourceClient, StaticHeaders
 from sources.paging import collect_pages
 from sources.xml import Element, local_name, namespace, parse_xml
 
@@ -256,7 +256,7 @@ def parse_project(root: Element) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- client
-class ClarityClient:
+class ClarityClient(SourceClient):
     """Fetches Clarity projects over one shared :class:`HttpClient`."""
 
     def __init__(self, http: HttpClient, *, max_pages: int = 100_000) -> None:
@@ -273,21 +273,6 @@ class ClarityClient:
         http = HttpClient(base_url, source="clarity", credentials=credentials,
                           default_headers={"Accept": "application/xml"}, settings=settings)
         return cls(http)
-
-    async def __aenter__(self) -> ClarityClient:
-        await self.http.__aenter__()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.http.__aexit__(*exc)
-
-    @property
-    def requests(self) -> int:
-        return self.http.stats.requests
-
-    @property
-    def retries(self) -> int:
-        return self.http.stats.retries
 
     async def _page(self, request: PageRequest) -> ProjectPage:
         def decode(answer: Answer) -> ProjectPage:

@@ -30,7 +30,14 @@ from urllib.parse import quote
 import orjson
 
 from sources.errors import ApiError, NotFoundError
-from sources.http import Answer, HttpClient, HttpSettings, StaticHeaders, decode_json
+from sources.http import (
+    Answer,
+    HttpClient,
+    HttpSettings,
+    SourceClient,
+    StaticHeaders,
+    decode_json,
+)
 from sources.paging import follow_pages
 
 PROJECTS_PATH = "/rest/v1/domain/projects"
@@ -123,7 +130,7 @@ class Page:
     entities: list[dict[str, Any]]
 
 
-class IncoplaxClient:
+class IncoplaxClient(SourceClient):
     """Projects of one Incoplax domain over a shared :class:`HttpClient`."""
 
     def __init__(self, http: HttpClient, *, page_size: int = DEFAULT_PAGE_SIZE) -> None:
@@ -151,21 +158,6 @@ class IncoplaxClient:
                        default_headers={"Accept": "application/json"}, settings=settings),
             page_size=page_size,
         )
-
-    async def __aenter__(self) -> IncoplaxClient:
-        await self.http.__aenter__()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.http.__aexit__(*exc)
-
-    @property
-    def requests(self) -> int:
-        return self.http.stats.requests
-
-    @property
-    def retries(self) -> int:
-        return self.http.stats.retries
 
     # ------------------------------------------------------------------ listing
     async def list_page(

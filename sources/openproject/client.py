@@ -25,7 +25,14 @@ import orjson
 from yarl import URL
 
 from sources.errors import ApiError, NotFoundError, TransientError
-from sources.http import Answer, HttpClient, HttpSettings, StaticHeaders, decode_json
+from sources.http import (
+    Answer,
+    HttpClient,
+    HttpSettings,
+    SourceClient,
+    StaticHeaders,
+    decode_json,
+)
 from sources.paging import collect_pages
 
 TOKEN_VARIABLE = "OPENPROJECT_API_KEY"
@@ -137,7 +144,7 @@ class ProjectPayload:
     not_visible: list[str] = field(default_factory=list)
 
 
-class OpenProjectClient:
+class OpenProjectClient(SourceClient):
     def __init__(self, http: HttpClient, *, page_size: int = DEFAULT_PAGE_SIZE) -> None:
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
@@ -160,21 +167,6 @@ class OpenProjectClient:
         http = HttpClient(base, source="openproject", credentials=credentials,
                           default_headers={"Accept": MEDIA_TYPE}, settings=settings)
         return cls(http, page_size=page_size)
-
-    async def __aenter__(self) -> OpenProjectClient:
-        await self.http.__aenter__()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.http.__aexit__(*exc)
-
-    @property
-    def requests(self) -> int:
-        return self.http.stats.requests
-
-    @property
-    def retries(self) -> int:
-        return self.http.stats.retries
 
     # ------------------------------------------------------------------ plumbing
     def resolve(self, href: str) -> str:
