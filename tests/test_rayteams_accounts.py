@@ -228,6 +228,28 @@ async def test_a_burst_of_requests_after_expiry_renews_the_token_once(expiry):
         assert stats["unauthorized"] == stats["expired"]  # ...and each refused request retried with the new token
 
 
+async def test_a_rotated_refresh_token_is_used_for_the_next_renewal_and_never_logged(caplog):
+    region = Region("rot", "eu-west-3", 34, "cid-r", "csecret-r", "rtoken-ROT-original", None)
+    now = [0.0]
+    options = region.options(token_ttl_s=3600, rotate_refresh_tokens=True)
+    async with running_simulator(region.dataset(2), options) as base:
+        oauth = OAuthCredentials(
+            account="rot", token_url=token_url(base), client_id=region.client_id,
+            client_secret=region.client_secret, refresh_token=region.refresh_token,
+            names=SecretNames("CID", "SECRET", "RAYTEAMS_ROT_REFRESH_TOKEN"), clock=lambda: now[0],
+        )
+        with caplog.at_level(logging.WARNING, logger="pwh.rayteams.oauth"):
+            async with RayteamsClient.connect(base, oauth=oauth) as client:
+                for _ in range(3):  # the original refresh token works once only
+                    assert len(await client.list_projects()) == 2
+                    now[0] += 7200
+        issued = (await sim_json(base, "/_sim/secrets"))["access_tokens"]
+    assert oauth.renewals == 3
+    assert "RAYTEAMS_ROT_REFRESH_TOKEN still holds the old one" in caplog.text
+    for secret in (*issued, region.refresh_token, region.client_secret):
+        assert secret not in caplog.text
+
+
 async def test_a_refused_refresh_token_fails_its_account_only(tmp_path, monkeypatch):
     db = tmp_path / "w.duckdb"
     async with two_regions(n_projects=8, latency_ms=0) as served:

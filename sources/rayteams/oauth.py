@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -49,6 +50,8 @@ DEFAULT_OAUTH_STAGE = "development"
 _SANDBOX = re.compile(r"^[a-z0-9-]*$")
 _STAGE = re.compile(r"^[a-z0-9-]*$")
 _ERROR_CODE = re.compile(r"^[a-z_]{1,40}$")
+
+log = logging.getLogger("pwh.rayteams.oauth")
 
 # Renew this long before the announced expiry (at most a tenth of the token's life).
 DEFAULT_MARGIN_S = 60.0
@@ -133,9 +136,7 @@ class OAuthCredentials:
             f"region's tokens) and {names.client_id}"
         )
         self._client_id = client_id
-        self._form = urlencode(
-            {"grant_type": "refresh_token", "client_id": client_id, "refresh_token": refresh_token}
-        )
+        self._refresh_token = refresh_token
         basic = base64.b64encode(f"{client_id}:{client_secret}".encode()).decode()
         self.http = HttpClient(
             token_url,
@@ -188,19 +189,33 @@ class OAuthCredentials:
             self._token = None
             started = self._clock()
             try:
-                value, expires_in = await self.http.request(
-                    "POST", self.token_url, self._read_token, data=self._form,
+                value, expires_in, rotated = await self.http.request(
+                    "POST", self.token_url, self._read_token, data=self._form(),
                     headers={"Content-Type": "application/x-www-form-urlencoded"},
                 )
             except TokenRefusedError as refused:
                 self._refused = refused
                 raise
+            if rotated and rotated != self._refresh_token:
+                # The documented answer has no refresh_token; a server that rotates them
+                # would invalidate the stored one: use the new one now, and say so.
+                self._refresh_token = rotated
+                log.warning(
+                    "RAYTeams account %r: the token endpoint issued a new refresh token; this run uses it, "
+                    "but %s still holds the old one: if it is refused later, obtain a new one",
+                    self.account, self.names.refresh_token,
+                )
             margin = min(self._margin_s, expires_in / 10)
             self._token = _Token(value, f"Bearer {value}", started + expires_in - margin)
             self.renewals += 1
             return self._token
 
-    def _read_token(self, answer: Answer) -> tuple[str, float]:
+    def _form(self) -> str:
+        return urlencode(
+            {"grant_type": "refresh_token", "client_id": self._client_id, "refresh_token": self._refresh_token}
+        )
+
+    def _read_token(self, answer: Answer) -> tuple[str, float, str | None]:
         body = decode_json(answer)
         if isinstance(body, dict) and "error" in body:
             raw = body["error"]
@@ -219,7 +234,8 @@ class OAuthCredentials:
         token_type = body.get("token_type", "Bearer")
         if isinstance(token_type, str) and token_type.lower() != "bearer":
             raise ApiError(f"RAYTeams account {self.account!r}: the token endpoint issued a token that is not a Bearer token")
-        return token, float(expires_in)
+        rotated = body.get("refresh_token")
+        return token, float(expires_in), rotated if isinstance(rotated, str) and rotated else None
 
     def _refusal(self, code: str) -> str:
         who = f"RAYTeams account {self.account!r}"

@@ -21,7 +21,8 @@ tests can make a client meet expiry as a 401 mid-sync. An instance is one region
 accepts only access tokens it issued. ``POST /_sim/oauth/revoke`` (JSON
 ``{"refresh_token"}``) revokes a refresh token (later exchanges: ``invalid_grant``) and the
 access tokens issued from it; ``POST /_sim/oauth/expire`` expires every access token
-issued so far; ``/_sim/secrets`` also lists every access token issued.
+issued so far; ``/_sim/secrets`` also lists every access token (and rotated refresh
+token, with ``rotate_refresh_tokens``) issued.
 
 Serialised bodies are cached per (project, endpoint, version) in a bounded LRU.
 """
@@ -95,6 +96,7 @@ class SimulatorOptions:
     refresh_tokens: frozenset[str] = frozenset({"sim-refresh"})  # refresh tokens it honours
     token_ttl_s: float = 86400.0  # real life of an issued access token (the docs: one day)
     expires_in: int | None = None  # what the token endpoint announces; None: the ttl, rounded up
+    rotate_refresh_tokens: bool = False  # answer a new refresh token each time, revoking the one used
 
 
 def _envelope(data: Any) -> bytes:
@@ -112,7 +114,7 @@ class _Simulator:
         self._auth_ok = {f"Bearer {options.token}", options.token}
         self.refresh_tokens = set(options.refresh_tokens)
         self.issued: dict[str, tuple[float, str]] = {}  # "Bearer <token>" -> (expiry, refresh token)
-        self.all_issued: list[str] = []  # every access token ever issued (leak tests)
+        self.all_issued: list[str] = []  # every access (and rotated refresh) token issued: leak tests
         self.faults = FaultInjector(
             FaultOptions(
                 fault_rate=options.fault_rate, fault_kinds=options.fault_kinds,
@@ -236,10 +238,16 @@ class _Simulator:
         self.all_issued.append(value)
         self.stats["token_issued"] += 1
         announced = self.opt.expires_in if self.opt.expires_in is not None else math.ceil(self.opt.token_ttl_s)
-        return _json(orjson.dumps({
+        answer = {
             "access_token": value, "id_token": f"sim-id-{token_urlsafe(12)}",
             "token_type": "Bearer", "expires_in": announced,
-        }))
+        }
+        if self.opt.rotate_refresh_tokens:
+            self.refresh_tokens.discard(refresh)
+            answer["refresh_token"] = rotated = f"sim-rt-{token_urlsafe(24)}"
+            self.refresh_tokens.add(rotated)
+            self.all_issued.append(rotated)
+        return _json(orjson.dumps(answer))
 
     def refuse(self, error: str, status: int) -> web.Response:
         self.stats["token_refused"] += 1
