@@ -102,9 +102,16 @@ def load_schedules(path: Path | None) -> list[Schedule]:
         path = CONFIG_FILE
     try:
         with open(path, "rb") as handle:
-            return parse_schedules(tomllib.load(handle))
+            schedules = parse_schedules(tomllib.load(handle))
     except tomllib.TOMLDecodeError as exc:
         raise ScheduleError(f"{path}: {exc}") from None
+    # A relative warehouse path means beside the config file, wherever runs start.
+    base = Path(path).resolve().parent
+    return [
+        replace(s, parameters={**s.parameters, "db_path": str(base / s.parameters["db_path"])})
+        if isinstance(s.parameters.get("db_path"), str) and not Path(s.parameters["db_path"]).is_absolute() else s
+        for s in schedules
+    ]
 
 
 def select(

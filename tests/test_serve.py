@@ -53,12 +53,13 @@ def test_schedules_default_to_hourly_and_take_flow_parameters(tmp_path):
     config.write_text(
         '[schedules.rayteams]\nbase_url = "https://example.invalid/v1.0"\naccount = "lab-a"\n\n'
         '[schedules.lab-b]\nsource = "rayteams"\ncron = "30 2 * * *"\nbase_url = "https://b.invalid/v1.0"\n'
-        'batch_size = 100\n\n[schedules.off]\nsource = "rayteams"\nenabled = false\n'
+        'batch_size = 100\ndb_path = "w.duckdb"\n\n[schedules.off]\nsource = "rayteams"\nenabled = false\n'
     )
     first, second = select(load_schedules(config))
     assert (first.name, first.source, first.cron, first.interval_seconds) == ("rayteams", "rayteams", DEFAULT_CRON, None)
     assert first.parameters == {"base_url": "https://example.invalid/v1.0", "account": "lab-a"}
     assert (second.source, second.cron, second.parameters["batch_size"]) == ("rayteams", "30 2 * * *", 100)
+    assert second.parameters["db_path"] == str(tmp_path.resolve() / "w.duckdb")  # beside the file
     # CLI choices: one schedule, an interval instead of cron, an extra parameter.
     [only] = select(load_schedules(config), only=["lab-b"], interval_seconds=5, parameters={"db_path": "/w.duckdb"})
     assert (only.name, only.cron, only.interval_seconds, only.parameters["db_path"]) == ("lab-b", None, 5.0, "/w.duckdb")
