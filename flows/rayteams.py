@@ -10,7 +10,7 @@ from typing import Any
 
 from prefect import flow
 
-from flows.engine import Listing, Unit
+from flows.engine import ClientAdapter, Listing, Unit
 from flows.runner import sync_into_warehouse
 from flows.secrets import read_secret
 from pwh.config import CONFIG_FILE, ConfigError, RayteamsAccount, load_config
@@ -33,7 +33,7 @@ from warehouse.load import UnitState
 log = logging.getLogger("pwh.rayteams")
 
 
-class RayteamsAdapter:
+class RayteamsAdapter(ClientAdapter):
     source = "rayteams"
     tables = tables.TABLES
 
@@ -43,21 +43,6 @@ class RayteamsAdapter:
         self.strategy = strategy
         self.pseudonyms = pseudonyms
         self.redact = partial(redact, pseudonyms=pseudonyms)
-
-    async def __aenter__(self) -> RayteamsAdapter:
-        await self.client.__aenter__()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.client.__aexit__(*exc)
-
-    @property
-    def requests(self) -> int:
-        return self.client.requests
-
-    @property
-    def retries(self) -> int:
-        return self.client.retries
 
     async def list_units(self, known: Mapping[str, UnitState]) -> Listing:
         # GET /project has no server-side filter: list everything, compare cursors.

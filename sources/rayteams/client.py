@@ -21,6 +21,7 @@ from sources.http import (
     Credentials,
     HttpClient,
     HttpSettings,
+    SourceClient,
     StaticHeaders,
     decode_json,
 )
@@ -93,7 +94,7 @@ def _as_list(data: Any, what: str) -> list[dict[str, Any]]:
     return data
 
 
-class RayteamsClient:
+class RayteamsClient(SourceClient):
     """Fetches RAYTeams records over one shared :class:`HttpClient`."""
 
     def __init__(
@@ -140,26 +141,9 @@ class RayteamsClient:
         return cls(http, file_http=file_http, token_http=None if oauth is None else oauth.http)
 
     @property
-    def clients(self) -> tuple[HttpClient, ...]:
+    def http_clients(self) -> tuple[HttpClient, ...]:
         api = (self.http,) if self.file_http is self.http else (self.http, self.file_http)
         return api if self.token_http is None else (self.token_http, *api)
-
-    async def __aenter__(self) -> RayteamsClient:
-        for client in self.clients:
-            await client.__aenter__()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        for client in self.clients:
-            await client.__aexit__(*exc)
-
-    @property
-    def requests(self) -> int:
-        return sum(c.stats.requests for c in self.clients)
-
-    @property
-    def retries(self) -> int:
-        return sum(c.stats.retries for c in self.clients)
 
     async def list_projects(self) -> list[dict[str, Any]]:
         return _as_list(await self.http.request("GET", "/project", read_envelope), "GET /project")
