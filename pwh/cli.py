@@ -244,7 +244,7 @@ def docs(
 
 @app.command()
 def serve(
-    config: Annotated[Optional[Path], typer.Option(help="Schedules file ([schedules.<name>] tables); default ./pwh.toml if present.")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="Schedules file (one schedules.<name> table per deployment); default ./pwh.toml if present.")] = None,
     source: Annotated[Optional[list[str]], typer.Option("--source", help="Serve only this schedule or source (repeatable); a source without a table gets the defaults.")] = None,
     cron: Annotated[Optional[str], typer.Option(help="Cron schedule for every served flow (default: the file's, else hourly '0 * * * *').")] = None,
     interval: Annotated[Optional[float], typer.Option(min=1.0, help="Run every N seconds instead of a cron schedule.")] = None,
