@@ -25,6 +25,7 @@ from typing import Any
 SCHEDULABLE_FLOWS: dict[str, str] = {
     "rayteams": "flows.rayteams:sync_rayteams",
     "rayteams-accounts": "flows.rayteams:sync_rayteams_accounts",
+    "clarity": "flows.clarity:sync_clarity",
     "incoplax": "flows.incoplax:sync_incoplax",
     "openproject": "flows.openproject:sync_openproject",
 }
