@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pandera.polars as pa
 
-from schemas.spec import Table, boolean, integer, json_text, number, small_int, text, timestamp
+from schemas.spec import (
+    Table,
+    boolean,
+    integer,
+    json_text,
+    number,
+    small_int,
+    text,
+    timestamp,
+)
 
 SCHEMA = "rayteams"
 

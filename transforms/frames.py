@@ -3,10 +3,10 @@ row so a row that later fails validation can be quarantined with its raw record.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
-import json
 
 import orjson
 import polars as pl
