@@ -25,7 +25,13 @@ from sources.errors import AuthError, NotFoundError, SourceError
 from transforms.frames import RejectedRecord, TableBatch
 from warehouse.crashpoints import crash_point
 from warehouse.load import UnitState, mark_deleted, read_state, replace_units
-from warehouse.runs import RunRecord, interrupted_full_refreshes, save_run, start_run
+from warehouse.runs import (
+    RunRecord,
+    interrupted_full_refreshes,
+    record_account,
+    save_run,
+    start_run,
+)
 
 log = logging.getLogger("pwh.sync")
 
@@ -80,6 +86,11 @@ class ClientAdapter:
     reports the client's request counters."""
 
     client: Any
+    region: str | None = None  # where the account lives, when the source has regions
+
+    @property
+    def base_url(self) -> str | None:
+        return self.client.http.base_url
 
     async def __aenter__(self):
         await self.client.__aenter__()
@@ -278,6 +289,8 @@ async def run_sync(
     progress = progress or Progress()
     run = RunRecord(run_id, adapter.source, adapter.account, mode, adapter.strategy, _now())
     start_run(con, run)
+    record_account(con, source=adapter.source, account=adapter.account, region=getattr(adapter, "region", None),
+                   base_url=getattr(adapter, "base_url", None), run_id=run_id, now=run.started_at)
     started = time.perf_counter()
     try:
         await _sync(adapter, con, run, mode, batch_size, stages, progress)

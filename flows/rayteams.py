@@ -21,6 +21,7 @@ from sources.rayteams.client import (
     DEFAULT_STRATEGY,
     TOKEN_VARIABLE,
     RayteamsClient,
+    region_of,
 )
 from sources.rayteams.oauth import OAuthCredentials, SecretNames
 from transforms.coerce import CoercionError, as_epoch_ms
@@ -37,9 +38,11 @@ class RayteamsAdapter(ClientAdapter):
     source = "rayteams"
     tables = tables.TABLES
 
-    def __init__(self, client: RayteamsClient, *, account: str, strategy: str, pseudonyms: Pseudonymizer) -> None:
+    def __init__(self, client: RayteamsClient, *, account: str, strategy: str, pseudonyms: Pseudonymizer,
+                 region: str | None = None) -> None:
         self.client = client
         self.account = account
+        self.region = region or region_of(client.http.base_url)
         self.strategy = strategy
         self.pseudonyms = pseudonyms
         self.redact = partial(redact, pseudonyms=pseudonyms)
@@ -90,12 +93,13 @@ def http_settings(
 
 
 async def sync_client(
-    client: RayteamsClient, *, account: str, db_path: str, mode: str, strategy: str, batch_size: int
+    client: RayteamsClient, *, account: str, db_path: str, mode: str, strategy: str, batch_size: int,
+    region: str | None = None,
 ) -> dict[str, Any]:
     """One account's sync through ``client`` into the warehouse (what every RAYTeams flow runs)."""
     pseudonyms = Pseudonymizer(load_key(default_key_file(db_path)))
     return await sync_into_warehouse(
-        RayteamsAdapter(client, account=account, strategy=strategy, pseudonyms=pseudonyms),
+        RayteamsAdapter(client, account=account, strategy=strategy, pseudonyms=pseudonyms, region=region),
         db_path=db_path, tables=tables.TABLES, mode=mode, batch_size=batch_size,
     )
 
@@ -166,7 +170,7 @@ async def sync_rayteams_account(
     client = RayteamsClient.connect(configured.base_url, oauth=oauth_credentials(configured, settings),
                                     settings=settings)
     summary = await sync_client(client, account=configured.name, db_path=db_path, mode=mode,
-                                strategy=strategy, batch_size=batch_size)
+                                strategy=strategy, batch_size=batch_size, region=configured.region)
     return {"account": configured.name, "region": configured.region, **summary}
 
 

@@ -79,4 +79,19 @@ UNIT_STATE = Table(
     key=("source", "account", "unit_key"), unit_column="unit_key",
 )
 
-TABLES: tuple[Table, ...] = (SCHEMA_VERSION, RUNS, REJECTED_RECORDS, UNIT_STATE)
+ACCOUNTS = Table(
+    SCHEMA, "accounts",
+    "Every account synced, with where it lives: every row of a source table carries its `account`; join here for its region.",
+    (
+        text("source", "Source system.", nullable=False),
+        text("account", "Account name, as in the `account` column of the source's tables.", nullable=False),
+        text("region", "Region holding the account's data (RAYTeams isolates data and tokens by region); NULL where the source has none."),
+        text("base_url", "API base URL synced."),
+        timestamp("first_synced_at", "When a run first synced the account (UTC)."),
+        timestamp("last_synced_at", "When a run last started for the account (UTC)."),
+        text("last_run_id", "That run."),
+    ),
+    key=("source", "account"), unit_column=None,
+)
+
+TABLES: tuple[Table, ...] = (SCHEMA_VERSION, RUNS, REJECTED_RECORDS, UNIT_STATE, ACCOUNTS)

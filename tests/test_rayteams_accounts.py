@@ -164,8 +164,15 @@ async def test_two_regions_with_expiring_tokens_load_every_record_and_leak_nothi
     con = duckdb.connect(str(db), read_only=True)
     regions = dict(con.execute("SELECT account, string_agg(DISTINCT region) FROM rayteams.projects GROUP BY account").fetchall())
     runs = con.execute("SELECT account, status, run_id FROM pipeline.runs ORDER BY account").fetchall()
+    # Every row carries its account; pipeline.accounts says where each account lives.
+    where = dict(con.execute("SELECT account, region FROM pipeline.accounts WHERE source = 'rayteams'").fetchall())
+    by_region = dict(con.execute(
+        "SELECT a.region, count(*) FROM rayteams.histories h JOIN pipeline.accounts a "
+        "ON a.source = 'rayteams' AND a.account = h.account GROUP BY a.region").fetchall())
     con.close()
     assert regions == {SEOUL.account: SEOUL.region, FRANKFURT.account: FRANKFURT.region}
+    assert where == regions
+    assert by_region == {r.region: served[r.account].dataset.expected_rows("aggregate")["histories"] for r in REGIONS}
     assert [(a, st) for a, st, _ in runs] == [(FRANKFURT.account, "success"), (SEOUL.account, "success")]
     assert runs[0][2] != runs[1][2]  # one ledger row per account
 

@@ -33,10 +33,12 @@ def create_tables(tables: Iterable[Table]) -> Callable[[duckdb.DuckDBPyConnectio
 
 
 MIGRATIONS: list[Migration] = [
-    Migration(1, "pipeline tables and the RAYTeams tables", create_tables((*pipeline.TABLES, *rayteams.TABLES))),
+    Migration(1, "pipeline tables and the RAYTeams tables", create_tables((
+        pipeline.SCHEMA_VERSION, pipeline.RUNS, pipeline.REJECTED_RECORDS, pipeline.UNIT_STATE, *rayteams.TABLES))),
     Migration(2, "OpenProject tables", create_tables(openproject.TABLES)),
     Migration(3, "Clarity LIMS tables", create_tables(clarity.TABLES)),
     Migration(4, "Incoplax tables", create_tables(incoplax.TABLES)),
+    Migration(5, "pipeline.accounts: each account's region and base URL", create_tables((pipeline.ACCOUNTS,))),
 ]
 
 

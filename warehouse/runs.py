@@ -62,6 +62,22 @@ def start_run(con: duckdb.DuckDBPyConnection, run: RunRecord) -> None:
     _write(con, run)
 
 
+def record_account(
+    con: duckdb.DuckDBPyConnection, *, source: str, account: str, region: str | None,
+    base_url: str | None, run_id: str, now: datetime,
+) -> None:
+    """Note the account a run syncs, and where it lives (pipeline.accounts)."""
+    con.execute(
+        """
+        INSERT INTO pipeline.accounts VALUES (?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT (source, account) DO UPDATE SET region = excluded.region,
+            base_url = excluded.base_url, last_synced_at = excluded.last_synced_at,
+            last_run_id = excluded.last_run_id
+        """,
+        [source, account, region, base_url, now, now, run_id],
+    )
+
+
 def save_run(con: duckdb.DuckDBPyConnection, run: RunRecord) -> None:
     _write(con, run)
 

@@ -57,6 +57,12 @@ def file_base_url(project_base_url: str) -> str:
     return re.sub(r"^(https?://api-[a-z0-9-]+?)-project\.", r"\1-file.", project_base_url)
 
 
+def region_of(project_base_url: str) -> str | None:
+    """The region named in a RAYTeams host (``api-<region>-project.rayteams…``), if any."""
+    match = re.match(r"^https?://api-([a-z]{2}-[a-z]+-\d)-project\.", project_base_url)
+    return match.group(1) if match else None
+
+
 def read_envelope(answer: Answer) -> Any:
     """Unwrap ``{"status": "success", "data": ...}``; turn error answers into typed errors.
 
