@@ -7,12 +7,26 @@ from __future__ import annotations
 
 from prefect import task
 from prefect.cache_policies import NONE
+from prefect.utilities.annotations import quote
 
 from flows import engine
 
 _options = dict(cache_policy=NONE, persist_result=False, log_prints=False)
 
-TASK_STAGES = engine.Stages(
-    list_units=task(engine.list_units, name="list-projects", **_options),
-    sync_batch=task(engine.sync_batch, name="fetch-transform-load-batch", **_options),
-)
+_list_units = task(engine.list_units, name="list-projects", **_options)
+_sync_batch = task(engine.sync_batch, name="fetch-transform-load-batch", **_options)
+
+
+# Prefect walks every object inside every task argument, twice, looking for upstream
+# futures; a batch's units carry their listed records and the known state has an entry per
+# project. quote() skips the walk (nothing here is a future): measured by the benchmark,
+# it was most of Prefect's per-run overhead (docs/performance.md).
+async def list_units_task(adapter, known):
+    return await _list_units(adapter, quote(known))
+
+
+async def sync_batch_task(adapter, con, units, run_id, writer):
+    return await _sync_batch(adapter, con, quote(units), run_id, writer)
+
+
+TASK_STAGES = engine.Stages(list_units=list_units_task, sync_batch=sync_batch_task)
