@@ -26,7 +26,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--projects", type=int, default=2000, help="N of the comparison (default 2000)")
     p.add_argument("--large-projects", type=int, default=20000, help="N of the memory-growth runs (pwh only; 0: skip)")
     p.add_argument("--runs", type=int, default=3, help="runs of each kind, in alternation (median reported)")
-    p.add_argument("--large-runs", type=int, default=3, help="runs at --large-projects")
+    p.add_argument("--large-runs", type=int, default=1,
+                   help="runs at --large-projects (1 keeps make bench under 10 minutes; each takes ~90 s)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--latency-ms", type=float, default=2.0)
     p.add_argument("--concurrency", type=int, default=32, help="requests in flight, for pwh and the ceiling")
