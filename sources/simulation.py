@@ -13,7 +13,9 @@ import hashlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
+import orjson
 from aiohttp import web
 from aiohttp.http_parser import HttpRequestParserPy
 from aiohttp.web_protocol import RequestHandler, RequestPayloadError
@@ -168,3 +170,74 @@ def serve_until_interrupted(
         asyncio.run(forever())
     except KeyboardInterrupt:
         pass
+
+
+def fault_injector_for(options: Any, default_seed: int, render_error: ErrorRenderer) -> FaultInjector:
+    """The injector a simulator's options describe (every simulator's options carry
+    fault_rate, fault_kinds, retry_after_s, stall_s and fault_seed; None → the data's seed)."""
+    seed = default_seed if options.fault_seed is None else options.fault_seed
+    return FaultInjector(
+        FaultOptions(fault_rate=options.fault_rate, fault_kinds=options.fault_kinds,
+                     retry_after_s=options.retry_after_s, stall_s=options.stall_s, fault_seed=seed),
+        render_error,
+    )
+
+
+MUTATION_FIELDS = frozenset({"update_share", "add_share", "remove_share"})
+
+
+@dataclass(frozen=True)
+class AdminHooks:
+    """What a simulator exposes under ``/_sim/`` (unauthenticated, for tests and the
+    benchmark, which drive a simulator running in another process)."""
+
+    health: Callable[[], dict[str, Any]]
+    stats: Callable[[], dict[str, Any]]
+    reset_stats: Callable[[], None]
+    mutate: Callable[..., Any]  # the dataset's mutate(seed=..., <share>=...) → has to_dict()
+    truth: Callable[[web.Request], Any]  # may raise ValueError for a bad query
+    faults: FaultInjector
+    mutation_fields: frozenset[str] = MUTATION_FIELDS
+
+
+def add_admin_routes(app: web.Application, hooks: AdminHooks) -> None:
+    """``GET /_sim/health``, ``GET /_sim/stats``, ``POST /_sim/stats/reset``,
+    ``POST /_sim/mutate`` (JSON ``{"seed", <share>...}``; faulty keys are forgotten, so a
+    sync after a change meets faults again) and ``GET /_sim/truth``."""
+
+    def answer(data: Any, status: int = 200) -> web.Response:
+        return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+    async def health(request: web.Request) -> web.Response:
+        return answer(hooks.health())
+
+    async def stats(request: web.Request) -> web.Response:
+        return answer(hooks.stats())
+
+    async def stats_reset(request: web.Request) -> web.Response:
+        hooks.reset_stats()
+        return answer(hooks.stats())
+
+    async def mutate(request: web.Request) -> web.Response:
+        try:
+            body = orjson.loads(await request.read() or b"{}")
+        except orjson.JSONDecodeError:
+            body = None
+        allowed = {"seed", *hooks.mutation_fields}
+        if not isinstance(body, dict) or "seed" not in body or set(body) - allowed:
+            return answer({"message": f"expected JSON with seed and any of {sorted(hooks.mutation_fields)}"}, 400)
+        summary = hooks.mutate(**body)
+        hooks.faults.faulted.clear()
+        return answer(summary.to_dict())
+
+    async def truth(request: web.Request) -> web.Response:
+        try:
+            return answer(hooks.truth(request))
+        except ValueError as exc:
+            return answer({"message": str(exc)}, 400)
+
+    app.router.add_get("/_sim/health", health)
+    app.router.add_get("/_sim/stats", stats)
+    app.router.add_post("/_sim/stats/reset", stats_reset)
+    app.router.add_post("/_sim/mutate", mutate)
+    app.router.add_get("/_sim/truth", truth)

@@ -38,8 +38,9 @@ from aiohttp import web
 from sources.clarity.dataset import ClarityDataset
 from sources.simulation import (
     FAULT_KINDS,
-    FaultInjector,
-    FaultOptions,
+    AdminHooks,
+    add_admin_routes,
+    fault_injector_for,
     serve_until_interrupted,
     serving,
 )
@@ -103,14 +104,7 @@ class _Simulator:
         self.opt = options
         token = base64.b64encode(f"{options.username}:{options.password}".encode()).decode()
         self._auth = f"Basic {token}"
-        self.faults = FaultInjector(
-            FaultOptions(
-                fault_rate=options.fault_rate, fault_kinds=options.fault_kinds,
-                retry_after_s=options.retry_after_s, stall_s=options.stall_s,
-                fault_seed=dataset.config.seed if options.fault_seed is None else options.fault_seed,
-            ),
-            self._error_answer,
-        )
+        self.faults = fault_injector_for(options, dataset.config.seed, self._error_answer)
         self.stats: dict[str, int] = {}
         self.reset_stats()
 
@@ -285,35 +279,14 @@ def build_app(dataset: ClarityDataset, options: SimulatorOptions | None = None) 
     def _json(data: Any, status: int = 200) -> web.Response:
         return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
-    async def health(request: web.Request) -> web.Response:
-        return _json({"ok": True, "projects": len(dataset.live_indices())})
-
-    async def stats(request: web.Request) -> web.Response:
-        return _json(sim.snapshot())
-
-    async def stats_reset(request: web.Request) -> web.Response:
-        sim.reset_stats()
-        return _json(sim.snapshot())
-
-    async def truth(request: web.Request) -> web.Response:
-        return _json({"rows": dataset.expected_rows(), "udf_parse_errors": dataset.udf_parse_errors()})
-
-    async def mutate(request: web.Request) -> web.Response:
-        body = orjson.loads(await request.read() or b"{}")
-        allowed = {"seed", "update_share", "add_share", "remove_share"}
-        if not isinstance(body, dict) or "seed" not in body or set(body) - allowed:
-            return _json({"message": "expected JSON {seed, update_share?, add_share?, remove_share?}"}, 400)
-        summary = dataset.mutate(**body)
-        sim.faults.faulted.clear()
-        return _json(summary.to_dict())
-
     app.router.add_get(f"{API_PREFIX}/projects", projects)
     app.router.add_get(f"{API_PREFIX}/projects/{{limsid}}", project)
-    app.router.add_get("/_sim/health", health)
-    app.router.add_get("/_sim/stats", stats)
-    app.router.add_post("/_sim/stats/reset", stats_reset)
-    app.router.add_get("/_sim/truth", truth)
-    app.router.add_post("/_sim/mutate", mutate)
+    add_admin_routes(app, AdminHooks(
+        health=lambda: {"ok": True, "projects": len(dataset.live_indices())},
+        stats=sim.snapshot, reset_stats=sim.reset_stats, mutate=dataset.mutate,
+        truth=lambda request: {"rows": dataset.expected_rows(), "udf_parse_errors": dataset.udf_parse_errors()},
+        faults=sim.faults,
+    ))
     return app
 
 

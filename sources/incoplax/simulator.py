@@ -35,8 +35,9 @@ from aiohttp import web
 from sources.incoplax.dataset import IncoplaxDataset
 from sources.simulation import (
     FAULT_KINDS,
-    FaultInjector,
-    FaultOptions,
+    AdminHooks,
+    add_admin_routes,
+    fault_injector_for,
     serve_until_interrupted,
     serving,
 )
@@ -215,12 +216,7 @@ class _Simulator:
         else:
             pair = base64.b64encode(f"{options.username}:{options.password}".encode()).decode()
             self._auth_ok = {f"Basic {pair}"}
-        self.faults = FaultInjector(
-            FaultOptions(fault_rate=options.fault_rate, fault_kinds=options.fault_kinds,
-                         retry_after_s=options.retry_after_s, stall_s=options.stall_s,
-                         fault_seed=dataset.config.seed if options.fault_seed is None else options.fault_seed),
-            _fault_answer,
-        )
+        self.faults = fault_injector_for(options, dataset.config.seed, _fault_answer)
         self.stats: dict[str, Any] = {}
         self.reset_stats()
 
@@ -354,39 +350,17 @@ def build_app(dataset: IncoplaxDataset, options: SimulatorOptions | None = None)
     def _json(value: Any) -> web.Response:
         return web.Response(body=orjson.dumps(value), content_type="application/json")
 
-    async def health(request: web.Request) -> web.Response:
-        return _json({"ok": True, "projects": len(dataset.projects), "state": dataset.state})
-
-    async def stats(request: web.Request) -> web.Response:
-        return _json(sim.stats_snapshot())
-
-    async def stats_reset(request: web.Request) -> web.Response:
-        sim.reset_stats()
-        return _json(sim.stats_snapshot())
-
-    async def mutate(request: web.Request) -> web.Response:
-        body = orjson.loads(await request.read() or b"{}")
-        allowed = {"seed", "update_share", "add_share", "remove_share"}
-        if not isinstance(body, dict) or "seed" not in body or set(body) - allowed:
-            return _error(400, 1400, "expected JSON {seed, update_share?, add_share?, remove_share?}")
-        summary = dataset.mutate(**body)
-        sim.faults.faulted.clear()
-        return _json(summary.to_dict())
-
-    async def truth(request: web.Request) -> web.Response:
-        return _json(dataset.expected_rows())
-
     app.router.add_get(PROJECTS, list_projects)
     app.router.add_post(PROJECTS, create)
     app.router.add_route("LOOKUP", PROJECTS, lookup)
     app.router.add_get(f"{PROJECTS}/{{pid}}", get_project)
     app.router.add_patch(f"{PROJECTS}/{{pid}}", update)
     app.router.add_delete(f"{PROJECTS}/{{pid}}", delete)
-    app.router.add_get("/_sim/health", health)
-    app.router.add_get("/_sim/stats", stats)
-    app.router.add_post("/_sim/stats/reset", stats_reset)
-    app.router.add_post("/_sim/mutate", mutate)
-    app.router.add_get("/_sim/truth", truth)
+    add_admin_routes(app, AdminHooks(
+        health=lambda: {"ok": True, "projects": len(dataset.projects), "state": dataset.state},
+        stats=sim.stats_snapshot, reset_stats=sim.reset_stats, mutate=dataset.mutate,
+        truth=lambda request: dataset.expected_rows(), faults=sim.faults,
+    ))
     return app
 
 

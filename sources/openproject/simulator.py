@@ -29,8 +29,10 @@ from sources.openproject.client import MEDIA_TYPE
 from sources.openproject.dataset import API, OpenProjectDataset
 from sources.simulation import (
     FAULT_KINDS,
-    FaultInjector,
-    FaultOptions,
+    MUTATION_FIELDS,
+    AdminHooks,
+    add_admin_routes,
+    fault_injector_for,
     serve_until_interrupted,
     serving,
 )
@@ -92,12 +94,7 @@ class _Simulator:
         self.opt = options
         basic = base64.b64encode(f"apikey:{options.api_key}".encode()).decode()
         self._auth_ok = {f"Basic {basic}", f"Bearer {options.api_key}"}
-        self.faults = FaultInjector(
-            FaultOptions(fault_rate=options.fault_rate, fault_kinds=options.fault_kinds,
-                         retry_after_s=options.retry_after_s, stall_s=options.stall_s,
-                         fault_seed=dataset.config.seed if options.fault_seed is None else options.fault_seed),
-            _error_answer,
-        )
+        self.faults = fault_injector_for(options, dataset.config.seed, _error_answer)
         self.stats: dict[str, Any] = {}
         self.reset_stats()
 
@@ -233,37 +230,16 @@ def build_app(dataset: OpenProjectDataset, options: SimulatorOptions | None = No
             return sim.collection(request, found.memberships)
         return await sim.answer(request, "memberships", pid if isinstance(pid, int) else None, produce)
 
-    async def health(request: web.Request) -> web.Response:
-        return web.json_response({"ok": True, "projects": len(dataset.projects), "state": dataset.state})
-
-    async def stats(request: web.Request) -> web.Response:
-        return web.json_response(sim.snapshot())
-
-    async def stats_reset(request: web.Request) -> web.Response:
-        sim.reset_stats()
-        return web.json_response(sim.snapshot())
-
-    async def mutate(request: web.Request) -> web.Response:
-        body = orjson.loads(await request.read() or b"{}")
-        allowed = {"seed", "update_share", "add_share", "remove_share", "work_package_share"}
-        if not isinstance(body, dict) or "seed" not in body or set(body) - allowed:
-            return web.json_response({"message": f"expected JSON with seed and any of {sorted(allowed - {'seed'})}"}, status=400)
-        summary = dataset.mutate(**body)
-        sim.faults.faulted.clear()
-        return web.json_response(summary.to_dict())
-
-    async def truth(request: web.Request) -> web.Response:
-        return web.json_response(dataset.expected_rows())
-
     app.router.add_get(f"{API}/projects", projects)
     app.router.add_get(f"{API}/projects/{{pid}}", project)
     app.router.add_get(f"{API}/projects/{{pid}}/{{kind:(?:work_packages|versions|categories|types)}}", linked)
     app.router.add_get(f"{API}/memberships", memberships)
-    app.router.add_get("/_sim/health", health)
-    app.router.add_get("/_sim/stats", stats)
-    app.router.add_post("/_sim/stats/reset", stats_reset)
-    app.router.add_post("/_sim/mutate", mutate)
-    app.router.add_get("/_sim/truth", truth)
+    add_admin_routes(app, AdminHooks(
+        health=lambda: {"ok": True, "projects": len(dataset.projects), "state": dataset.state},
+        stats=sim.snapshot, reset_stats=sim.reset_stats, mutate=dataset.mutate,
+        truth=lambda request: dataset.expected_rows(), faults=sim.faults,
+        mutation_fields=MUTATION_FIELDS | {"work_package_share"},
+    ))
     app[SIMULATOR_KEY] = sim
     return app
 

@@ -46,8 +46,9 @@ from aiohttp import web
 from sources.rayteams.dataset import FILE_TYPES, SUB_KINDS, RayteamsDataset
 from sources.simulation import (
     FAULT_KINDS,
-    FaultInjector,
-    FaultOptions,
+    AdminHooks,
+    add_admin_routes,
+    fault_injector_for,
     serve_until_interrupted,
     serving,
 )
@@ -115,14 +116,7 @@ class _Simulator:
         self.refresh_tokens = set(options.refresh_tokens)
         self.issued: dict[str, tuple[float, str]] = {}  # "Bearer <token>" -> (expiry, refresh token)
         self.all_issued: list[str] = []  # every access (and rotated refresh) token issued: leak tests
-        self.faults = FaultInjector(
-            FaultOptions(
-                fault_rate=options.fault_rate, fault_kinds=options.fault_kinds,
-                retry_after_s=options.retry_after_s, stall_s=options.stall_s,
-                fault_seed=dataset.config.seed if options.fault_seed is None else options.fault_seed,
-            ),
-            _error_answer,
-        )
+        self.faults = fault_injector_for(options, dataset.config.seed, _error_answer)
         self._list: tuple[int, bytes] | None = None
         self._body = lru_cache(maxsize=options.body_cache_size)(self._render)
         self.stats: dict[str, Any] = {}
@@ -329,32 +323,8 @@ def build_app(dataset: RayteamsDataset, options: SimulatorOptions | None = None)
         return await sim.answer(request, "upload", pid, produce)
 
     # ---- admin (no auth)
-    async def health(request: web.Request) -> web.Response:
-        return _json(orjson.dumps({"ok": True, "projects": len(dataset.project_ids()), "state": dataset.state}))
-
-    async def stats(request: web.Request) -> web.Response:
-        return _json(orjson.dumps(sim.stats_snapshot()))
-
-    async def stats_reset(request: web.Request) -> web.Response:
-        sim.reset_stats()
-        return _json(orjson.dumps(sim.stats_snapshot()))
-
-    async def mutate(request: web.Request) -> web.Response:
-        body = orjson.loads(await request.read() or b"{}")
-        allowed = {"seed", "update_share", "add_share", "remove_share"}
-        if not isinstance(body, dict) or "seed" not in body or set(body) - allowed:
-            return _json(b'{"message":"expected JSON {seed, update_share?, add_share?, remove_share?}"}', status=400)
-        summary = dataset.mutate(**body)
-        sim.faults.faulted.clear()
-        return _json(orjson.dumps(summary.to_dict()))
-
-    async def truth(request: web.Request) -> web.Response:
-        strategy = request.query.get("strategy", "aggregate")
-        try:
-            rows = dataset.expected_rows(strategy)
-        except ValueError as exc:
-            return _json(orjson.dumps({"message": str(exc)}), status=400)
-        return _json(orjson.dumps(rows))
+    def truth(request: web.Request) -> dict[str, int]:
+        return dataset.expected_rows(request.query.get("strategy", "aggregate"))
 
     async def secrets(request: web.Request) -> web.Response:
         return _json(
@@ -387,11 +357,11 @@ def build_app(dataset: RayteamsDataset, options: SimulatorOptions | None = None)
     app.router.add_post(f"{p}/project/{{pid}}/attachment/add", upload)
     app.router.add_get(f"{p}/file/{{pid}}", files)
     app.router.add_get(f"{p}/file/{{pid}}/{{ftype:{types}}}", files)
-    app.router.add_get("/_sim/health", health)
-    app.router.add_get("/_sim/stats", stats)
-    app.router.add_post("/_sim/stats/reset", stats_reset)
-    app.router.add_post("/_sim/mutate", mutate)
-    app.router.add_get("/_sim/truth", truth)
+    add_admin_routes(app, AdminHooks(
+        health=lambda: {"ok": True, "projects": len(dataset.project_ids()), "state": dataset.state},
+        stats=sim.stats_snapshot, reset_stats=sim.reset_stats, mutate=dataset.mutate, truth=truth,
+        faults=sim.faults,
+    ))
     app.router.add_get("/_sim/secrets", secrets)
     app.router.add_post("/_sim/oauth/revoke", revoke)
     app.router.add_post("/_sim/oauth/expire", expire)
