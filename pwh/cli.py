@@ -19,6 +19,15 @@ app.add_typer(sync_app, name="sync")
 app.add_typer(simulate_app, name="simulate")
 
 DbOption = Annotated[Path, typer.Option("--db", help="DuckDB warehouse file.")]
+# Options every sync or simulate command takes alike.
+ConcurrencyOption = Annotated[int, typer.Option(min=1, max=512, help="Requests in flight.")]
+BatchSizeOption = Annotated[int, typer.Option(min=1, help="Projects per load transaction.")]
+TimeoutOption = Annotated[float, typer.Option(help="Per-request timeout, seconds.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", help="No progress bar.")]
+FullRefreshOption = Annotated[bool, typer.Option("--full-refresh", help="Refetch every project and reconcile.")]
+SeedOption = Annotated[int, typer.Option(help="Seed of the generated data.")]
+LatencyOption = Annotated[float, typer.Option(help="Added to every answer.")]
+FaultRateOption = Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of requests failing once.")]
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -99,16 +108,16 @@ def sync_rayteams_command(
              "the pwh.toml account to sync.")] = None,
     all_accounts: Annotated[bool, typer.Option("--all-accounts", help="Sync every account of pwh.toml (the default without --base-url).")] = False,
     config: Annotated[Optional[Path], typer.Option("--config", help="Configuration file (default ./pwh.toml).")] = None,
-    concurrency: Annotated[int, typer.Option(min=1, max=512, help="Requests in flight.")] = 32,
-    full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Refetch every project and reconcile.")] = False,
+    concurrency: ConcurrencyOption = 32,
+    full_refresh: FullRefreshOption = False,
     strategy: Annotated[str, typer.Option(help="aggregate (GET /project/{_id}) or per_resource.")] = "aggregate",
-    batch_size: Annotated[int, typer.Option(min=1, help="Projects per load transaction.")] = 250,
-    timeout: Annotated[float, typer.Option(help="Per-request timeout, seconds.")] = 30.0,
+    batch_size: BatchSizeOption = 250,
+    timeout: TimeoutOption = 30.0,
     max_response_mb: Annotated[Optional[float], typer.Option(
         min=0.001, help="Largest answer accepted, MiB (default: PWH_MAX_RESPONSE_BYTES, else 64).")] = None,
     token: Annotated[Optional[str], typer.Option(help="Overrides RAYTEAMS_TOKEN (prefer the variable: flags show in `ps`).")] = None,
     client_id: Annotated[Optional[str], typer.Option(help="Overrides RAYTEAMS_CLIENT_ID.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Sync every RAYTeams project (and sub-resource, and file) into the warehouse."""
     _quiet_prefect()
@@ -189,9 +198,9 @@ def _sync_rayteams_accounts(*, config: Optional[Path], db: Path, account: Option
 def simulate_rayteams_command(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8765,
     projects: Annotated[int, typer.Option(min=0, help="Number of simulated projects.")] = 100,
-    seed: Annotated[int, typer.Option(help="Seed of the generated data.")] = 7,
-    latency_ms: Annotated[float, typer.Option(help="Added to every answer.")] = 0.0,
-    fault_rate: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of requests failing once.")] = 0.0,
+    seed: SeedOption = 7,
+    latency_ms: LatencyOption = 0.0,
+    fault_rate: FaultRateOption = 0.0,
     token: Annotated[str, typer.Option(help="Token the simulator accepts.")] = "sim-token",
     client_id: Annotated[str, typer.Option(help="Client id the simulator accepts.")] = "sim-client",
 ) -> None:
@@ -310,14 +319,14 @@ def sync_incoplax_command(
     db: DbOption = Path("warehouse.duckdb"),
     account: Annotated[str, typer.Option(help="Name recorded with every row (the instance/domain).")] = "default",
     auth: AuthOption = "bearer",
-    full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Refetch every project and reconcile.")] = False,
+    full_refresh: FullRefreshOption = False,
     listing: Annotated[str, typer.Option(help="auto, minimal (complete list, mask id,ext.lwt) or recent (newest first, stop at the cursor; no deletions).")] = "auto",
     order: Annotated[str, typer.Option(help="List order as JSON, passed through (default [\"id\"]; '' sends none).")] = '["id"]',
     page_size: Annotated[int, typer.Option(min=1, help="limit of each list request.")] = 500,
-    concurrency: Annotated[int, typer.Option(min=1, max=512, help="Requests in flight.")] = 16,
-    batch_size: Annotated[int, typer.Option(min=1, help="Projects per load transaction.")] = 250,
-    timeout: Annotated[float, typer.Option(help="Per-request timeout, seconds.")] = 30.0,
-    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+    concurrency: ConcurrencyOption = 16,
+    batch_size: BatchSizeOption = 250,
+    timeout: TimeoutOption = 30.0,
+    quiet: QuietOption = False,
 ) -> None:
     """Sync every project of an Incoplax domain into the warehouse."""
     _quiet_prefect()
@@ -348,7 +357,7 @@ def incoplax_lookup_command(
     base_url: Annotated[str, typer.Option(help="Server root (the client adds /rest/v1/domain/projects).")],
     by: Annotated[str, typer.Option(help="code or id: which key field must match.")] = "code",
     auth: AuthOption = "bearer",
-    timeout: Annotated[float, typer.Option(help="Per-request timeout, seconds.")] = 30.0,
+    timeout: TimeoutOption = 30.0,
 ) -> None:
     """LOOKUP a project by code or id; prints the matching ids, one per line."""
     _check_auth(auth)
@@ -379,11 +388,11 @@ def incoplax_lookup_command(
 def simulate_incoplax_command(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8766,
     projects: Annotated[int, typer.Option(min=0, help="Number of simulated projects.")] = 100,
-    seed: Annotated[int, typer.Option(help="Seed of the generated data.")] = 7,
+    seed: SeedOption = 7,
     max_limit: Annotated[int, typer.Option(min=0, help="Cap on limit (0: no cap), like a server that caps pages.")] = 0,
     list_opts: Annotated[bool, typer.Option("--list-opts", help="The list outputs opts (no detail requests needed).")] = False,
-    latency_ms: Annotated[float, typer.Option(help="Added to every answer.")] = 0.0,
-    fault_rate: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of requests failing once.")] = 0.0,
+    latency_ms: LatencyOption = 0.0,
+    fault_rate: FaultRateOption = 0.0,
     auth: AuthOption = "bearer",
     token: Annotated[str, typer.Option(help="Token the simulator accepts (bearer).")] = "sim-token",
     username: Annotated[str, typer.Option(help="User the simulator accepts (basic).")] = "sim-user",
@@ -416,10 +425,10 @@ def sync_clarity_command(
     full_refresh: Annotated[bool, typer.Option("--full-refresh", help="List and refetch every project; mark vanished ones deleted.")] = False,
     since: Annotated[Optional[str], typer.Option(help="Override the incremental watermark (ISO 8601 with zone).")] = None,
     overlap: Annotated[float, typer.Option(min=0.0, help="Seconds the watermark is moved back for safety.")] = 300.0,
-    concurrency: Annotated[int, typer.Option(min=1, max=512, help="Requests in flight.")] = 8,
-    batch_size: Annotated[int, typer.Option(min=1, help="Projects per load transaction.")] = 250,
-    timeout: Annotated[float, typer.Option(help="Per-request timeout, seconds.")] = 60.0,
-    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+    concurrency: ConcurrencyOption = 8,
+    batch_size: BatchSizeOption = 250,
+    timeout: TimeoutOption = 60.0,
+    quiet: QuietOption = False,
 ) -> None:
     """Sync Clarity LIMS projects (UDFs typed, files, external ids) into the warehouse.
     Credentials: CLARITY_USERNAME and CLARITY_PASSWORD."""
@@ -452,10 +461,10 @@ def sync_clarity_command(
 def simulate_clarity_command(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8767,
     projects: Annotated[int, typer.Option(min=0, help="Number of simulated projects.")] = 1200,
-    seed: Annotated[int, typer.Option(help="Seed of the generated data.")] = 7,
+    seed: SeedOption = 7,
     page_size: Annotated[int, typer.Option(min=1, help="Project links a list page holds.")] = 500,
-    latency_ms: Annotated[float, typer.Option(help="Added to every answer.")] = 0.0,
-    fault_rate: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of requests failing once.")] = 0.0,
+    latency_ms: LatencyOption = 0.0,
+    fault_rate: FaultRateOption = 0.0,
     username: Annotated[str, typer.Option(help="User the simulator accepts.")] = "sim-user",
     password: Annotated[str, typer.Option(help="Password the simulator accepts.")] = "sim-password",
 ) -> None:
@@ -550,14 +559,14 @@ def sync_openproject_command(
     base_url: Annotated[str, typer.Option(help="Instance root, e.g. https://openproject.example.org (the client adds /api/v3).")],
     db: DbOption = Path("warehouse.duckdb"),
     account: Annotated[str, typer.Option(help="Name recorded with every row (the instance).")] = "default",
-    full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Refetch every project and reconcile.")] = False,
+    full_refresh: FullRefreshOption = False,
     page_size: Annotated[int, typer.Option(min=1, help="pageSize of every paged collection (the server may cap it).")] = 100,
-    concurrency: Annotated[int, typer.Option(min=1, max=512, help="Requests in flight.")] = 16,
-    batch_size: Annotated[int, typer.Option(min=1, help="Projects per load transaction.")] = 100,
-    timeout: Annotated[float, typer.Option(help="Per-request timeout, seconds.")] = 30.0,
+    concurrency: ConcurrencyOption = 16,
+    batch_size: BatchSizeOption = 100,
+    timeout: TimeoutOption = 30.0,
     probe_work_packages: Annotated[bool, typer.Option(help="Incremental runs also check each project's work packages (one small request a project): a project's updatedAt does not move when only they change.")] = True,
     api_key: Annotated[Optional[str], typer.Option(help="Overrides OPENPROJECT_API_KEY (prefer the variable: flags show in `ps`).")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Sync every OpenProject project with its work packages, versions, categories, types, memberships and custom values."""
     _quiet_prefect()
@@ -581,11 +590,11 @@ def sync_openproject_command(
 def simulate_openproject_command(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8768,
     projects: Annotated[int, typer.Option(min=0, help="Number of simulated projects.")] = 100,
-    seed: Annotated[int, typer.Option(help="Seed of the generated data.")] = 7,
+    seed: SeedOption = 7,
     max_work_packages: Annotated[int, typer.Option(min=0, help="Most work packages of a project.")] = 23,
     max_page_size: Annotated[int, typer.Option(min=1, help="Largest pageSize served.")] = 100,
-    latency_ms: Annotated[float, typer.Option(help="Added to every answer.")] = 0.0,
-    fault_rate: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of requests failing once.")] = 0.0,
+    latency_ms: LatencyOption = 0.0,
+    fault_rate: FaultRateOption = 0.0,
     api_key: Annotated[str, typer.Option(help="API key the simulator accepts (basic auth apikey:<key>).")] = "sim-api-key",
 ) -> None:
     """Serve the OpenProject API v3 simulator (HAL, paging, hidden parents, 404s) until interrupted."""
