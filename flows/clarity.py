@@ -223,8 +223,7 @@ async def sync_clarity(
     if overlap_s < 0:
         raise ValueError("overlap_s must not be negative")
     filters = filter_params(names or (), open_date, udf or ())
-    cap = {} if max_response_bytes is None else {"max_response_bytes": max_response_bytes}
-    settings = HttpSettings(concurrency=concurrency, timeout_s=timeout_s, max_attempts=max_attempts, **cap)
+    settings = HttpSettings.for_run(concurrency, timeout_s, max_attempts, max_response_bytes)
     client = ClarityClient.connect(base_url, username=username, password=password, settings=settings)
     adapter = ClarityAdapter(
         client, account=account, mode=mode, filters=filters, overlap=timedelta(seconds=overlap_s),

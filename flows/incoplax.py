@@ -209,7 +209,7 @@ async def sync_incoplax(
     auth_scheme: str = "bearer",
     timeout_s: float = 30.0,
     max_attempts: int = 6,
-    max_response_bytes: int = 64 * 1024 * 1024,
+    max_response_bytes: int | None = None,
 ) -> dict[str, Any]:
     """Sync every project of an Incoplax domain into the DuckDB warehouse at ``db_path``.
 
@@ -220,8 +220,7 @@ async def sync_incoplax(
     """
     if listing not in LISTINGS:
         raise ValueError(f"listing must be one of {LISTINGS}, not {listing!r}")
-    settings = HttpSettings(concurrency=concurrency, timeout_s=timeout_s, max_attempts=max_attempts,
-                            max_response_bytes=max_response_bytes)
+    settings = HttpSettings.for_run(concurrency, timeout_s, max_attempts, max_response_bytes)
     client = IncoplaxClient.connect(base_url, auth_scheme=auth_scheme, page_size=page_size, settings=settings,
                                     **read_credentials(auth_scheme))
     return await sync_into_warehouse(

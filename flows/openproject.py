@@ -137,8 +137,7 @@ async def sync_openproject(
     """
     api_key = read_secret(TOKEN_VARIABLE)
     # No cap given: PWH_MAX_RESPONSE_BYTES, else HttpSettings' default.
-    cap = {} if max_response_bytes is None else {"max_response_bytes": max_response_bytes}
-    settings = HttpSettings(concurrency=concurrency, timeout_s=timeout_s, max_attempts=max_attempts, **cap)
+    settings = HttpSettings.for_run(concurrency, timeout_s, max_attempts, max_response_bytes)
     client = OpenProjectClient.connect(base_url, api_key=api_key, page_size=page_size, settings=settings)
     return await sync_into_warehouse(
         OpenProjectAdapter(client, account=account, probe_work_packages=probe_work_packages),

@@ -84,13 +84,6 @@ def default_key_file(db_path: str) -> Path:
     return Path(db_path).resolve().parent / ".pwh" / "pseudonym.key"
 
 
-def http_settings(
-    concurrency: int, timeout_s: float, max_attempts: int, max_response_bytes: int | None
-) -> HttpSettings:
-    # No cap given: PWH_MAX_RESPONSE_BYTES, else 64 MiB (HttpSettings' default).
-    cap = {} if max_response_bytes is None else {"max_response_bytes": max_response_bytes}
-    return HttpSettings(concurrency=concurrency, timeout_s=timeout_s, max_attempts=max_attempts, **cap)
-
 
 async def sync_client(
     client: RayteamsClient, *, account: str, db_path: str, mode: str, strategy: str, batch_size: int,
@@ -125,7 +118,7 @@ async def sync_rayteams(
     """
     token = read_secret(TOKEN_VARIABLE)
     client_id = read_secret(CLIENT_ID_VARIABLE)
-    settings = http_settings(concurrency, timeout_s, max_attempts, max_response_bytes)
+    settings = HttpSettings.for_run(concurrency, timeout_s, max_attempts, max_response_bytes)
     client = RayteamsClient.connect(base_url, token=token, client_id=client_id, settings=settings)
     return await sync_client(client, account=account, db_path=db_path, mode=mode, strategy=strategy,
                              batch_size=batch_size)
@@ -166,7 +159,7 @@ async def sync_rayteams_account(
     ``RAYTEAMS_<NAME>_REFRESH_TOKEN`` (or Secret blocks), never from parameters.
     """
     configured = load_config(config_path).rayteams_account(account)
-    settings = http_settings(concurrency, timeout_s, max_attempts, max_response_bytes)
+    settings = HttpSettings.for_run(concurrency, timeout_s, max_attempts, max_response_bytes)
     client = RayteamsClient.connect(configured.base_url, oauth=oauth_credentials(configured, settings),
                                     settings=settings)
     summary = await sync_client(client, account=configured.name, db_path=db_path, mode=mode,

@@ -80,6 +80,14 @@ class HttpSettings:
         if self.max_response_bytes < 1:
             raise ValueError("max_response_bytes must be at least 1")
 
+    @classmethod
+    def for_run(
+        cls, concurrency: int, timeout_s: float, max_attempts: int, max_response_bytes: int | None
+    ) -> HttpSettings:
+        """Settings from a flow's parameters; no cap given → PWH_MAX_RESPONSE_BYTES, else 64 MiB."""
+        cap = {} if max_response_bytes is None else {"max_response_bytes": max_response_bytes}
+        return cls(concurrency=concurrency, timeout_s=timeout_s, max_attempts=max_attempts, **cap)
+
 
 @dataclass
 class RequestStats:
