@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
@@ -45,6 +45,7 @@ class Unit:
     key: str
     cursor: str | None
     listed: Any = None
+    stored: bool = False  # the warehouse holds rows of it: a load must replace them
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ def plan_units(
         elif known.deleted or unit.cursor is None or known.cursor != unit.cursor or (
             mode == "full_refresh" and known.run_id not in resumed
         ):
-            plan.changed.append(unit)
+            plan.changed.append(replace(unit, stored=True))
         else:
             plan.unchanged.append(unit)
     if listing.complete:
@@ -236,6 +237,7 @@ def transform_and_load(
         run_id=run_id,
         tables=adapter.tables,
         cursors={u.key: u.cursor for u in fetched.units},
+        stored=[u.key for u in fetched.units if u.stored],
         frames=frames,
         rejected=rejected,
         now=_now(),

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import polars as pl
+
 from flows.engine import Listing, Unit, plan_units
+from schemas.rayteams import OTHER_RECORDS, TABLES
 from warehouse.connection import connect
-from warehouse.load import UnitState, read_state
+from warehouse.load import UnitState, read_state, replace_units
 from warehouse.migrations import migrate
 from warehouse.runs import RunRecord, interrupted_full_refreshes, save_run, start_run
 
@@ -26,6 +29,9 @@ def test_incremental_fetches_new_changed_and_revived_units_only():
     assert sorted(u.key for u in plan.changed) == ["b", "c"]  # moved cursor; back after deletion
     assert [u.key for u in plan.unchanged] == ["a"]
     assert plan.gone == ["d"]
+    # Only units the warehouse holds rows of have rows to replace (the load skips the rest's DELETEs).
+    assert [u.key for u in plan.to_fetch if u.stored] == sorted(u.key for u in plan.changed)
+    assert not any(u.stored for u in plan.new)
 
 
 def test_full_refresh_refetches_all_but_what_the_interrupted_refresh_loaded():
@@ -59,3 +65,20 @@ def test_the_ledger_names_the_runs_of_an_unfinished_full_refresh(tmp_path):
     assert interrupted_full_refreshes(con, "openproject", "default", "x") == set()
     assert read_state(con, "rayteams", "default") == {}
     con.close()
+
+
+def test_a_unit_loaded_again_replaces_its_rows_and_a_new_one_only_inserts(tmp_path):
+    """``stored`` decides the DELETEs: the rows of a stored unit are replaced, never doubled."""
+    con = connect(tmp_path / "w.duckdb")
+    migrate(con)
+
+    def load(stored: list[str], kinds: list[str]) -> None:
+        frame = pl.DataFrame({"account": ["acc"] * len(kinds), "project_id": ["p1"] * len(kinds),
+                              "sk": [f"{k}:1" for k in kinds], "kind": kinds, "record": ["{}"] * len(kinds)},
+                             schema=OTHER_RECORDS.polars_schema)
+        replace_units(con, source="rayteams", account="acc", run_id="r", tables=TABLES, cursors={"p1": "1"},
+                      frames={"other_records": frame}, rejected=[], now=T0, stored=stored)
+
+    load([], ["a", "b"])
+    load(["p1"], ["c"])
+    assert con.execute("SELECT list(kind ORDER BY kind) FROM rayteams.other_records").fetchone()[0] == ["c"]
