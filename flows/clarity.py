@@ -183,7 +183,7 @@ class ClarityAdapter(ClientAdapter):
         return Listing(units, complete=since is None)
 
     async def fetch_unit(self, unit: Unit) -> FetchedProject:
-        return FetchedProject(unit.key, unit.listed, await self.client.fetch_project(unit.key))
+        return FetchedProject(unit.key, unit.entry, await self.client.fetch_project(unit.key))
 
     def transform(self, fetched: list[FetchedProject]) -> TableBatch:
         batch, parse_errors = transform_projects(fetched, account=self.account)

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from typing import Any, Protocol
 
 import duckdb
+import orjson
 import polars as pl
 
 from schemas.spec import Table
@@ -38,14 +39,29 @@ log = logging.getLogger("pwh.sync")
 MODES = ("incremental", "full_refresh")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Unit:
-    """A unit of atomic replacement: one project, as the list showed it."""
+    """A unit of atomic replacement: one project, as the list showed it.
+
+    The list entry is kept as JSON text and parsed again when the unit is fetched: a
+    whole account's parsed entries are ~4x the memory (36 MB at 20,000 projects) and
+    held for the whole run."""
 
     key: str
     cursor: str | None
-    listed: Any = None
+    listed: Any = None  # the list entry; stored as JSON bytes, read back through ``entry``
     stored: bool = False  # the warehouse holds rows of it: a load must replace them
+
+    def __post_init__(self) -> None:
+        if self.listed is not None and not isinstance(self.listed, bytes):
+            # A copy: orjson's own bytes object keeps its ~8 KB working buffer (measured:
+            # 156 MB of RSS for 9.5 MB of entries at 20,000 projects).
+            object.__setattr__(self, "listed", bytes(memoryview(orjson.dumps(self.listed))))
+
+    @property
+    def entry(self) -> Any:
+        """The list entry as the source sent it (parsed anew on each call)."""
+        return None if self.listed is None else orjson.loads(self.listed)
 
 
 @dataclass(frozen=True)

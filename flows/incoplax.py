@@ -178,8 +178,9 @@ class IncoplaxAdapter(ClientAdapter):
     # ------------------------------------------------------------------ one project
     async def fetch_unit(self, unit: Unit) -> FetchedProject:
         """The list entry when it carries every field of the row, else ``GET {id}``."""
-        if isinstance(unit.listed, dict) and has_fields(unit.listed, ROW_FIELDS):
-            return FetchedProject(unit.key, unit.listed)
+        entry = unit.entry
+        if isinstance(entry, dict) and has_fields(entry, ROW_FIELDS):
+            return FetchedProject(unit.key, entry)
         return FetchedProject(unit.key, await self.client.get_project(unit.key))
 
     def transform(self, fetched: list[FetchedProject]) -> TableBatch:

@@ -91,7 +91,8 @@ class OpenProjectAdapter(ClientAdapter):
             return project, None
 
     async def fetch_unit(self, unit: Unit) -> ProjectPayload:
-        listed = unit.listed if isinstance(unit.listed, dict) else None
+        entry = unit.entry
+        listed = entry if isinstance(entry, dict) else None
         return await self.client.fetch_project_payload(unit.key, listed)
 
     def transform(self, fetched: list[ProjectPayload]) -> TableBatch:

@@ -63,7 +63,7 @@ class RayteamsAdapter(ClientAdapter):
 
     async def fetch_unit(self, unit: Unit) -> FetchedProject:
         payload = await self.client.fetch_project(unit.key, self.strategy)
-        return FetchedProject(unit.key, unit.listed, payload.records, payload.files)
+        return FetchedProject(unit.key, unit.entry, payload.records, payload.files)
 
     def transform(self, fetched: list[FetchedProject]) -> TableBatch:
         return transform_projects(fetched, account=self.account, pseudonyms=self.pseudonyms)

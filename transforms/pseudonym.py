@@ -18,6 +18,9 @@ from typing import Any
 KEY_VARIABLE = "PWH_PSEUDONYM_KEY"
 _YEAR = re.compile(r"^\s*(\d{4})(?:-(\d{1,2})(?:-(\d{1,2}))?)?")
 
+# The same patient recurs within a project (project, orders, groups), rarely across many.
+CACHE_SIZE = 4096
+
 
 class Pseudonymizer:
     def __init__(self, key: bytes) -> None:
@@ -37,6 +40,8 @@ class Pseudonymizer:
         cached = self._cache.get(text)
         if cached is None:
             cached = hmac.new(self._key, text.encode(), hashlib.sha256).hexdigest()
+            if len(self._cache) >= CACHE_SIZE:
+                self._cache.clear()  # bounded: a run's memory must not grow with the account
             self._cache[text] = cached
         return cached
 
