@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("--mode", choices=("incremental", "full_refresh"), default="incremental")
     parser.add_argument("--strategy", choices=("aggregate", "per_resource"), default="aggregate")
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--batch-size", type=int, default=250)
+    parser.add_argument("--batch-size", type=int, default=500)
     args = parser.parse_args()
 
     if args.wrapper == "flow":
