@@ -25,8 +25,10 @@ def redact(value: Any, pseudonyms: Pseudonymizer, _depth: int = 0) -> Any:
                 out[key] = pseudonyms.pseudonym(item) if isinstance(item, (str, int)) else None
             elif key == "subject":
                 out[key] = _redact_subject(item, pseudonyms, _depth + 1)
-            else:
+            elif isinstance(item, (dict, list)):
                 out[key] = redact(item, pseudonyms, _depth + 1)
+            else:
+                out[key] = item  # a plain value: no call per leaf (most of a record)
         return out
     if isinstance(value, list):
         return [redact(item, pseudonyms, _depth + 1) for item in value]
