@@ -17,7 +17,12 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 from bench.procs import emit  # noqa: E402
 from flows.engine import PLAIN_STAGES  # noqa: E402
-from flows.rayteams import RayteamsAdapter, default_key_file, sync_rayteams  # noqa: E402
+from flows.rayteams import (  # noqa: E402
+    DEFAULT_BATCH_SIZE,
+    RayteamsAdapter,
+    default_key_file,
+    sync_rayteams,
+)
 from flows.runner import sync_into_warehouse  # noqa: E402
 from schemas import rayteams as tables  # noqa: E402
 from sources.http import HttpSettings  # noqa: E402
@@ -46,7 +51,7 @@ def main() -> None:
     parser.add_argument("--mode", choices=("incremental", "full_refresh"), default="incremental")
     parser.add_argument("--strategy", choices=("aggregate", "per_resource"), default="aggregate")
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     args = parser.parse_args()
 
     if args.wrapper == "flow":

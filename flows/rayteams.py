@@ -33,6 +33,10 @@ from warehouse.load import UnitState
 
 log = logging.getLogger("pwh.rayteams")
 
+# Projects per load transaction: fewer, larger batches amortise each transaction's fixed
+# costs (commit, one insert per table, a Prefect task); docs/performance.md.
+DEFAULT_BATCH_SIZE = 500
+
 
 class RayteamsAdapter(ClientAdapter):
     source = "rayteams"
@@ -105,7 +109,7 @@ async def sync_rayteams(
     mode: str = "incremental",
     strategy: str = DEFAULT_STRATEGY,
     concurrency: int = 32,
-    batch_size: int = 500,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     timeout_s: float = 30.0,
     max_attempts: int = 6,
     max_response_bytes: int | None = None,
@@ -147,7 +151,7 @@ async def sync_rayteams_account(
     mode: str = "incremental",
     strategy: str = DEFAULT_STRATEGY,
     concurrency: int = 32,
-    batch_size: int = 500,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     timeout_s: float = 30.0,
     max_attempts: int = 6,
     max_response_bytes: int | None = None,
@@ -183,7 +187,7 @@ async def sync_rayteams_accounts(
     mode: str = "incremental",
     strategy: str = DEFAULT_STRATEGY,
     concurrency: int = 32,
-    batch_size: int = 500,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     timeout_s: float = 30.0,
     max_attempts: int = 6,
     max_response_bytes: int | None = None,

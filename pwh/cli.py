@@ -111,7 +111,7 @@ def sync_rayteams_command(
     concurrency: ConcurrencyOption = 32,
     full_refresh: FullRefreshOption = False,
     strategy: Annotated[str, typer.Option(help="aggregate (GET /project/{_id}) or per_resource.")] = "aggregate",
-    batch_size: BatchSizeOption = 500,
+    batch_size: BatchSizeOption = 500,  # flows.rayteams.DEFAULT_BATCH_SIZE (not imported: the CLI starts without Prefect)
     timeout: TimeoutOption = 30.0,
     max_response_mb: Annotated[Optional[float], typer.Option(
         min=0.001, help="Largest answer accepted, MiB (default: PWH_MAX_RESPONSE_BYTES, else 64).")] = None,

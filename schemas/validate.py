@@ -35,7 +35,7 @@ def split_valid(buffer: RowBuffer, redact: Callable[[Any], Any]) -> tuple[pl.Dat
         return frame, []
     reasons: dict[int, list[str]] = defaultdict(list)
     # pandera's polars backend reports every copy of a duplicate key; keep the first here.
-    later_copies = frame.select(~pl.struct(table.key).is_first_distinct()).to_series()
+    later_copies = frame.select(_later_copy(table)).to_series()
     for i in later_copies.arg_true().to_list():
         reasons[i].append(f"duplicate key ({', '.join(table.key)}): an earlier record with the same key was kept")
     try:
@@ -57,6 +57,11 @@ def split_valid(buffer: RowBuffer, redact: Callable[[Any], Any]) -> tuple[pl.Dat
     bad = pl.Series("__row", sorted(reasons), dtype=pl.UInt32)
     valid = frame.with_row_index("__row").filter(~pl.col("__row").is_in(bad.implode())).drop("__row")
     return valid, rejected
+
+
+def _later_copy(table: Table) -> pl.Expr:
+    """True for a row whose key an earlier row of the batch already has."""
+    return ~pl.struct(table.key).is_first_distinct()
 
 
 def _collect(table_name: str, failures: pl.DataFrame, reasons: dict[int, list[str]]) -> None:
@@ -87,7 +92,7 @@ def passes_all_checks(frame: pl.DataFrame, table: Table) -> bool:
     if frame.schema != table.polars_schema:
         return False  # pandera's strict column and dtype checks decide; order aside, it raises
     lazy = frame.lazy()
-    parts = [lazy.select(~pl.struct(table.key).is_first_distinct().alias("duplicate key").not_())]
+    parts = [lazy.select(_later_copy(table).not_().alias("first of its key"))]
     for column in table.pandera_schema.columns.values():
         if not column.nullable:
             parts.append(lazy.select(pl.col(column.name).is_not_null().alias(f"{column.name} not null")))
