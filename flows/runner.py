@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager, ExitStack
 from typing import Any
 
-from prefect.runtime import deployment, flow_run
+from prefect.context import FlowRunContext
+from prefect.runtime import flow_run
 
 from flows.engine import SourceAdapter, Stages, run_sync
 from flows.progress import new_progress
@@ -29,7 +30,16 @@ SCHEDULED_LOCK_WAIT_S = 900.0
 def lock_wait_s() -> float:
     if os.environ.get("PWH_LOCK_WAIT_S"):
         return float(os.environ["PWH_LOCK_WAIT_S"])
-    return SCHEDULED_LOCK_WAIT_S if deployment.get_id() else 0.0
+    return SCHEDULED_LOCK_WAIT_S if started_by_deployment() else 0.0
+
+
+def started_by_deployment() -> bool:
+    """Whether the current flow run belongs to a deployment, read from the run the flow
+    already holds. (``prefect.runtime.deployment.get_id()`` reads the flow run back from
+    the API whenever it has no deployment: a new client and a round trip, ~0.15 s of
+    every `pwh sync`.)"""
+    context = FlowRunContext.get()
+    return context is not None and context.flow_run is not None and context.flow_run.deployment_id is not None
 
 
 async def sync_into_warehouse(
