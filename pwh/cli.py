@@ -12,6 +12,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from pwh.process import exit_without_teardown, tune_collector
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="project-warehouse: project APIs → DuckDB.")
 sync_app = typer.Typer(no_args_is_help=True, help="Sync a source into the warehouse.")
 simulate_app = typer.Typer(no_args_is_help=True, help="Serve a built-in API simulator on loopback.")
@@ -608,5 +610,15 @@ def simulate_openproject_command(
     serve_forever(dataset, options, host="127.0.0.1", port=port)
 
 
+def main() -> None:
+    """The ``pwh`` executable: the commands above, run with the process settings of
+    :mod:`pwh.process` (fewer collector passes, no interpreter teardown at exit)."""
+    tune_collector()
+    try:
+        app()
+    except SystemExit as done:
+        exit_without_teardown(done.code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    main()
