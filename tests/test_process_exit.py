@@ -14,7 +14,7 @@ from pwh.process import exit_status
 
 def run_child(body: str) -> subprocess.CompletedProcess:
     code = "from pwh.process import exit_without_teardown\n" + textwrap.dedent(body)
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
 
 
 def test_exit_handlers_run_and_streams_are_flushed_before_the_status():
@@ -51,14 +51,14 @@ def test_the_status_is_the_one_sys_exit_gives(code, status, stderr, capsys):
     assert exit_status(code) == status
     assert capsys.readouterr().err == stderr
     done = run_child(f"exit_without_teardown({code!r})")
-    normal = subprocess.run([sys.executable, "-c", f"import sys; sys.exit({code!r})"], capture_output=True, text=True)
+    normal = subprocess.run([sys.executable, "-c", f"import sys; sys.exit({code!r})"], capture_output=True, text=True, check=False)
     assert (done.returncode, done.stderr) == (normal.returncode, normal.stderr) == (status, stderr)
 
 
 def test_the_pwh_command_exits_with_its_status_and_its_message(tmp_path):
     missing = tmp_path / "missing.duckdb"
     done = subprocess.run([sys.executable, "-m", "pwh.cli", "publish", "--db", str(missing)],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode != 0
     assert "pwh: error:" in done.stderr
     assert not missing.exists()
