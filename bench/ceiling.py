@@ -12,6 +12,7 @@ import aiohttp
 import orjson
 
 from bench.procs import emit
+from pwh.process import tune_collector
 
 SUB_RESOURCES = ("memo", "attachments", "histories", "orders", "groups")
 
@@ -55,6 +56,7 @@ def main() -> None:
     parser.add_argument("--token", required=True)
     parser.add_argument("--client-id", required=True)
     args = parser.parse_args()
+    tune_collector()  # the pwh executable's setting: the ceiling gets whatever it gives pwh
     emit(asyncio.run(fetch_all(args.base_url, strategy=args.strategy, concurrency=args.concurrency,
                                token=args.token, client_id=args.client_id)))
 

@@ -9,6 +9,11 @@ import time
 
 STARTED = time.perf_counter()
 
+# The process settings of the pwh executable, so both wrappers run as `pwh sync` does.
+from pwh.process import exit_without_teardown, tune_collector  # noqa: E402
+
+tune_collector()
+
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import os  # noqa: E402
@@ -67,6 +72,7 @@ def main() -> None:
     summary = asyncio.run(run())
     finished = time.perf_counter()
     emit({"startup_s": imported - STARTED, "run_s": finished - imported, "summary": summary})
+    exit_without_teardown(0)
 
 
 if __name__ == "__main__":
