@@ -30,6 +30,9 @@ def _medians(runs: list[dict]) -> dict[str, dict[str, Any]]:
             "kind": first["kind"], "strategy": first["strategy"], "projects": first["projects"], "runs": len(group),
             "wall_s": median(r["wall_s"] for r in group),
             "inner_s": median(inner) if inner else None,
+            # start-up and exit around the timed work, paired run by run (a difference of
+            # two medians can even come out negative on this noisy machine)
+            "outside_s": median(r["wall_s"] - r["inner_s"] for r in group) if len(inner) == len(group) else None,
             "cpu_s": median(r["cpu_s"] for r in group),
             "peak_rss_mb": median(r["peak_rss_mb"] for r in group),
             "requests": median(r["requests"] for r in group),
@@ -126,7 +129,7 @@ def summarise(results: dict, args) -> dict[str, Any]:
     prefect: dict[str, Any] = {}
     if plain and flow:
         per_run = flow["inner_s"] - plain["inner_s"]
-        startup_server = (flow["wall_s"] - flow["inner_s"]) - (plain["wall_s"] - plain["inner_s"])
+        startup_server = flow["outside_s"] - plain["outside_s"]
         prefect = {"sync call without Prefect (plain stages)": plain["inner_s"],
                    "sync call as a Prefect flow (server running)": flow["inner_s"],
                    "per-run overhead (flow - plain)": per_run,
