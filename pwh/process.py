@@ -19,9 +19,11 @@ import os
 import sys
 import threading
 
-# A young collection after 50,000 net new container objects instead of 700: ~70x fewer
-# collections; the garbage a cycle can pin in between is bounded by the same count.
-GC_THRESHOLDS = (50_000, 20, 20)
+# A young collection after 20,000 net new container objects instead of 700: ~30x fewer
+# collections. Measured at 20,000 projects: CPU 44-45 s -> 40-43 s with peak RSS as with
+# the defaults (455-465 MB); 50,000 saved a little more CPU but held ~17 MB more of
+# cyclic garbage between collections.
+GC_THRESHOLDS = (20_000, 10, 10)
 
 
 def tune_collector() -> None:
