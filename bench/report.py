@@ -30,9 +30,6 @@ def _medians(runs: list[dict]) -> dict[str, dict[str, Any]]:
             "kind": first["kind"], "strategy": first["strategy"], "projects": first["projects"], "runs": len(group),
             "wall_s": median(r["wall_s"] for r in group),
             "inner_s": median(inner) if inner else None,
-            # start-up and exit around the timed work, paired run by run (a difference of
-            # two medians can even come out negative on this noisy machine)
-            "outside_s": median(r["wall_s"] - r["inner_s"] for r in group) if len(inner) == len(group) else None,
             "cpu_s": median(r["cpu_s"] for r in group),
             "peak_rss_mb": median(r["peak_rss_mb"] for r in group),
             "requests": median(r["requests"] for r in group),
@@ -43,6 +40,16 @@ def _medians(runs: list[dict]) -> dict[str, dict[str, Any]]:
             "walls_s": [round(r["wall_s"], 3) for r in group],
         }
     return out
+
+
+def _paired(runs: list[dict], base: str, other: str, value) -> list[float]:
+    """``value(other run, base run)`` for each round that has both kinds: the two runs of a
+    round are taken one after the other, so the machine's drift (±25 % here) hits both."""
+    by_round: dict[int, dict[str, dict]] = defaultdict(dict)
+    for run in runs:
+        if run["kind"] in (base, other) and run["inner_s"] is not None:
+            by_round[run["round"]][run["kind"]] = run
+    return [value(pair[other], pair[base]) for pair in by_round.values() if len(pair) == 2]
 
 
 def _find(medians: dict, kind: str, strategy: str | None = None) -> dict | None:
@@ -128,13 +135,18 @@ def summarise(results: dict, args) -> dict[str, Any]:
     plain, flow = _find(medians, "plain"), _find(medians, "flow")
     prefect: dict[str, Any] = {}
     if plain and flow:
-        per_run = flow["inner_s"] - plain["inner_s"]
-        startup_server = flow["outside_s"] - plain["outside_s"]
+        # Round by round, not a difference of medians: each is the difference of two
+        # figures that vary by ±25 %, and medians taken apart do not pair them.
+        runs = results["runs"]
+        per_run = median(_paired(runs, "plain", "flow", lambda f, p: f["inner_s"] - p["inner_s"]))
+        share = median(_paired(runs, "plain", "flow", lambda f, p: (f["inner_s"] - p["inner_s"]) / f["inner_s"]))
+        startup_server = median(_paired(runs, "plain", "flow", lambda f, p: (f["wall_s"] - f["inner_s"])
+                                        - (p["wall_s"] - p["inner_s"])))
         prefect = {"sync call without Prefect (plain stages)": plain["inner_s"],
                    "sync call as a Prefect flow (server running)": flow["inner_s"],
-                   "per-run overhead (flow - plain)": per_run,
+                   "per-run overhead (flow - plain, median of rounds)": per_run,
                    "fixed start-up with a server (outside the call, beyond plain's)": startup_server}
-        ratio("Prefect per-run overhead / flow run wall (server running)", _ratio(per_run, flow["inner_s"]),
+        ratio("Prefect per-run overhead / flow run (server running, by round)", share,
               TARGETS["prefect_overhead_share"])
         imp = _find(medians, "import")
         if imp:

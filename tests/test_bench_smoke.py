@@ -34,3 +34,19 @@ def test_bench_harness_measures_and_checks_a_tiny_run(tmp_path, capsys):
     assert {r["ratio"].split(" (")[0] for r in summary["ratios"]} >= {
         "pwh full / ceiling wall", "no-change incremental / full", "pwh peak RSS MB at N=12"}
     assert "Ratios (targets from issue 4)" in printed and "pwh full aggregate" in printed
+
+
+def test_prefect_overhead_pairs_the_runs_of_each_round():
+    """Flow minus plain is taken round by round (the two runs of a round are adjacent), so
+    a slow round does not pair with a fast one; a round missing one of the two is left out."""
+    from bench.report import _paired
+
+    def run(kind, round_, inner, wall):
+        return {"kind": kind, "round": round_, "inner_s": inner, "wall_s": wall}
+
+    runs = [run("plain", 1, 3.0, 6.0), run("flow", 1, 3.5, 6.4),
+            run("plain", 2, 5.0, 8.0), run("flow", 2, 5.2, 8.3),  # a slow round
+            run("plain", 3, 3.1, 6.1),  # its flow run missing
+            run("ceiling", 1, 1.0, 1.4)]
+    assert _paired(runs, "plain", "flow", lambda f, p: round(f["inner_s"] - p["inner_s"], 6)) == [0.5, 0.2]
+    assert _paired(runs, "plain", "flow", lambda f, p: round((f["wall_s"] - f["inner_s"]) - (p["wall_s"] - p["inner_s"]), 6)) == [-0.1, 0.1]
