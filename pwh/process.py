@@ -44,15 +44,14 @@ def exit_status(code: object) -> int:
 
 def exit_without_teardown(code: object) -> None:
     """Exit like ``sys.exit(code)`` minus the interpreter's teardown (mypy's ``hard_exit``
-    does the same): the exit handlers run (logging flushes, Prefect drains its workers),
-    standard streams are flushed, then the process ends. Files and connections are closed
-    by then (every one is opened in a ``with``), and DuckDB commits are durable when they
-    return. Falls back to a normal exit while a non-daemon thread still runs, since a
-    normal exit waits for it."""
-    others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
-    if any(t.is_alive() for t in others):
-        sys.exit(code)
+    skips it too). What a normal exit does first still happens, in its order: threading's
+    exit hooks (Prefect drains its event and log workers there, so the run's records
+    reach the server) and the wait for non-daemon threads, then the ``atexit`` handlers
+    (logging flushes), then the standard streams are flushed and the process ends. Files
+    and connections are closed by then (every one is opened in a ``with``), and a DuckDB
+    commit is durable once it returns."""
     status = exit_status(code)
+    threading._shutdown()  # the interpreter's own first step of finalization
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:

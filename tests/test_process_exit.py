@@ -31,6 +31,17 @@ def test_exit_handlers_run_and_streams_are_flushed_before_the_status():
     assert done.stderr == "to stderr"
 
 
+def test_threading_exit_hooks_run_first_as_in_a_normal_exit():
+    """Prefect drains its event and log workers from threading's exit hooks: they must run,
+    and before the atexit handlers, as the interpreter orders them."""
+    hooks = ("import atexit, threading\n"
+             "atexit.register(lambda: print('atexit handler'))\n"
+             "threading._register_atexit(lambda: print('threading hook'))\n")
+    done = run_child(hooks + "exit_without_teardown(0)\n")
+    normal = run_child(hooks)
+    assert done.stdout == normal.stdout == "threading hook\natexit handler\n"
+
+
 def test_a_running_non_daemon_thread_is_waited_for():
     done = run_child("""
         import threading, time
