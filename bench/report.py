@@ -145,7 +145,7 @@ def summarise(results: dict, args) -> dict[str, Any]:
         prefect = {"sync call without Prefect (plain stages)": plain["inner_s"],
                    "sync call as a Prefect flow (server running)": flow["inner_s"],
                    "per-run overhead (flow - plain, median of rounds)": per_run,
-                   "fixed start-up with a server (outside the call, beyond plain's)": startup_server}
+                   "start-up beyond plain's (< 0: the flow call does Prefect's lazy imports)": startup_server}
         ratio("Prefect per-run overhead / flow run (server running, by round)", share,
               TARGETS["prefect_overhead_share"])
         imp = _find(medians, "import")
