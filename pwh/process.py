@@ -22,7 +22,7 @@ import threading
 
 # A young collection after 20,000 net new container objects instead of 700: ~30x fewer
 # collections. Measured at 20,000 projects: CPU 44-45 s -> 40-43 s with peak RSS as with
-# the defaults (455-465 MB); 50,000 saved a little more CPU but held ~17 MB more of
+# the defaults (454-468 MB); 50,000 saved a little more CPU but held ~17 MB more of
 # cyclic garbage between collections.
 GC_THRESHOLDS = (20_000, 10, 10)
 
@@ -51,7 +51,9 @@ def exit_without_teardown(code: object) -> None:
     and connections are closed by then (every one is opened in a ``with``), and a DuckDB
     commit is durable once it returns."""
     status = exit_status(code)
-    threading._shutdown()  # the interpreter's own first step of finalization
+    # The two steps a normal exit takes, through CPython's own (private) functions;
+    # tests/test_process_exit.py compares their effects and order with a normal exit.
+    threading._shutdown()
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
