@@ -149,9 +149,7 @@ def main(argv: list[str] | None = None) -> int:
 def report_again(path: Path) -> int:
     """Summarise the stored runs with the current report code (the settings they ran with)."""
     results = orjson.loads(path.read_bytes())
-    args = argparse.Namespace(**results["settings"])
-    results["summary"] = summary = report.summarise(results, args)
-    path.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2) + b"\n")
+    summary = write_summarised(results, argparse.Namespace(**results["settings"]), path)
     print(report.render(results, summary))
     return 0 if summary["checks_ok"] else 1
 
@@ -161,9 +159,14 @@ def save(results: dict, all_runs: list[runs.Run], args, started: float, complete
     results["runs"] = [r.to_dict() for r in all_runs]
     results["bench_wall_s"] = time.perf_counter() - started
     results["complete"] = complete
+    return write_summarised(results, args, args.out)
+
+
+def write_summarised(results: dict, args, path: Path) -> dict:
+    """Summarise ``results`` (medians, checks, ratios) into it and write it to ``path``."""
     results["summary"] = summary = report.summarise(results, args)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2) + b"\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2) + b"\n")
     return summary
 
 
