@@ -66,6 +66,8 @@ def markdown_reference(tables: tuple[Table, ...] | None = None) -> str:
         else:
             sources = ", ".join(f"`{s}`" for s in dict.fromkeys(p.source for p in table.parts))
             lines.append(f"#### `{table.qualified_name}` (view)\n\n{table.doc} Grain: {table.grain}. Sources: {sources}.\n")
+            if table.macro_doc:
+                lines.append(f"Table macro `{table.qualified_macro}({table.parameter[0]})`: {table.macro_doc}\n")
             keyed = set()
         lines.append("| column | type | meaning |\n| --- | --- | --- |")
         for column in table.columns:

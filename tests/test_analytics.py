@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 from collections import Counter, defaultdict
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
@@ -165,7 +165,8 @@ def test_orders_funnel_matches_hand_totals(synced):
             continue
         for order in p["orders"]:
             product = order.get("product") or {}
-            row = expected[(order.get("statusType") or "(none)", product.get("productname") or "(none)", product.get("currency") or "(none)")]
+            currency = {"원": "KRW"}.get(product.get("currency"), product.get("currency"))  # the simulator's marks
+            row = expected[(order.get("statusType") or "(none)", product.get("productname") or "(none)", currency or "(none)")]
             row[0] += 1
             row[1].add(pid)
             row[2] += float(product["price"])
@@ -282,3 +283,110 @@ def test_pwh_publish_documents_and_publishes_an_existing_warehouse(tmp_path):
                         WHERE schema_name IN ('pipeline', 'rayteams', 'analytics')""")
     assert rows[0][0] == rows[0][1] > 100
     assert query(db, "SELECT count(*) FROM analytics.orders_funnel") == [(0,)]
+
+
+# ------------------------------------------------------------------ hand-made datasets
+
+def _insert(con, table: str, columns: str, rows: list[tuple]) -> None:
+    marks = ", ".join("?" for _ in columns.split(","))
+    con.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)
+
+
+@pytest.fixture
+def hand_warehouse(tmp_path):
+    con = connect(tmp_path / "hand.duckdb")
+    migrate(con)
+    yield con
+    con.close()
+
+
+PROJECT_COLUMNS = "account, project_id, lab_id, name, status_text, is_trash, is_archive, created_at, updated_at, deleted_at"
+ORDER_COLUMNS = ("account, project_id, sk, lab_id, status_type, product_name, product_price, product_currency, "
+                 "created_at, updated_at")
+
+
+def test_orders_monthly_case_turnaround_and_currencies_on_a_hand_made_dataset(hand_warehouse):
+    con = hand_warehouse
+    jan1 = "2024-01-01 00:00+00"
+    _insert(con, "rayteams.projects", PROJECT_COLUMNS, [
+        # lab L1: done after 4 days (closed order beats the later Completed), 2.5 days
+        # (status ' completed ', any case), 35 days (closed order), open, 1 day (archived
+        # still counts); trashed and deleted cases are no cases. Lab L2: one open case.
+        ("acc", "P1", "L1", "one", "Completed", False, False, jan1, "2024-01-11 00:00+00", None),
+        ("acc", "P2", "L1", "two", " completed ", False, False, jan1, "2024-01-03 12:00+00", None),
+        ("acc", "P3", "L1", "three", "Design", False, False, jan1, "2024-03-01 00:00+00", None),
+        ("acc", "P4", "L1", "four", "Design", False, False, jan1, "2024-03-01 00:00+00", None),
+        ("acc", "P5", "L1", "trashed", "Completed", True, False, jan1, "2024-01-02 00:00+00", None),
+        ("acc", "P6", "L1", "gone", "Completed", False, False, jan1, "2024-01-02 00:00+00", "2024-02-01 00:00+00"),
+        ("acc", "P7", "L1", "archived", "Completed", False, True, jan1, "2024-01-02 00:00+00", None),
+        ("acc", "P8", "L2", "eight", None, False, False, "2024-02-01 00:00+00", "2024-02-02 00:00+00", None),
+    ])
+    _insert(con, "rayteams.orders", ORDER_COLUMNS, [
+        ("acc", "P1", "order:1", "L1", "CLOSED", "Crown", 100.0, "원", "2024-01-02 00:00+00", "2024-01-05 00:00+00"),
+        ("acc", "P3", "order:2", "L1", "CLOSED", "Crown", 50.0, "KRW ", "2024-01-31 23:30+00", "2024-02-05 00:00+00"),
+        ("acc", "P3", "order:3", "L1", "NEW", "Crown", 70.0, "krw", "2024-02-01 00:30+00", "2024-02-01 00:30+00"),
+        ("acc", "P4", "order:4", "L1", "INPROGRESS", "Guide", 10.0, "$", "2024-01-15 00:00+00", "2024-01-15 00:00+00"),
+        ("acc", "P4", "order:5", "L1", "INPROGRESS", "Guide", 5.0, "¥", "2024-01-16 00:00+00", "2024-01-16 00:00+00"),
+        ("acc", "P4", "order:6", "L1", "NEW", None, None, None, "2024-01-17 00:00+00", "2024-01-17 00:00+00"),
+        ("acc", "P4", "order:7", "L1", "NEW", "Guide", 3.0, "₩", "2024-01-18 00:00+00", "2024-01-18 00:00+00"),
+        ("acc", "P6", "order:8", "L1", "CLOSED", "Crown", 999.0, "₩", "2024-01-10 00:00+00", "2024-01-10 00:00+00"),
+    ])
+    refresh_analyst_layer(con)
+    assert con.execute("""SELECT month::VARCHAR, lab_id, product_name, currency, orders, closed_orders, value
+                          FROM analytics.orders_monthly ORDER BY ALL""").fetchall() == [
+        ("2024-01-01", "L1", "(none)", "(none)", 1, 0, None),
+        ("2024-01-01", "L1", "Crown", "KRW", 2, 2, 150.0),  # 원 and 'KRW ' are one currency; 23:30 UTC is January
+        ("2024-01-01", "L1", "Guide", "KRW", 1, 0, 3.0),
+        ("2024-01-01", "L1", "Guide", "USD", 1, 0, 10.0),
+        ("2024-01-01", "L1", "Guide", "¥", 1, 0, 5.0),  # yen or yuan: kept as sent
+        ("2024-02-01", "L1", "Crown", "KRW", 1, 0, 70.0)]  # the deleted case's order is not counted
+    assert con.execute("""SELECT status_type, product_name, currency, orders, value FROM analytics.orders_funnel
+                          ORDER BY ALL""").fetchall() == [
+        ("CLOSED", "Crown", "KRW", 2, 150.0), ("INPROGRESS", "Guide", "USD", 1, 10.0),
+        ("INPROGRESS", "Guide", "¥", 1, 5.0), ("NEW", "(none)", "(none)", 1, None),
+        ("NEW", "Crown", "KRW", 1, 70.0), ("NEW", "Guide", "KRW", 1, 3.0)]
+    # L1's done cases took 4, 2.5, 35 and 1 days: median (2.5 + 4) / 2; p90 at rank
+    # 0.9 * 3 = 2.7 between 4 and 35: 4 + 0.7 * 31.
+    rows = con.execute("""SELECT lab_id, cases, done_cases, open_cases, median_days, p90_days
+                          FROM analytics.case_turnaround ORDER BY lab_id""").fetchall()
+    assert rows == [("L1", 5, 4, 1, 3.25, pytest.approx(25.7)), ("L2", 1, 0, 1, None, None)]
+
+
+def test_stalled_cases_view_and_macro_on_a_hand_made_dataset(hand_warehouse):
+    con = hand_warehouse
+    now = datetime.now(timezone.utc)
+
+    def ago(days: float) -> datetime:
+        return now - timedelta(days=days, hours=1)  # an hour's margin: whole days do not flip mid-test
+
+    _insert(con, "rayteams.projects", PROJECT_COLUMNS, [
+        ("acc", "S1", "L1", "memo 20 days ago", "Design", False, False, ago(40), ago(30), None),
+        ("acc", "S2", "L1", "comment 3 days ago", None, False, False, ago(40), ago(30), None),
+        ("acc", "S3", "L1", "completed", "Completed", False, False, ago(40), ago(40), None),
+        ("acc", "S4", "L1", "archived", "Design", False, True, ago(40), ago(40), None),
+        ("acc", "S5", "L2", "history 16, attachment 15 days ago", "Scan Done", False, False, ago(40), ago(40), None),
+        ("acc", "S6", "L2", "closed order", "Design", False, False, ago(200), ago(200), None),
+        ("acc", "S7", "L2", "gone", "Design", False, False, ago(200), ago(200), ago(100)),
+        ("acc", "S8", "L2", "trashed", "Design", True, False, ago(200), ago(200), None),
+    ])
+    _insert(con, "rayteams.orders", ORDER_COLUMNS, [
+        ("acc", "S1", "order:1", "L1", "NEW", "Crown", 1.0, "KRW", ago(35), ago(25)),
+        ("acc", "S6", "order:2", "L2", "CLOSED", "Crown", 1.0, "KRW", ago(150), ago(100)),
+    ])
+    _insert(con, "rayteams.memos", "account, project_id, sk, created_at", [("acc", "S1", "memo:1", ago(20))])
+    _insert(con, "rayteams.memo_comments", "account, project_id, memo_sk, position, created_at",
+            [("acc", "S2", "memo:9", 0, ago(3))])
+    _insert(con, "rayteams.histories", "account, project_id, sk, created_at", [("acc", "S5", "his:1", ago(16))])
+    _insert(con, "rayteams.attachments", "account, project_id, sk, created_at", [("acc", "S5", "attachments:1", ago(15))])
+    refresh_analyst_layer(con)
+    columns = "project_id, lab_id, idle_days, open_orders"
+    assert con.execute(f"SELECT {columns} FROM analytics.stalled_cases ORDER BY project_id").fetchall() == [
+        ("S1", "L1", 20, 1), ("S5", "L2", 15, 0)]
+    assert con.execute(f"SELECT {columns} FROM analytics.stalled_cases_for(2) ORDER BY project_id").fetchall() == [
+        ("S1", "L1", 20, 1), ("S2", "L1", 3, 0), ("S5", "L2", 15, 0)]
+    assert con.execute("SELECT project_id FROM analytics.stalled_cases_for(16)").fetchall() == [("S1",)]
+    [(last,)] = con.execute("SELECT last_activity_at FROM analytics.stalled_cases WHERE project_id = 'S1'").fetchall()
+    assert last == ago(20)
+    [(comment,)] = con.execute("""SELECT comment FROM duckdb_functions()
+                                  WHERE schema_name = 'analytics' AND function_name = 'stalled_cases_for'""").fetchall()
+    assert "min_idle_days" in comment and "14" in comment

@@ -1,4 +1,4 @@
-"""Documentation inside the warehouse: ``COMMENT ON`` every table, view and column, from
+"""Documentation inside the warehouse: ``COMMENT ON`` every table, view, table macro and column, from
 the same specs that render the README (``schemas.catalog``), so what an analyst's tool
 shows (DBeaver, Superset, Metabase, ``duckdb_columns()``) cannot drift from the schema.
 
@@ -30,6 +30,10 @@ def comment_statements(present: dict[tuple[str, ...], str | None]) -> list[str]:
                 continue
             if present[(obj.schema, obj.name)] != obj.doc:
                 statements.append(f"COMMENT ON {kind} {obj.qualified_name} IS {_literal(obj.doc)}")
+            if kind == "VIEW" and obj.macro_doc:
+                key = ("macro", obj.schema, obj.macro)
+                if key in present and present[key] != obj.macro_doc:
+                    statements.append(f"COMMENT ON MACRO TABLE {obj.qualified_macro} IS {_literal(obj.macro_doc)}")
             statements.extend(
                 f"COMMENT ON COLUMN {obj.qualified_name}.{column.name} IS {_literal(column.doc)}"
                 for column in obj.columns
@@ -53,6 +57,10 @@ def apply_comments(con: duckdb.DuckDBPyConnection) -> int:
         f"SELECT schema_name, table_name, column_name, comment FROM duckdb_columns() WHERE {here}"
     ).fetchall():
         present[(schema, name, column)] = comment
+    for schema, name, comment in con.execute(
+        f"SELECT schema_name, function_name, comment FROM duckdb_functions() WHERE {here} AND function_type = 'table_macro'"
+    ).fetchall():
+        present[("macro", schema, name)] = comment
     statements = comment_statements(present)
     for statement in statements:
         con.execute(statement)

@@ -47,6 +47,10 @@ class View:
     # shapes into the view's columns.
     inner: tuple[Column, ...] = ()
     select: str = "SELECT * FROM parts"
+    # A view with a threshold: ``select`` names it as ``{name}``; the view uses the
+    # default, and a table macro ``analytics.<macro>(name)`` takes any value.
+    parameter: tuple[str, int] | None = None
+    macro: str | None = None
 
     @property
     def schema(self) -> str:
@@ -66,7 +70,24 @@ class View:
     def _parts(self, present: set[str] | None) -> list[Part]:
         return [p for p in self.parts if present is None or all(t in present for t in p.reads)]
 
-    def sql(self, present: set[str] | None = None) -> str:
+    @property
+    def qualified_macro(self) -> str | None:
+        return f"{SCHEMA}.{self.macro}" if self.macro else None
+
+    @property
+    def macro_doc(self) -> str | None:
+        if not self.macro or self.parameter is None:
+            return None
+        name, default = self.parameter
+        return (f"`{self.qualified_name}` for any `{name}` (the view uses {default}): "
+                f"`SELECT * FROM {self.qualified_macro}(N)`, same columns.")
+
+    def macro_sql(self, present: set[str] | None = None) -> str:
+        """The body of the view's table macro: its SELECT with the parameter left free."""
+        assert self.parameter is not None and self.macro is not None, self.name
+        return self.sql(present, parameter_value=self.parameter[0])
+
+    def sql(self, present: set[str] | None = None, *, parameter_value: str | None = None) -> str:
         """The view's SELECT over the parts whose tables are all in ``present`` (None: all).
         An empty typed relation heads the stack, so every inner column exists with its
         type even when no part (or no part giving that column) is there."""
@@ -77,9 +98,13 @@ class View:
         names = ", ".join(c.name for c in self.inner_columns)
         # The view's columns carry exactly their documented types (sums would be HUGEINT).
         outer = ", ".join(f"CAST({c.name} AS {c.sql_type}) AS {c.name}" for c in self.columns)
+        select = self.select.strip()
+        if self.parameter is not None:
+            name, default = self.parameter
+            select = select.format(**{name: parameter_value or str(int(default))})
         return (
             f"WITH parts AS (\nSELECT {names} FROM (\n{stacked}\n)\n)\n"
-            f"SELECT {outer} FROM (\n{self.select.strip()}\n)"
+            f"SELECT {outer} FROM (\n{select}\n)"
         )
 
 
@@ -213,6 +238,30 @@ GROUP BY ALL"""),
     select="SELECT * EXCLUDE (total_bytes), file_bytes + attachment_bytes AS total_bytes FROM parts",
 )
 
+# -------------------------------------------------------------------------- currencies
+
+# Currency marks as RAYTeams products send them (`product.currency` is free text: the
+# simulator and the API notes show `원` next to `KRW`) → ISO 4217. Only marks that name one
+# currency: `¥`/`￥` is the yen and the yuan alike, so it is kept as sent.
+CURRENCY_MARKS = {"원": "KRW", "₩": "KRW", "￦": "KRW", "$": "USD", "US$": "USD", "€": "EUR", "£": "GBP", "円": "JPY"}
+
+
+def currency_sql(expr: str) -> str:
+    """SQL normalising the currency in ``expr``: trimmed; a known mark → its ISO code;
+    three ASCII letters in any case → upper case (`krw`, `KRW ` → `KRW`); anything else
+    kept as sent (trimmed); NULL or blank → `(none)`."""
+    marks = " ".join(f"WHEN '{mark}' THEN '{code}'" for mark, code in CURRENCY_MARKS.items())
+    trimmed = f"trim({expr})"
+    return (f"CASE WHEN {expr} IS NULL OR {trimmed} = '' THEN '(none)' "
+            f"ELSE CASE {trimmed} {marks} "
+            f"ELSE CASE WHEN regexp_full_match({trimmed}, '[A-Za-z]{{3}}') THEN upper({trimmed}) ELSE {trimmed} END END END")
+
+
+CURRENCY_DOC = ("Currency of the prices, normalised: `원`, `₩`, `￦` and `krw`/`KRW ` → `KRW`, `$`/`US$` → `USD`, "
+                "`€` → `EUR`, `£` → `GBP`, `円` → `JPY`, other three-letter codes upper-cased; `¥` (yen or yuan) and "
+                "unknown marks as sent; `(none)` when unset.")
+
+
 # ------------------------------------------------------------------------- orders_funnel
 
 ORDERS_FUNNEL = View(
@@ -224,7 +273,7 @@ ORDERS_FUNNEL = View(
         integer("stage", "Position of the status type in the funnel: 1 `NEW`, 2 `INPROGRESS`, 3 `CLOSED`, 9 anything else."),
         text("status_type", "`NEW`, `INPROGRESS` or `CLOSED` (`statusType`); `(none)` when the order has none."),
         text("product_name", "Product ordered; `(none)` when the order names none."),
-        text("currency", "Currency of the prices (`product.currency` as sent: `원`, `KRW`, `USD`…); `(none)` when unset."),
+        text("currency", CURRENCY_DOC),
         integer("orders", "Orders in this stage for this product."),
         integer("projects", "Distinct projects those orders belong to."),
         number("value", "Sum of the orders' `product_price`, in `currency`; NULL when no order has a price."),
@@ -235,7 +284,7 @@ SELECT o.account,
        CASE o.status_type WHEN 'NEW' THEN 1 WHEN 'INPROGRESS' THEN 2 WHEN 'CLOSED' THEN 3 ELSE 9 END AS stage,
        coalesce(o.status_type, '(none)') AS status_type,
        coalesce(o.product_name, '(none)') AS product_name,
-       coalesce(o.product_currency, '(none)') AS currency,
+       """ + currency_sql("o.product_currency") + """ AS currency,
        count(*) AS orders, count(DISTINCT o.project_id) AS projects, sum(o.product_price) AS value
 FROM rayteams.orders o JOIN rayteams.projects p USING (account, project_id)
 WHERE p.deleted_at IS NULL
@@ -243,7 +292,129 @@ GROUP BY ALL"""),
     ),
 )
 
-VIEWS: tuple[View, ...] = (PROJECTS, ACTIVITY_DAILY, STORAGE_BY_GROUP, ORDERS_FUNNEL)
+# ------------------------------------------------------------------------ orders_monthly
+
+ORDERS_MONTHLY = View(
+    "orders_monthly",
+    "RAYTeams orders and their value per month of creation, lab, product and currency: orders over time. Orders of current projects only (as in `orders_funnel`).",
+    "one row per UTC month, account, lab, product and currency with any order",
+    (
+        date("month", "First day of the UTC month the orders were created in (`created`)."),
+        ACCOUNT,
+        text("lab_id", "Group id of the lab taking the orders (the order's `labId`); `(none)` when unset."),
+        text("product_name", "Product ordered; `(none)` when the order names none."),
+        text("currency", CURRENCY_DOC),
+        integer("orders", "Orders created that month."),
+        integer("closed_orders", "Of those, orders whose `statusType` is now `CLOSED` (delivered or cancelled: the type does not tell)."),
+        number("value", "Sum of the orders' `product_price`, in `currency`; NULL when no order has a price."),
+    ),
+    (
+        Part("rayteams", ("rayteams.orders", "rayteams.projects"), """
+SELECT date_trunc('month', o.created_at AT TIME ZONE 'UTC')::DATE AS month, o.account,
+       coalesce(o.lab_id, '(none)') AS lab_id,
+       coalesce(o.product_name, '(none)') AS product_name,
+       """ + currency_sql("o.product_currency") + """ AS currency,
+       count(*) AS orders, count(*) FILTER (o.status_type = 'CLOSED') AS closed_orders,
+       sum(o.product_price) AS value
+FROM rayteams.orders o JOIN rayteams.projects p USING (account, project_id)
+WHERE p.deleted_at IS NULL AND o.created_at IS NOT NULL
+GROUP BY ALL"""),
+    ),
+)
+
+# ------------------------------------------------------------- case_turnaround, stalled
+
+# A RAYTeams project is a patient case. It is *done* at the earlier of
+#  - its first closed order: an order whose `statusType` is `CLOSED`, at that order's
+#    `updated` (the API keeps no closing time; the status change is an update, so this is
+#    the closing time unless the order was edited again after it), and
+#  - its completed status: the project's `status.text` is `Completed` (trimmed, any case),
+#    at the project's `updated` (same caveat).
+# Cases gone from RAYTeams (`deleted_at`) or in its trash are not cases any more.
+CASES_SQL = """
+WITH cases AS (
+  SELECT p.account, p.project_id, coalesce(p.lab_id, '(none)') AS lab_id, p.name, p.status_text,
+         coalesce(p.is_archive, false) AS is_archive, p.created_at, p.updated_at,
+         (SELECT min(o.updated_at) FROM rayteams.orders o
+          WHERE o.account = p.account AND o.project_id = p.project_id AND o.status_type = 'CLOSED') AS closed_at,
+         CASE WHEN lower(trim(p.status_text)) = 'completed' THEN p.updated_at END AS completed_at
+  FROM rayteams.projects p
+  WHERE p.deleted_at IS NULL AND NOT coalesce(p.is_trash, false)
+)
+SELECT *, least(closed_at, completed_at) AS done_at FROM cases"""
+
+CASE_TURNAROUND = View(
+    "case_turnaround",
+    "RAYTeams case turnaround per lab: how many cases, how many are done, and the median and 90th percentile of the days from a case's creation to its first closed order or its `Completed` status, whichever came first. Cases gone from RAYTeams or in its trash are left out; archived ones count.",
+    "one row per account and lab",
+    (
+        ACCOUNT,
+        text("lab_id", "Group id of the lab the cases are shared with (`rayteams.projects.lab_id`); `(none)` when unset."),
+        integer("cases", "Cases (projects) of this lab."),
+        integer("done_cases", "Cases with a closed order (`statusType` `CLOSED`, at the order's last update) or the status `Completed` (at the project's last update)."),
+        integer("open_cases", "`cases - done_cases`."),
+        number("median_days", "Median of the done cases' days from creation to done (linear interpolation, `quantile_cont`); NULL without a done case."),
+        number("p90_days", "90th percentile of the same days (linear interpolation); NULL without a done case."),
+    ),
+    (
+        Part("rayteams", ("rayteams.projects", "rayteams.orders"), """
+SELECT account, lab_id, count(*) AS cases, count(done_at) AS done_cases,
+       count(*) - count(done_at) AS open_cases,
+       quantile_cont(epoch(done_at - created_at) / 86400.0, 0.5) AS median_days,
+       quantile_cont(epoch(done_at - created_at) / 86400.0, 0.9) AS p90_days
+FROM (""" + CASES_SQL + """)
+GROUP BY ALL"""),
+    ),
+)
+
+STALLED_IDLE_DAYS = 14
+
+STALLED_CASES = View(
+    "stalled_cases",
+    f"Open RAYTeams cases with no activity for {STALLED_IDLE_DAYS} days or more (as of the query's time). Open: not done (see `case_turnaround`), not archived, not trashed, not gone from RAYTeams. Activity: the latest of the project's update and its memos', comments', attachments', history entries' and orders' times. For another threshold, `SELECT * FROM analytics.stalled_cases_for(N)`.",
+    "one row per stalled case",
+    (
+        ACCOUNT,
+        text("lab_id", "Group id of the lab the case is shared with; `(none)` when unset."),
+        text("project_id", "RAYTeams project `_id`."),
+        text("name", "Project name."),
+        text("status", "The project's status title (`status.text`); NULL when it has none."),
+        timestamp("created_at", "When the case was created (UTC)."),
+        timestamp("last_activity_at", "Its latest activity (UTC)."),
+        integer("idle_days", "Whole days from `last_activity_at` to now."),
+        integer("open_orders", "Its orders whose `statusType` is not `CLOSED`."),
+    ),
+    (
+        Part("rayteams", ("rayteams.projects", "rayteams.orders", "rayteams.memos", "rayteams.memo_comments",
+                          "rayteams.attachments", "rayteams.histories"), """
+WITH events AS (
+  SELECT account, project_id, created_at AS event_at FROM rayteams.memos
+  UNION ALL SELECT account, project_id, created_at FROM rayteams.memo_comments
+  UNION ALL SELECT account, project_id, created_at FROM rayteams.attachments
+  UNION ALL SELECT account, project_id, created_at FROM rayteams.histories
+  UNION ALL SELECT account, project_id, greatest(created_at, updated_at) FROM rayteams.orders
+), latest AS (
+  SELECT account, project_id, max(event_at) AS event_at FROM events GROUP BY ALL
+), open_orders AS (
+  SELECT account, project_id, count(*) AS open_orders FROM rayteams.orders
+  WHERE status_type IS DISTINCT FROM 'CLOSED' GROUP BY ALL
+), activity AS (
+  SELECT c.account, c.lab_id, c.project_id, c.name, c.status_text AS status, c.created_at,
+         greatest(c.created_at, c.updated_at, l.event_at) AS last_activity_at, coalesce(oo.open_orders, 0) AS open_orders
+  FROM (""" + CASES_SQL + """) c
+  LEFT JOIN latest l USING (account, project_id)
+  LEFT JOIN open_orders oo USING (account, project_id)
+  WHERE c.done_at IS NULL AND NOT c.is_archive
+)
+SELECT *, floor(epoch(now() - last_activity_at) / 86400)::BIGINT AS idle_days FROM activity"""),
+    ),
+    select="SELECT * FROM parts WHERE idle_days >= {min_idle_days}",
+    parameter=("min_idle_days", STALLED_IDLE_DAYS),
+    macro="stalled_cases_for",
+)
+
+VIEWS: tuple[View, ...] = (PROJECTS, ACTIVITY_DAILY, STORAGE_BY_GROUP, ORDERS_FUNNEL, ORDERS_MONTHLY, CASE_TURNAROUND,
+                           STALLED_CASES)
 
 
 def present_tables(con: duckdb.DuckDBPyConnection) -> set[str]:
@@ -263,5 +434,7 @@ def create_views(con: duckdb.DuckDBPyConnection, views: tuple[View, ...] = VIEWS
     covered = {}
     for view in views:
         con.execute(f"CREATE OR REPLACE VIEW {view.qualified_name} AS\n{view.sql(present)}")
+        if view.macro:
+            con.execute(f"CREATE OR REPLACE MACRO {view.qualified_macro}({view.parameter[0]}) AS TABLE\n{view.macro_sql(present)}")
         covered[view.name] = view.sources(present)
     return covered
