@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from pwh.formats import Format as SqlFormat
 from pwh.process import exit_without_teardown, tune_collector
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="project-warehouse: project APIs → DuckDB.")
@@ -30,6 +31,26 @@ FullRefreshOption = Annotated[bool, typer.Option("--full-refresh", help="Refetch
 SeedOption = Annotated[int, typer.Option(help="Seed of the generated data.")]
 LatencyOption = Annotated[float, typer.Option(help="Added to every answer.")]
 FaultRateOption = Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of requests failing once.")]
+
+
+def _print_version(value: bool) -> None:
+    if not value:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        typer.echo(f"pwh {version('project-warehouse')}")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        typer.echo("pwh: version unknown (project-warehouse is not installed: pip install -e .)")
+    raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """project-warehouse: project APIs → DuckDB."""
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -486,20 +507,29 @@ def simulate_clarity_command(
 @app.command()
 def sql(
     db: DbOption = Path("warehouse.duckdb"),
-    command: Annotated[Optional[str], typer.Option("-c", "--command", help="Run this one query and exit.")] = None,
+    command: Annotated[Optional[str], typer.Option("-c", "--command", help="Run this one query, print every row, exit.")] = None,
+    limit: Annotated[Optional[int], typer.Option(min=0, help="With -c: at most N rows.")] = None,
+    output_format: Annotated[SqlFormat, typer.Option("--format", help="With -c: how to write the rows (parquet needs --output).")] = SqlFormat.table,
+    output: Annotated[Optional[Path], typer.Option(help="With -c: write to this file (owner-only, 0600) instead of stdout.")] = None,
 ) -> None:
     """SQL on the readers' replica (read-only; never blocks a sync): a prompt, or one query with -c."""
     import duckdb
 
-    from pwh.sql import repl, run_one
+    from pwh.sql import UsageError, repl, run_one
 
+    if command is None and (limit is not None or output is not None or output_format is not SqlFormat.table):
+        fail("--limit, --format and --output apply to one query: add -c 'SELECT …'")
     try:
         if command is not None:
-            run_one(db, command)
+            written = run_one(db, command, fmt=output_format, limit=limit, output=output)
+            if written is not None:
+                typer.echo(f"{output_format.value} written to {output} ({written:,} bytes)", err=True)
         else:
             repl(db)
-    except FileNotFoundError as exc:
+    except (UsageError, FileNotFoundError) as exc:
         fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot write {output}: {exc.strerror}")
     except duckdb.Error as exc:
         fail(str(exc).splitlines()[0])
 

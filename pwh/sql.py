@@ -9,12 +9,18 @@ has been published, so every statement sees the latest sync.
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 import sys
+from contextlib import contextmanager
+from datetime import date, datetime, time
 from pathlib import Path
+from typing import IO, Any, Iterator
 
 import duckdb
 
+from pwh.formats import Format
 from warehouse.replica import open_replica, replica_path
 
 HELP = """Statements end with `;` (a blank line also runs what you typed). Read-only.
@@ -69,10 +75,94 @@ def show(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None, o
         out.write(f"{relation}\n")
 
 
-def run_one(db: Path | str, sql: str) -> None:
+class UsageError(ValueError):
+    """A combination of options that cannot work; the message says what to change."""
+
+
+BATCH_ROWS = 10_000  # rows fetched at a time: any result size streams in bounded memory
+
+
+@contextmanager
+def private_output(path: Path, *, binary: bool) -> Iterator[IO[Any]]:
+    """A file only its owner can read (0600, whatever the umask, also when it existed
+    before: results can hold anything the warehouse holds). Written beside the target
+    and renamed onto it when complete, so a failed query leaves an existing file as it was."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # O_CREAT's mode is filtered by the umask; be exact
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""})) as out:
+            yield out
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, (datetime, date, time)):
+        return value.isoformat()
+    return str(value)  # Decimal (exact, as text), UUID, intervals, blobs' repr
+
+
+def _rows(relation: duckdb.DuckDBPyRelation) -> Iterator[tuple]:
+    for batch in relation.to_arrow_reader(BATCH_ROWS):
+        yield from zip(*(column.to_pylist() for column in batch.columns))
+
+
+def write_result(relation: duckdb.DuckDBPyRelation, fmt: Format, out: IO[Any]) -> None:
+    if fmt is Format.table:
+        # Every row, every column at full width: the caller caps rows with --limit.
+        with _stdout_to(out):
+            relation.show(max_rows=sys.maxsize, max_width=sys.maxsize if not out.isatty() else None)
+    elif fmt is Format.csv:
+        writer = csv.writer(out)
+        writer.writerow(relation.columns)
+        writer.writerows(_rows(relation))
+    elif fmt is Format.json:  # one array of objects, written as the rows come
+        out.write("[")
+        for i, row in enumerate(_rows(relation)):
+            out.write(("\n" if i == 0 else ",\n")
+                      + json.dumps(dict(zip(relation.columns, row)), ensure_ascii=False, default=_json_value))
+        out.write("\n]\n")
+    else:
+        import pyarrow.parquet as pq
+
+        reader = relation.to_arrow_reader(BATCH_ROWS)
+        with pq.ParquetWriter(out, reader.schema) as writer:
+            for batch in reader:
+                writer.write_batch(batch)
+
+
+@contextmanager
+def _stdout_to(out: IO[Any]) -> Iterator[None]:
+    """DuckDB's box rendering prints to ``sys.stdout``; point it at ``out``."""
+    saved, sys.stdout = sys.stdout, out
+    try:
+        yield
+    finally:
+        sys.stdout = saved
+
+
+def run_one(db: Path | str, sql: str, *, fmt: Format = Format.table, limit: int | None = None,
+            output: Path | None = None) -> int | None:
+    """Run one statement and write all its rows (or the first ``limit``) as ``fmt`` to
+    stdout or ``output``; returns the bytes written to ``output``."""
+    if fmt is Format.parquet and output is None:
+        raise UsageError("--format parquet writes a binary file: add --output FILE")
     session = ReplicaSession(db)
     try:
-        show(session.connection(), sql)
+        relation = session.connection().sql(sql)
+        if relation is None:  # a statement without a result
+            return None
+        if limit is not None:
+            relation = relation.limit(limit)
+        if output is None:
+            write_result(relation, fmt, sys.stdout)
+            return None
+        with private_output(output, binary=fmt is Format.parquet) as out:
+            write_result(relation, fmt, out)
+        return output.stat().st_size
     finally:
         session.close()
 
