@@ -6,6 +6,7 @@ numbers, and the four charts drawn (so plotly.js ran without any network)."""
 from __future__ import annotations
 
 import fcntl
+import html
 import os
 import re
 import shutil
@@ -80,7 +81,10 @@ async def warehouse(tmp_path_factory, prefect_harness):
     con = duckdb.connect(str(replica_path(db)), read_only=True)
     try:
         numbers = {
-            "projects": con.execute("SELECT count(*) FROM rayteams.projects WHERE deleted_at IS NULL").fetchall()[0][0],
+            "projects": con.execute("SELECT count(*) FROM rayteams.projects WHERE deleted_at IS NULL "
+                                    "AND NOT coalesce(is_trash, false) AND NOT coalesce(is_archive, false)").fetchall()[0][0],
+            "shelved": con.execute("SELECT count(*) FROM rayteams.projects WHERE deleted_at IS NULL "
+                                   "AND (is_trash OR is_archive)").fetchall()[0][0],
             "deleted": con.execute("SELECT count(*) FROM rayteams.projects WHERE deleted_at IS NOT NULL").fetchall()[0][0],
             "orders": con.execute("SELECT count(*) FROM rayteams.orders JOIN rayteams.projects USING (account, project_id) "
                                   "WHERE deleted_at IS NULL").fetchall()[0][0],
@@ -88,7 +92,7 @@ async def warehouse(tmp_path_factory, prefect_harness):
         }
     finally:
         con.close()
-    assert numbers["rejected"] > 0 and numbers["deleted"] == 4
+    assert numbers["rejected"] > 0 and numbers["deleted"] == 4 and numbers["shelved"] > 0
     return db, numbers
 
 
@@ -145,3 +149,92 @@ def test_served_dashboard_renders_in_chromium(warehouse):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+# ------------------------------------------------------- the page's content, HTML-level
+# A warehouse written by hand (no sync, no browser): what the page must say about it is
+# known in advance.
+
+def hand_warehouse(path: Path, *, with_data: bool) -> Path:
+    from warehouse.connection import connect
+    from warehouse.migrations import migrate
+    from warehouse.replica import publish_replica, refresh_analyst_layer
+
+    con = connect(path)
+    try:
+        migrate(con)
+        if with_data:
+            con.execute("""INSERT INTO rayteams.projects (account, project_id, name, is_trash, is_archive, created_at, deleted_at)
+                           VALUES ('lab-a', 'p1', 'current', false, false, now(), NULL),
+                                  ('lab-a', 'p2', 'current, no flags', NULL, NULL, now(), NULL),
+                                  ('lab-a', 'p3', 'trashed', true, false, now(), NULL),
+                                  ('lab-a', 'p4', 'archived', false, true, now(), NULL),
+                                  ('lab-a', 'p5', 'deleted', false, false, now(), now())""")
+            # 8 orders of current projects: 3 NEW, 2 INPROGRESS, 2 CLOSED, 1 without a type;
+            # the deleted project's order is not counted.
+            con.execute("""INSERT INTO rayteams.orders (account, project_id, sk, status_type, product_name, product_price, product_currency)
+                           SELECT 'lab-a', CASE WHEN i < 8 THEN 'p1' ELSE 'p5' END, 'order:' || i,
+                                  ['NEW', 'NEW', 'NEW', 'INPROGRESS', 'INPROGRESS', 'CLOSED', 'CLOSED', NULL, 'CLOSED'][i + 1],
+                                  'Crown', 10, '원' FROM range(9) t(i)""")
+            # lab-a: loaded 2 h ago, then failed 10 min ago; lab-b: failed long ago, loaded 3 d ago.
+            con.execute("""INSERT INTO pipeline.runs (run_id, source, account, mode, status, started_at, ended_at, error) VALUES
+                ('r1', 'rayteams', 'lab-a', 'incremental', 'success', now() - INTERVAL 3 HOUR, now() - INTERVAL 2 HOUR, NULL),
+                ('r2', 'rayteams', 'lab-a', 'incremental', 'failed', now() - INTERVAL 11 MINUTE, now() - INTERVAL 620 SECOND,
+                 'listing answered 401: check RAYTEAMS_TOKEN'),
+                ('r3', 'rayteams', 'lab-b', 'incremental', 'failed', now() - INTERVAL 5 DAY, now() - INTERVAL 5 DAY, 'old trouble'),
+                ('r4', 'rayteams', 'lab-b', 'full_refresh', 'partial', now() - INTERVAL 73 HOUR, now() - INTERVAL 72 HOUR, NULL)""")
+        refresh_analyst_layer(con)
+        publish_replica(con, path)
+    finally:
+        con.close()
+    return path
+
+
+def report_html(db: Path, out: Path) -> str:
+    done = subprocess.run([sys.executable, "-m", "pwh.cli", "report", "--db", str(db), "--out", str(out)],
+                          capture_output=True, text=True, timeout=180, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    return out.read_text()
+
+
+def text_of(page: str) -> str:
+    """The page's visible words, tags dropped, whitespace collapsed."""
+    body = re.sub(r"<(script|style)\b.*?</\1>", " ", page, flags=re.S)
+    body = re.sub(r"</?(b|span|code)\b[^>]*>", "", body)  # inline: no word break
+    return html.unescape(" ".join(re.sub(r"<[^>]+>", " ", body).split()))
+
+
+def test_page_shows_data_age_failures_current_projects_and_funnel_shares(tmp_path):
+    page = report_html(hand_warehouse(tmp_path / "w.duckdb", with_data=True), tmp_path / "report.html")
+    words = text_of(page)
+    # Data age at the top, in the header, per source and account.
+    header = text_of(page.split("</header>")[0])
+    assert "rayteams/lab-a: data 2.0 h old" in header
+    assert "last run failed 10 min ago" in header and "listing answered 401: check RAYTEAMS_TOKEN" in header
+    assert "rayteams/lab-b: data 3.0 d old" in header and "(partial: some projects failed)" in header
+    assert "old trouble" not in header, "a failure older than the last success is history, not news"
+    # Current = not deleted, not trashed, not archived.
+    for key, value in (("projects", 2), ("shelved", 2), ("deleted", 1), ("orders", 8)):
+        assert re.search(rf'id="kpi-{key}"><b>{value}</b>', page), key
+    # Each stage's orders at it or later, as a share of all orders, and nothing else.
+    assert "placed (all orders) 8 100.0%" in words
+    assert "in progress or closed 4 50.0%" in words
+    assert "closed 2 25.0%" in words
+    figures = page.split("</header>")[1]  # plotly.js itself, in the head, knows every textinfo
+    assert '"textinfo":"text"' in figures and "percent" not in figures  # no "percent previous/total"
+    assert "conversion rate between stages" in words
+    assert "KRW" in words and "원" not in words
+    assert 'id="empty-state"' not in page
+    # Dark mode: colours follow the reader's scheme, the charts' template too.
+    assert "@media (prefers-color-scheme: dark)" in page and '"dark":' in page and "Plotly.relayout" in page
+
+
+def test_empty_warehouse_says_so_and_names_the_command(tmp_path):
+    db = hand_warehouse(tmp_path / "empty.duckdb", with_data=False)
+    page = report_html(db, tmp_path / "report.html")
+    words = text_of(page)
+    assert f"No data yet: this warehouse holds no project. Run pwh sync rayteams --db {db}" in words
+    assert f"pwh demo --db {db}" in words
+    for sentence in ("No projects yet.", "No activity recorded yet.", "No orders yet.", "No sync has run yet."):
+        assert sentence in words, sentence
+    assert 'class="plotly-graph-div"' not in page, "no empty axes"
