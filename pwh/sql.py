@@ -13,7 +13,7 @@ import csv
 import json
 import os
 import sys
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import IO, Any, Iterator
@@ -112,8 +112,9 @@ def _rows(relation: duckdb.DuckDBPyRelation) -> Iterator[tuple]:
 
 def write_result(relation: duckdb.DuckDBPyRelation, fmt: Format, out: IO[Any]) -> None:
     if fmt is Format.table:
-        # Every row, every column at full width: the caller caps rows with --limit.
-        with _stdout_to(out):
+        # Every row, every column at full width: the caller caps rows with --limit. DuckDB's
+        # box rendering prints to sys.stdout.
+        with redirect_stdout(out):
             relation.show(max_rows=sys.maxsize, max_width=sys.maxsize if not out.isatty() else None)
     elif fmt is Format.csv:
         writer = csv.writer(out)
@@ -132,16 +133,6 @@ def write_result(relation: duckdb.DuckDBPyRelation, fmt: Format, out: IO[Any]) -
         with pq.ParquetWriter(out, reader.schema) as writer:
             for batch in reader:
                 writer.write_batch(batch)
-
-
-@contextmanager
-def _stdout_to(out: IO[Any]) -> Iterator[None]:
-    """DuckDB's box rendering prints to ``sys.stdout``; point it at ``out``."""
-    saved, sys.stdout = sys.stdout, out
-    try:
-        yield
-    finally:
-        sys.stdout = saved
 
 
 def run_one(db: Path | str, sql: str, *, fmt: Format = Format.table, limit: int | None = None,
