@@ -207,6 +207,7 @@ async def sync_clarity(
     timeout_s: float = 60.0,
     max_attempts: int = 6,
     max_response_bytes: int | None = None,
+    allow_mass_delete: bool = False,
 ) -> dict[str, Any]:
     """Sync the Clarity LIMS projects of one instance (``base_url``: ``https://host/api/v2``)
     into the DuckDB warehouse at ``db_path``.
@@ -230,7 +231,7 @@ async def sync_clarity(
         since=parse_timestamp(since) if since else None,
     )
     summary = await sync_into_warehouse(adapter, db_path=db_path, tables=tables.TABLES, mode=mode,
-                                        batch_size=batch_size)
+                                        batch_size=batch_size, allow_mass_delete=allow_mass_delete)
     summary["udf_parse_errors"] = adapter.udf_parse_errors
     if adapter.udf_parse_errors:
         log.warning("%d UDF values do not parse as their declared type; kept as text "

@@ -211,6 +211,7 @@ async def sync_incoplax(
     timeout_s: float = 30.0,
     max_attempts: int = 6,
     max_response_bytes: int | None = None,
+    allow_mass_delete: bool = False,
 ) -> dict[str, Any]:
     """Sync every project of an Incoplax domain into the DuckDB warehouse at ``db_path``.
 
@@ -227,4 +228,5 @@ async def sync_incoplax(
     return await sync_into_warehouse(
         IncoplaxAdapter(client, account=account, mode=mode, listing=listing, order=order),
         db_path=db_path, tables=tables.TABLES, mode=mode, batch_size=batch_size,
+        allow_mass_delete=allow_mass_delete,
     )

@@ -125,6 +125,7 @@ async def sync_openproject(
     max_attempts: int = 6,
     max_response_bytes: int | None = None,
     probe_work_packages: bool = True,
+    allow_mass_delete: bool = False,
 ) -> dict[str, Any]:
     """Sync every project of one OpenProject instance, with its work packages, versions,
     categories, types, memberships and custom values, into the warehouse at ``db_path``.
@@ -143,4 +144,5 @@ async def sync_openproject(
     return await sync_into_warehouse(
         OpenProjectAdapter(client, account=account, probe_work_packages=probe_work_packages),
         db_path=db_path, tables=tables.TABLES, mode=mode, batch_size=batch_size,
+        allow_mass_delete=allow_mass_delete,
     )
