@@ -259,3 +259,13 @@ async def test_rows_a_partial_strategy_does_see_replace_theirs_by_key(tmp_path):
     assert rows == [("x#1", '{"v":1}'), ("x#2", '{"v":2}')]
     assert quarantined == [(0, "p/x#9"), (1, "p/x#8")]
     assert whole == [("x#3",)]
+
+
+def test_every_sync_flow_and_schedule_takes_allow_mass_delete():
+    from flows.schedules import SCHEDULABLE_FLOWS, check_parameters, parse_schedules
+
+    config = {"schedules": {source: {"source": source, "allow_mass_delete": True} for source in SCHEDULABLE_FLOWS}}
+    schedules = parse_schedules(config)
+    for schedule in schedules:
+        check_parameters(schedule)  # refuses a parameter its flow does not take
+    assert {s.source for s in schedules} == set(SCHEDULABLE_FLOWS)
