@@ -9,7 +9,9 @@ A server that does not page honestly is an API error, never an endless loop nor 
 listing cut short: a walk fails when the server sends it back to a page it already
 served, when a page that is not the last adds no element not seen before (the same page
 for every offset, an empty page before the end, a window of elements already served
-under other offsets), or past ``max_pages`` pages or ``max_elements`` distinct elements.
+under other offsets), when an empty page ends it short of the total the server stated
+(``stated_total``, where the source has one), or past ``max_pages`` pages or
+``max_elements`` distinct elements.
 Failing, not ending: a repeated page proves the server ignores paging, so whatever was
 collected may be a fraction of the collection, and a short project list would be taken
 for deleted projects. An element seen again (an overlapping window, an offset shifted by
@@ -39,6 +41,7 @@ async def follow_pages(
     elements: Callable[[P], list[T]],
     key: Callable[[T], Hashable | None],
     *,
+    stated_total: Callable[[P], int | None] | None = None,
     max_pages: int = DEFAULT_MAX_PAGES,
     max_elements: int = DEFAULT_MAX_ELEMENTS,
 ) -> AsyncIterator[tuple[P, list[T]]]:
@@ -71,6 +74,10 @@ async def follow_pages(
         if following is not None and not added:
             raise ApiError(f"paging broken: page {_show(request)} adds no element not already served, "
                            "yet the server names a next page")
+        total = stated_total(page) if stated_total is not None and not fresh else None
+        if total is not None and total > len(seen):
+            raise ApiError(f"paging broken: page {_show(request)} is empty after {len(seen):,} of the "
+                           f"{total:,} elements the server states")
         yield page, fresh
         request = following
 
@@ -82,12 +89,13 @@ async def collect_pages(
     elements: Callable[[P], list[T]],
     key: Callable[[T], Hashable | None],
     *,
+    stated_total: Callable[[P], int | None] | None = None,
     max_pages: int = DEFAULT_MAX_PAGES,
     max_elements: int = DEFAULT_MAX_ELEMENTS,
 ) -> list[T]:
     """Every distinct element of every page, in order (see :func:`follow_pages`)."""
     out: list[T] = []
-    async for _, fresh in follow_pages(fetch, first, next_request, elements, key,
+    async for _, fresh in follow_pages(fetch, first, next_request, elements, key, stated_total=stated_total,
                                        max_pages=max_pages, max_elements=max_elements):
         out.extend(fresh)
     return out

@@ -114,8 +114,10 @@ def openproject_app(paging: str) -> web.Application:
         elements = [{"_type": "Project", "id": i, "identifier": f"p{i}", "name": f"P{i}",
                      "_links": {"self": {"href": f"/api/v3/projects/{i}"}}}
                     for i in range((served - 1) * size + 1, min(served * size, N) + 1)]
-        if paging == "empty page before the total" and page == 2:
+        if paging.startswith("empty page before the total") and page == 2:
             elements = []
+        if paging == "empty page before the total, no next link" and page == 2:
+            size = N  # the links below then say it is the last page
         links = {"self": {"href": str(request.rel_url)}}
         if page * size < N:
             links["nextByOffset"] = {"href": f"/api/v3/projects?offset={page + 1}&pageSize={size}"}
@@ -127,11 +129,15 @@ def openproject_app(paging: str) -> web.Application:
     return app
 
 
-@pytest.mark.parametrize("paging", ["same page, next link moving on", "empty page before the total"])
-async def test_openproject_pages_that_add_nothing_fail_the_listing(paging):
+@pytest.mark.parametrize(("paging", "error"), [
+    ("same page, next link moving on", "adds no element not already served"),
+    ("empty page before the total", "adds no element not already served"),
+    ("empty page before the total, no next link", "empty after 3 of the 10 elements the server states"),
+])
+async def test_openproject_pages_that_add_nothing_fail_the_listing(paging, error):
     async with serving(openproject_app(paging)) as url:
         async with OpenProjectClient.connect(url, api_key="k" * 40, page_size=3) as client:
-            with pytest.raises(ApiError, match="adds no element not already served"):
+            with pytest.raises(ApiError, match=error):
                 await client.list_projects()
 
 

@@ -127,6 +127,12 @@ def element_key(element: Any) -> Any:
     return None if href is None else ("self", href)
 
 
+def collection_total(page: Mapping[str, Any]) -> int | None:
+    """The ``total`` a Collection states (None when it states none)."""
+    total = page.get("total")
+    return total if isinstance(total, int) and not isinstance(total, bool) else None
+
+
 def next_by_offset(page: Mapping[str, Any], _request: str | None = None) -> str | None:
     """The href of ``_links.nextByOffset``, or None on the last page."""
     links = page.get("_links")
@@ -203,7 +209,7 @@ class OpenProjectClient(SourceClient):
     async def collect(self, href: str, extra: Mapping[str, str] | None = None) -> list[Any]:
         """Every element of a paged collection, following ``nextByOffset`` until absent."""
         return await collect_pages(self.get, self.paged(href, extra), next_by_offset, collection_elements,
-                                   element_key)
+                                   element_key, stated_total=collection_total)
 
     # ------------------------------------------------------------------ resources
     async def list_projects(self) -> list[Any]:
