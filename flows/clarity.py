@@ -228,6 +228,8 @@ async def sync_clarity(
     watermark of an incremental run. Credentials come from CLARITY_USERNAME and
     CLARITY_PASSWORD (or Prefect Secret blocks ``clarity-username`` / ``clarity-password``),
     never from parameters.
+    ``allow_mass_delete`` confirms a run that marks more than a quarter of the projects
+    deleted (refused otherwise: flows/engine.py, the mass-deletion guard).
     """
     username = read_secret(USERNAME_VARIABLE)
     password = read_secret(PASSWORD_VARIABLE)

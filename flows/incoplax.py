@@ -219,6 +219,8 @@ async def sync_incoplax(
     Credentials: ``auth_scheme="bearer"`` reads INCOPLAX_TOKEN, ``"basic"`` reads
     INCOPLAX_USERNAME and INCOPLAX_PASSWORD (or Prefect Secret blocks of those names);
     none of them is a parameter.
+    ``allow_mass_delete`` confirms a run that marks more than a quarter of the projects
+    deleted (refused otherwise: flows/engine.py, the mass-deletion guard).
     """
     if listing not in LISTINGS:
         raise ValueError(f"listing must be one of {LISTINGS}, not {listing!r}")

@@ -136,6 +136,8 @@ async def sync_openproject(
 
     The API key comes from OPENPROJECT_API_KEY (or the Prefect Secret block
     ``openproject-api-key``), never from a parameter.
+    ``allow_mass_delete`` confirms a run that marks more than a quarter of the projects
+    deleted (refused otherwise: flows/engine.py, the mass-deletion guard).
     """
     api_key = read_secret(TOKEN_VARIABLE)
     # No cap given: PWH_MAX_RESPONSE_BYTES, else HttpSettings' default.

@@ -133,6 +133,8 @@ async def sync_rayteams(
     Credentials come from RAYTEAMS_TOKEN and RAYTEAMS_CLIENT_ID (or Prefect Secret blocks
     ``rayteams-token`` / ``rayteams-client-id``), the pseudonym key from PWH_PSEUDONYM_KEY
     (or a key file beside the warehouse); none of them is a parameter.
+    ``allow_mass_delete`` confirms a run that marks more than a quarter of the projects
+    deleted (refused otherwise: flows/engine.py, the mass-deletion guard).
     """
     token = read_secret(TOKEN_VARIABLE)
     client_id = read_secret(CLIENT_ID_VARIABLE)

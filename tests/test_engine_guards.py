@@ -30,8 +30,8 @@ from sources.rayteams.simulator import API_PREFIX, SimulatorOptions, build_app
 from sources.simulation import serving
 from transforms.frames import RejectedRecord
 from transforms.pseudonym import Pseudonymizer
-from warehouse.load import replace_units
 from warehouse.connection import connect
+from warehouse.load import replace_units
 from warehouse.migrations import migrate
 from warehouse.replica import replica_path
 
@@ -114,8 +114,9 @@ async def test_a_run_that_would_delete_most_projects_marks_none_and_fails(tmp_pa
             assert status == "failed" and "MassDeleteError" in error and "\n" not in error
             # What the run fetched did load (good data); only the deletions were refused.
             loaded = {r[0] for r in con.execute("SELECT unit_key FROM pipeline.unit_state WHERE run_id = 'hostile'").fetchall()}
-            listed_changed = set(changed) & set(ids[: hostility.list_keep]) if hostility.list_keep is not None else set()
-            assert listed_changed <= loaded
+            expected = {"short list": set(changed) & set(ids[:8]), "empty list": set(),
+                        "404 on every fetch": set(ids[12:])}[shape]
+            assert loaded == expected and (expected or shape == "empty list")
             # Confirmed, the same run marks them.
             confirmed = await engine_run(url, con, "confirmed", mode=mode, allow_mass_delete=True)
     finally:
