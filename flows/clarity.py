@@ -5,14 +5,19 @@ Incremental syncs ask the server for the projects modified since a watermark
 
 - Each project loaded gets as its cursor a mark of the listing that named it:
   ``<as of>~<run>~<listed>~<since>``, e.g. ``2026-11-22T18:30:05Z~1a2b3c4d~42~2026-11-22T17:55:00Z``.
-  *as of* is when the listing began **by the server's clock** (the ``Date`` header of the
-  first list page; the local clock only when the server sends none), so a skew between
-  our clock and the server's ``last-modified`` stamps does not matter. *run* is a nonce of
+  *as of* is when the listing began: the **earlier** of the server's clock (the ``Date``
+  header of the first list page) and ours (read before the request). The server stamps
+  ``last-modified`` by its own clock, so its ``Date`` is the right measure, but a
+  ``Date`` that runs ahead (seen: two hours, for one run) would move the watermark past
+  changes not made yet, and they would never be listed; a watermark too early only
+  refetches a few projects. The project list carries no ``last-modified`` of its own, so
+  the data cannot vouch for the time instead. *run* is a nonce of
   the listing: every listed project counts as changed even when two runs start within the
   same second (a project on a ``last-modified`` list has changed by definition, and the
   list says nothing finer). *listed* is how many projects the listing named, *since* the
   ``last-modified`` it asked for (empty for a complete list).
-- The next run's watermark is the latest listing's *as of* minus a safety overlap
+- The next run's watermark is the latest listing's *as of* (never later than our clock
+  now: marks written by an earlier version may lie in the future) minus a safety overlap
   (``overlap_s``, 5 minutes by default) covering changes committed late with an earlier
   stamp and the Date header's one-second resolution. Projects modified inside the overlap
   are fetched again: harmless (each load replaces the project whole).
@@ -104,7 +109,7 @@ def watermark(known: Mapping[str, UnitState], overlap: timedelta) -> datetime | 
     latest = [m for m in marks.values() if m.as_of == latest_time]
     unfinished = [m for m in latest if m.listed is not None and loaded[m.run] < m.listed]
     if not unfinished:
-        return latest_time - overlap
+        return min(latest_time, datetime.now(timezone.utc)) - overlap
     missing = sum(m.listed - loaded[m.run] for m in unfinished)
     sinces = [m.since for m in unfinished]
     since = None if any(s is None for s in sinces) else min(sinces)
@@ -158,11 +163,16 @@ class ClarityAdapter(ClientAdapter):
         params = list(self.filters)
         if since is not None:
             params.append(("last-modified", format_timestamp(since)))
+        local_start = datetime.now(timezone.utc)
         listing = await self.client.list_projects(params)
         as_of = listing.server_time
         if as_of is None:
             log.warning("the Clarity server sent no Date header; the local clock dates this listing")
-            as_of = datetime.now(timezone.utc)
+            as_of = local_start
+        elif as_of > local_start + self.overlap:
+            log.warning("the Clarity server's clock (Date: %s) is ahead of ours (%s); the listing is dated "
+                        "by ours", format_timestamp(as_of), format_timestamp(local_start))
+        as_of = min(as_of, local_start)
         named: dict[str, dict[str, Any]] = {}
         unnamed = 0
         for link in listing.links:
@@ -207,6 +217,7 @@ async def sync_clarity(
     timeout_s: float = 60.0,
     max_attempts: int = 6,
     max_response_bytes: int | None = None,
+    allow_mass_delete: bool = False,
 ) -> dict[str, Any]:
     """Sync the Clarity LIMS projects of one instance (``base_url``: ``https://host/api/v2``)
     into the DuckDB warehouse at ``db_path``.
@@ -217,6 +228,8 @@ async def sync_clarity(
     watermark of an incremental run. Credentials come from CLARITY_USERNAME and
     CLARITY_PASSWORD (or Prefect Secret blocks ``clarity-username`` / ``clarity-password``),
     never from parameters.
+    ``allow_mass_delete`` confirms a run that marks more than a quarter of the projects
+    deleted (refused otherwise: flows/engine.py, the mass-deletion guard).
     """
     username = read_secret(USERNAME_VARIABLE)
     password = read_secret(PASSWORD_VARIABLE)
@@ -230,7 +243,7 @@ async def sync_clarity(
         since=parse_timestamp(since) if since else None,
     )
     summary = await sync_into_warehouse(adapter, db_path=db_path, tables=tables.TABLES, mode=mode,
-                                        batch_size=batch_size)
+                                        batch_size=batch_size, allow_mass_delete=allow_mass_delete)
     summary["udf_parse_errors"] = adapter.udf_parse_errors
     if adapter.udf_parse_errors:
         log.warning("%d UDF values do not parse as their declared type; kept as text "

@@ -38,6 +38,19 @@ log = logging.getLogger("pwh.sync")
 
 MODES = ("incremental", "full_refresh")
 
+# The mass-deletion guard (see :func:`check_deletions`): a run may mark at most this share
+# of an account's live projects deleted, or this many whatever the share, unless the user
+# confirms. An empty or truncated list looks exactly like an account that lost its
+# projects; a real account rarely loses a quarter of them between two syncs, and when it
+# does, one confirmed run says so. The floor lets a tiny account (1-3 projects) lose one
+# or two without a confirmation.
+DEFAULT_MAX_DELETE_SHARE = 0.25
+MASS_DELETE_FLOOR = 2
+
+
+class MassDeleteError(RuntimeError):
+    """A run would mark more of an account's projects deleted than the guard allows."""
+
 
 @dataclass(frozen=True, slots=True)
 class Unit:
@@ -79,6 +92,9 @@ class SourceAdapter(Protocol):
     account: str
     strategy: str | None
     tables: Sequence[Table]
+    # Tables the adapter's fetch sees only in part (e.g. a strategy that cannot see every
+    # kind of record): a unit's rows there are not replaced, only upserted by key.
+    partial_tables: frozenset[str]
 
     async def list_units(self, known: Mapping[str, UnitState]) -> Listing:
         """List the units; ``known`` is the committed state, for sources that can ask
@@ -104,6 +120,7 @@ class ClientAdapter:
 
     client: Any
     region: str | None = None  # where the account lives, when the source has regions
+    partial_tables: frozenset[str] = frozenset()  # every table's rows are replaced whole
 
     @property
     def base_url(self) -> str | None:
@@ -254,6 +271,7 @@ def transform_and_load(
         tables=adapter.tables,
         cursors={u.key: u.cursor for u in fetched.units},
         stored=[u.key for u in fetched.units if u.stored],
+        partial_tables=adapter.partial_tables,
         frames=frames,
         rejected=rejected,
         now=_now(),
@@ -289,6 +307,18 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def check_deletions(source: str, account: str, live: int, deleting: int, max_share: float) -> None:
+    """Refuse (:class:`MassDeleteError`) to mark more than ``max_share`` of ``live``
+    projects deleted, and more than :data:`MASS_DELETE_FLOOR`."""
+    allowed = max(MASS_DELETE_FLOOR, int(max_share * live))
+    if deleting > allowed:
+        raise MassDeleteError(
+            f"{source}/{account}: this run would mark {deleting} of {live} projects deleted (more than "
+            f"{max_share:.0%}); none were marked. If they really are gone, run again with "
+            "--allow-mass-delete (flow parameter allow_mass_delete=true)"
+        )
+
+
 async def run_sync(
     adapter: SourceAdapter,
     con: duckdb.DuckDBPyConnection,
@@ -298,8 +328,15 @@ async def run_sync(
     batch_size: int = 250,
     stages: Stages = PLAIN_STAGES,
     progress: Progress | None = None,
+    allow_mass_delete: bool = False,
+    max_delete_share: float = DEFAULT_MAX_DELETE_SHARE,
 ) -> RunRecord:
-    """Sync one source account into an open warehouse connection; returns the ledger row."""
+    """Sync one source account into an open warehouse connection; returns the ledger row.
+
+    Unless ``allow_mass_delete``, a run that would mark more than ``max_delete_share`` of
+    the account's live projects deleted (listing gaps and 404s alike) marks none and fails
+    with :class:`MassDeleteError`, after loading what it fetched: those projects are good
+    data, but the run is ``failed`` and the flow publishes no replica."""
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
     if batch_size < 1:
@@ -311,7 +348,8 @@ async def run_sync(
                    base_url=getattr(adapter, "base_url", None), run_id=run_id, now=run.started_at)
     started = time.perf_counter()
     try:
-        await _sync(adapter, con, run, mode, batch_size, stages, progress)
+        guard = None if allow_mass_delete else max_delete_share
+        await _sync(adapter, con, run, mode, batch_size, stages, progress, guard)
     except BaseException as exc:
         run.status = "failed"
         run.error = f"{type(exc).__name__}: {exc}"[:2000]
@@ -328,7 +366,8 @@ async def run_sync(
     return run
 
 
-async def _sync(adapter, con, run: RunRecord, mode: str, batch_size: int, stages: Stages, progress: Progress) -> None:
+async def _sync(adapter, con, run: RunRecord, mode: str, batch_size: int, stages: Stages, progress: Progress,
+                max_delete_share: float | None) -> None:
     state = read_state(con, adapter.source, adapter.account)
     listing = await stages.list_units(adapter, state)
     units = listing.units
@@ -380,10 +419,14 @@ async def _sync(adapter, con, run: RunRecord, mode: str, batch_size: int, stages
             # on the connection in a worker thread) before the run is closed.
             await asyncio.gather(*pending, return_exceptions=True)
 
+    run.units_failed = len(run.failed_units)
+    if max_delete_share is not None:
+        live = {key for key, known in state.items() if not known.deleted}
+        check_deletions(adapter.source, adapter.account, len(live), len(live.intersection(vanished)),
+                        max_delete_share)
     run.units_deleted = mark_deleted(
         con, source=adapter.source, account=adapter.account, unit_keys=vanished,
         tables=adapter.tables, now=_now(),
     )
-    run.units_failed = len(run.failed_units)
     run.status = "partial" if run.failed_units else "success"
     progress.update(requests=adapter.requests, retries=adapter.retries)

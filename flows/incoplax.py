@@ -211,6 +211,7 @@ async def sync_incoplax(
     timeout_s: float = 30.0,
     max_attempts: int = 6,
     max_response_bytes: int | None = None,
+    allow_mass_delete: bool = False,
 ) -> dict[str, Any]:
     """Sync every project of an Incoplax domain into the DuckDB warehouse at ``db_path``.
 
@@ -218,6 +219,8 @@ async def sync_incoplax(
     Credentials: ``auth_scheme="bearer"`` reads INCOPLAX_TOKEN, ``"basic"`` reads
     INCOPLAX_USERNAME and INCOPLAX_PASSWORD (or Prefect Secret blocks of those names);
     none of them is a parameter.
+    ``allow_mass_delete`` confirms a run that marks more than a quarter of the projects
+    deleted (refused otherwise: flows/engine.py, the mass-deletion guard).
     """
     if listing not in LISTINGS:
         raise ValueError(f"listing must be one of {LISTINGS}, not {listing!r}")
@@ -227,4 +230,5 @@ async def sync_incoplax(
     return await sync_into_warehouse(
         IncoplaxAdapter(client, account=account, mode=mode, listing=listing, order=order),
         db_path=db_path, tables=tables.TABLES, mode=mode, batch_size=batch_size,
+        allow_mass_delete=allow_mass_delete,
     )

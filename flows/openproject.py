@@ -125,6 +125,7 @@ async def sync_openproject(
     max_attempts: int = 6,
     max_response_bytes: int | None = None,
     probe_work_packages: bool = True,
+    allow_mass_delete: bool = False,
 ) -> dict[str, Any]:
     """Sync every project of one OpenProject instance, with its work packages, versions,
     categories, types, memberships and custom values, into the warehouse at ``db_path``.
@@ -135,6 +136,8 @@ async def sync_openproject(
 
     The API key comes from OPENPROJECT_API_KEY (or the Prefect Secret block
     ``openproject-api-key``), never from a parameter.
+    ``allow_mass_delete`` confirms a run that marks more than a quarter of the projects
+    deleted (refused otherwise: flows/engine.py, the mass-deletion guard).
     """
     api_key = read_secret(TOKEN_VARIABLE)
     # No cap given: PWH_MAX_RESPONSE_BYTES, else HttpSettings' default.
@@ -143,4 +146,5 @@ async def sync_openproject(
     return await sync_into_warehouse(
         OpenProjectAdapter(client, account=account, probe_work_packages=probe_work_packages),
         db_path=db_path, tables=tables.TABLES, mode=mode, batch_size=batch_size,
+        allow_mass_delete=allow_mass_delete,
     )

@@ -37,6 +37,15 @@ log = logging.getLogger("pwh.rayteams")
 # costs (commit, one insert per table, a Prefect task); docs/performance.md.
 DEFAULT_BATCH_SIZE = 500
 
+# The tables each strategy sees only in part. ``per_resource`` reads the five documented
+# sub-resources: records of any other kind (``other_records``) are in the aggregate answer
+# only, so a per_resource run that does not see them proves nothing about them (rows it
+# does see there are upserted by key). ``aggregate`` sees every record of a project.
+PARTIAL_TABLES: dict[str, frozenset[str]] = {
+    "aggregate": frozenset(),
+    "per_resource": frozenset({tables.OTHER_RECORDS.name}),
+}
+
 
 class RayteamsAdapter(ClientAdapter):
     source = "rayteams"
@@ -48,6 +57,9 @@ class RayteamsAdapter(ClientAdapter):
         self.account = account
         self.region = region or region_of(client.http.base_url)
         self.strategy = strategy
+        if strategy not in PARTIAL_TABLES:
+            raise ValueError(f"unknown strategy {strategy!r}; expected one of {tuple(PARTIAL_TABLES)}")
+        self.partial_tables = PARTIAL_TABLES[strategy]
         self.pseudonyms = pseudonyms
         self.redact = partial(redact, pseudonyms=pseudonyms)
 
@@ -91,13 +103,14 @@ def default_key_file(db_path: str) -> Path:
 
 async def sync_client(
     client: RayteamsClient, *, account: str, db_path: str, mode: str, strategy: str, batch_size: int,
-    region: str | None = None,
+    region: str | None = None, allow_mass_delete: bool = False,
 ) -> dict[str, Any]:
     """One account's sync through ``client`` into the warehouse (what every RAYTeams flow runs)."""
     pseudonyms = Pseudonymizer(load_key(default_key_file(db_path)))
     return await sync_into_warehouse(
         RayteamsAdapter(client, account=account, strategy=strategy, pseudonyms=pseudonyms, region=region),
         db_path=db_path, tables=tables.TABLES, mode=mode, batch_size=batch_size,
+        allow_mass_delete=allow_mass_delete,
     )
 
 
@@ -113,19 +126,22 @@ async def sync_rayteams(
     timeout_s: float = 30.0,
     max_attempts: int = 6,
     max_response_bytes: int | None = None,
+    allow_mass_delete: bool = False,
 ) -> dict[str, Any]:
     """Sync every RAYTeams project of one account into the DuckDB warehouse at ``db_path``.
 
     Credentials come from RAYTEAMS_TOKEN and RAYTEAMS_CLIENT_ID (or Prefect Secret blocks
     ``rayteams-token`` / ``rayteams-client-id``), the pseudonym key from PWH_PSEUDONYM_KEY
     (or a key file beside the warehouse); none of them is a parameter.
+    ``allow_mass_delete`` confirms a run that marks more than a quarter of the projects
+    deleted (refused otherwise: flows/engine.py, the mass-deletion guard).
     """
     token = read_secret(TOKEN_VARIABLE)
     client_id = read_secret(CLIENT_ID_VARIABLE)
     settings = HttpSettings.for_run(concurrency, timeout_s, max_attempts, max_response_bytes)
     client = RayteamsClient.connect(base_url, token=token, client_id=client_id, settings=settings)
     return await sync_client(client, account=account, db_path=db_path, mode=mode, strategy=strategy,
-                             batch_size=batch_size)
+                             batch_size=batch_size, allow_mass_delete=allow_mass_delete)
 
 
 def oauth_credentials(account: RayteamsAccount, settings: HttpSettings) -> OAuthCredentials:
@@ -155,6 +171,7 @@ async def sync_rayteams_account(
     timeout_s: float = 30.0,
     max_attempts: int = 6,
     max_response_bytes: int | None = None,
+    allow_mass_delete: bool = False,
 ) -> dict[str, Any]:
     """Sync one RAYTeams account of ``config_path`` (default ``pwh.toml``), renewing its
     OAuth access token from its refresh token whenever it expires.
@@ -167,7 +184,8 @@ async def sync_rayteams_account(
     client = RayteamsClient.connect(configured.base_url, oauth=oauth_credentials(configured, settings),
                                     settings=settings)
     summary = await sync_client(client, account=configured.name, db_path=db_path, mode=mode,
-                                strategy=strategy, batch_size=batch_size, region=configured.region)
+                                strategy=strategy, batch_size=batch_size, region=configured.region,
+                                allow_mass_delete=allow_mass_delete)
     return {"account": configured.name, "region": configured.region, **summary}
 
 
@@ -191,6 +209,7 @@ async def sync_rayteams_accounts(
     timeout_s: float = 30.0,
     max_attempts: int = 6,
     max_response_bytes: int | None = None,
+    allow_mass_delete: bool = False,
 ) -> dict[str, Any]:
     """Sync every RAYTeams account of ``config_path`` (or only ``account``), one after
     another, each as its own subflow run with its own ledger row (one DuckDB writer at a
@@ -211,7 +230,8 @@ async def sync_rayteams_accounts(
         state = await sync_rayteams_account(
             name, config_path=config_path, db_path=db_path, mode=mode, strategy=strategy,
             concurrency=concurrency, batch_size=batch_size, timeout_s=timeout_s,
-            max_attempts=max_attempts, max_response_bytes=max_response_bytes, return_state=True,
+            max_attempts=max_attempts, max_response_bytes=max_response_bytes,
+            allow_mass_delete=allow_mass_delete, return_state=True,
         )
         if state.is_completed():
             outcome["accounts"][name] = await state.result()

@@ -13,7 +13,7 @@ from typing import Any
 from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
 
-from flows.engine import SourceAdapter, Stages, run_sync
+from flows.engine import DEFAULT_MAX_DELETE_SHARE, SourceAdapter, Stages, run_sync
 from flows.progress import new_progress
 from flows.tasks import TASK_STAGES
 from schemas.spec import Table
@@ -42,6 +42,17 @@ def started_by_deployment() -> bool:
     return context is not None and context.flow_run is not None and context.flow_run.deployment_id is not None
 
 
+def max_delete_share() -> float:
+    """The mass-deletion guard's share (flows/engine.py); PWH_MAX_DELETE_SHARE overrides it."""
+    value = os.environ.get("PWH_MAX_DELETE_SHARE")
+    if not value:
+        return DEFAULT_MAX_DELETE_SHARE
+    share = float(value)
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"PWH_MAX_DELETE_SHARE must be between 0 and 1, not {value!r}")
+    return share
+
+
 async def sync_into_warehouse(
     adapter: AbstractAsyncContextManager[SourceAdapter],
     *,
@@ -50,10 +61,12 @@ async def sync_into_warehouse(
     mode: str,
     batch_size: int,
     stages: Stages = TASK_STAGES,
+    allow_mass_delete: bool = False,
 ) -> dict[str, Any]:
     """Run one source account's sync into the warehouse file; returns the run summary
     (counts only: safe to store as a flow result). ``stages`` defaults to the Prefect-task
-    stages; the benchmark passes the engine's plain ones to measure Prefect's overhead."""
+    stages; the benchmark passes the engine's plain ones to measure Prefect's overhead.
+    ``allow_mass_delete`` lifts the engine's mass-deletion guard for this run."""
     run_id = str(flow_run.get_id() or uuid.uuid4())
     with ExitStack() as stack:
         # Waiting for the lock must not block the flow's event loop.
@@ -63,7 +76,8 @@ async def sync_into_warehouse(
         async with adapter as opened:
             run = await run_sync(
                 opened, con, run_id=run_id, mode=mode, batch_size=batch_size,
-                stages=stages, progress=new_progress(),
+                stages=stages, progress=new_progress(), allow_mass_delete=allow_mass_delete,
+                max_delete_share=max_delete_share(),
             )
         if run.status in ("success", "partial"):
             # Still the only writer: marts and comments refreshed, then the readers'

@@ -28,6 +28,9 @@ BatchSizeOption = Annotated[int, typer.Option(min=1, help="Projects per load tra
 TimeoutOption = Annotated[float, typer.Option(help="Per-request timeout, seconds.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", help="No progress bar.")]
 FullRefreshOption = Annotated[bool, typer.Option("--full-refresh", help="Refetch every project and reconcile.")]
+AllowMassDeleteOption = Annotated[bool, typer.Option(
+    "--allow-mass-delete", help="Confirm a run that marks more than a quarter of the projects deleted "
+                                "(refused otherwise: an empty or short list looks the same).")]
 SeedOption = Annotated[int, typer.Option(help="Seed of the generated data.")]
 LatencyOption = Annotated[float, typer.Option(help="Added to every answer.")]
 FaultRateOption = Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of requests failing once.")]
@@ -133,6 +136,7 @@ def sync_rayteams_command(
     config: Annotated[Optional[Path], typer.Option("--config", help="Configuration file (default ./pwh.toml).")] = None,
     concurrency: ConcurrencyOption = 32,
     full_refresh: FullRefreshOption = False,
+    allow_mass_delete: AllowMassDeleteOption = False,
     strategy: Annotated[str, typer.Option(help="aggregate (GET /project/{_id}) or per_resource.")] = "aggregate",
     batch_size: BatchSizeOption = 500,  # flows.rayteams.DEFAULT_BATCH_SIZE (not imported: the CLI starts without Prefect)
     timeout: TimeoutOption = 30.0,
@@ -157,6 +161,7 @@ def sync_rayteams_command(
             config=config, db=db, account=account, all_accounts=all_accounts, concurrency=concurrency,
             mode="full_refresh" if full_refresh else "incremental", strategy=strategy,
             batch_size=batch_size, timeout=timeout, max_response_bytes=max_response_bytes, quiet=quiet,
+            allow_mass_delete=allow_mass_delete,
         )
         return
     if all_accounts:
@@ -172,7 +177,7 @@ def sync_rayteams_command(
         base_url=base_url, db_path=str(db), account=account or "default",
         mode="full_refresh" if full_refresh else "incremental", strategy=strategy,
         concurrency=concurrency, batch_size=batch_size, timeout_s=timeout,
-        max_response_bytes=max_response_bytes,
+        max_response_bytes=max_response_bytes, allow_mass_delete=allow_mass_delete,
     ), show_progress=not quiet and sys.stderr.isatty())
     print_summary(summary)
     if summary["status"] == "partial":
@@ -343,6 +348,7 @@ def sync_incoplax_command(
     account: Annotated[str, typer.Option(help="Name recorded with every row (the instance/domain).")] = "default",
     auth: AuthOption = "bearer",
     full_refresh: FullRefreshOption = False,
+    allow_mass_delete: AllowMassDeleteOption = False,
     listing: Annotated[str, typer.Option(help="auto, minimal (complete list, mask id,ext.lwt) or recent (newest first, stop at the cursor; no deletions).")] = "auto",
     order: Annotated[str, typer.Option(help="List order as JSON, passed through (default [\"id\"]; '' sends none).")] = '["id"]',
     page_size: Annotated[int, typer.Option(min=1, help="limit of each list request.")] = 500,
@@ -368,6 +374,7 @@ def sync_incoplax_command(
         base_url=base_url, db_path=str(db), account=account,
         mode="full_refresh" if full_refresh else "incremental", listing=listing, order=order_value,
         page_size=page_size, concurrency=concurrency, batch_size=batch_size, auth_scheme=auth, timeout_s=timeout,
+        allow_mass_delete=allow_mass_delete,
     ), show_progress=not quiet and sys.stderr.isatty())
     print_summary(summary)
     if summary["status"] == "partial":
@@ -446,6 +453,7 @@ def sync_clarity_command(
     udf: Annotated[Optional[list[str]], typer.Option(
         "--udf", help="UDF/UDT filter passed through, e.g. 'udf.Project Type=RNA-Seq' or 'udt.name=Plan' (repeatable).")] = None,
     full_refresh: Annotated[bool, typer.Option("--full-refresh", help="List and refetch every project; mark vanished ones deleted.")] = False,
+    allow_mass_delete: AllowMassDeleteOption = False,
     since: Annotated[Optional[str], typer.Option(help="Override the incremental watermark (ISO 8601 with zone).")] = None,
     overlap: Annotated[float, typer.Option(min=0.0, help="Seconds the watermark is moved back for safety.")] = 300.0,
     concurrency: ConcurrencyOption = 8,
@@ -470,7 +478,7 @@ def sync_clarity_command(
         base_url=base_url, db_path=str(db), account=account,
         mode="full_refresh" if full_refresh else "incremental",
         names=name or None, open_date=open_date, udf=udf or None, since=since, overlap_s=overlap,
-        concurrency=concurrency, batch_size=batch_size, timeout_s=timeout,
+        concurrency=concurrency, batch_size=batch_size, timeout_s=timeout, allow_mass_delete=allow_mass_delete,
     ), show_progress=not quiet and sys.stderr.isatty())
     print_summary(summary)
     if summary.get("udf_parse_errors"):
@@ -592,6 +600,7 @@ def sync_openproject_command(
     db: DbOption = Path("warehouse.duckdb"),
     account: Annotated[str, typer.Option(help="Name recorded with every row (the instance).")] = "default",
     full_refresh: FullRefreshOption = False,
+    allow_mass_delete: AllowMassDeleteOption = False,
     page_size: Annotated[int, typer.Option(min=1, help="pageSize of every paged collection (the server may cap it).")] = 100,
     concurrency: ConcurrencyOption = 16,
     batch_size: BatchSizeOption = 100,
@@ -612,6 +621,7 @@ def sync_openproject_command(
         base_url=base_url, db_path=str(db), account=account,
         mode="full_refresh" if full_refresh else "incremental", page_size=page_size,
         concurrency=concurrency, batch_size=batch_size, timeout_s=timeout, probe_work_packages=probe_work_packages,
+        allow_mass_delete=allow_mass_delete,
     ), show_progress=not quiet and sys.stderr.isatty())
     print_summary(summary)
     if summary["status"] == "partial":

@@ -229,10 +229,14 @@ def test_page_walk_follows_next_links_and_refuses_a_loop():
     async def fetch(href):
         return pages[href]
 
-    assert asyncio.run(collect_pages(fetch, "p1", next_by_offset, collection_elements)) == [1, 2, 3]
+    def same(element):
+        return element
+
+    assert asyncio.run(collect_pages(fetch, "p1", next_by_offset, collection_elements, same)) == [1, 2, 3]
+    pages["p3"]["_embedded"]["elements"] = [4]
     pages["p3"]["_links"]["nextByOffset"] = {"href": "p1"}
     with pytest.raises(ApiError, match="loops"):
-        asyncio.run(collect_pages(fetch, "p1", next_by_offset, collection_elements))
+        asyncio.run(collect_pages(fetch, "p1", next_by_offset, collection_elements, same))
 
 
 def test_links_are_resolved_on_the_instance_and_never_sent_elsewhere():

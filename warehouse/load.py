@@ -47,10 +47,17 @@ def replace_units(
     rejected: Iterable[RejectedRecord],
     now: datetime,
     stored: Collection[str] | None = None,
+    partial_tables: Collection[str] = (),
 ) -> dict[str, int]:
     """Replace the units named in ``cursors`` (unit key → cursor) as one transaction.
     ``stored`` names those whose earlier rows must go (None: any may have some); a unit
     without committed state has none, and skipping its DELETEs halves a first sync's load.
+
+    ``partial_tables`` are tables the fetch saw only in part (a RAYTeams strategy that
+    cannot see every kind of record): a row missing there is no evidence that it is gone,
+    so the units' rows there are kept, and rows the batch carries replace those of the
+    same key. Likewise their quarantined records: kept, unless the batch quarantines a
+    record of the same key again.
 
     Returns rows inserted per table."""
     replaced = list(cursors) if stored is None else list(stored)
@@ -64,28 +71,39 @@ def replace_units(
     with transaction(con):
         con.register("batch_units", units)
         for table in tables:
-            if replaced:
+            frame = frames.get(table.name)
+            if table.name in partial_tables:
+                if frame is not None and frame.height:
+                    _delete_same_keys(con, table, frame)
+            elif replaced:
                 con.execute(
                     f"DELETE FROM {table.qualified_name} WHERE account = ? "
                     f"AND {table.unit_column} IN (SELECT unit_key FROM batch_units)",
                     [account],
                 )
-            frame = frames.get(table.name)
             if frame is not None and frame.height:
                 con.register("batch_rows", frame)
                 con.execute(f"INSERT INTO {table.qualified_name} BY NAME SELECT * FROM batch_rows")
                 con.unregister("batch_rows")
             inserted[table.name] = 0 if frame is None else frame.height
+        con.register("batch_rejected", quarantine)
         if replaced:
+            kept = list(partial_tables)
             con.execute(
                 "DELETE FROM pipeline.rejected_records WHERE source = ? AND account = ? "
-                "AND unit_key IN (SELECT unit_key FROM batch_units)",
-                [source, account],
+                "AND unit_key IN (SELECT unit_key FROM batch_units) "
+                "AND (coalesce(table_name NOT IN (SELECT unnest(?::VARCHAR[])), TRUE) "
+                "     OR record_key IN (SELECT record_key FROM batch_rejected))",
+                [source, account, kept],
             )
         if quarantine.height:
-            con.register("batch_rejected", quarantine)
-            con.execute("INSERT INTO pipeline.rejected_records BY NAME SELECT * FROM batch_rejected")
-            con.unregister("batch_rejected")
+            # Numbered after the unit's kept quarantined records (none unless partial tables).
+            con.execute(
+                "INSERT INTO pipeline.rejected_records BY NAME SELECT * REPLACE (seq + coalesce(("
+                "SELECT max(r.seq) + 1 FROM pipeline.rejected_records r WHERE r.source = b.source "
+                "AND r.account = b.account AND r.unit_key = b.unit_key), 0) AS seq) FROM batch_rejected b"
+            )
+        con.unregister("batch_rejected")
         con.register("batch_state", state)
         con.execute(
             """
@@ -103,6 +121,14 @@ def replace_units(
         crash_point("load-before-commit")
     crash_point("load-after-commit")
     return inserted
+
+
+def _delete_same_keys(con: duckdb.DuckDBPyConnection, table: Table, frame: pl.DataFrame) -> None:
+    """Delete the rows of ``table`` whose key a batch frame carries (an upsert's first half)."""
+    con.register("batch_keys", frame.select(list(table.key)))
+    match = " AND ".join(f"t.{column} = k.{column}" for column in table.key)
+    con.execute(f"DELETE FROM {table.qualified_name} t USING batch_keys k WHERE {match}")
+    con.unregister("batch_keys")
 
 
 def mark_deleted(

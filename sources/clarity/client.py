@@ -255,6 +255,11 @@ def parse_project(root: Element) -> dict[str, Any]:
     return project
 
 
+def link_key(link: dict[str, str | None]) -> str | None:
+    """What tells project links apart while paging: the limsid, else the uri."""
+    return link.get("limsid") or link.get("uri")
+
+
 # --------------------------------------------------------------------------- client
 class ClarityClient(SourceClient):
     """Fetches Clarity projects over one shared :class:`HttpClient`."""
@@ -290,7 +295,7 @@ class ClarityClient(SourceClient):
             return page.links
 
         found = await collect_pages(
-            self._page, tuple(params), lambda page, _: page.next_request, links, max_pages=self.max_pages
+            self._page, tuple(params), lambda page, _: page.next_request, links, link_key, max_pages=self.max_pages
         )
         return ProjectListing(found, len(pages), pages[0].server_time if pages else None)
 

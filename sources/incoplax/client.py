@@ -115,6 +115,12 @@ def has_fields(entity: Mapping[str, Any], fields: Sequence[str]) -> bool:
     return True
 
 
+def entity_key(entity: Mapping[str, Any]) -> str | None:
+    """What tells list entries apart while paging: the id (None without one)."""
+    pid = entity.get("id")
+    return pid if isinstance(pid, str) and pid else None
+
+
 def field_value(entity: Mapping[str, Any], name: str) -> Any:
     node: Any = entity
     for part in name.split("."):
@@ -199,7 +205,8 @@ class IncoplaxClient(SourceClient):
         filter: Mapping[str, Any] | None = None,
     ) -> AsyncIterator[Page]:
         """Every non-empty page, from offset 0 to the first empty page (see the module
-        doc). The caller may stop early (``break``): no further page is requested."""
+        doc), each with only the entities not served before. The caller may stop early
+        (``break``): no further page is requested."""
 
         async def fetch(offset: int) -> Page:
             return Page(offset, await self.list_page(offset, self.page_size, mask=mask, flat=flat,
@@ -208,9 +215,11 @@ class IncoplaxClient(SourceClient):
         def next_offset(page: Page, offset: int) -> int | None:
             return offset + len(page.entities) if page.entities else None
 
-        async for page in follow_pages(fetch, 0, next_offset):
-            if page.entities:
-                yield page
+        # Entities already served (a server that ignores offset) are dropped, and a page
+        # of nothing but them fails the listing (sources/paging.py).
+        async for page, fresh in follow_pages(fetch, 0, next_offset, lambda page: page.entities, entity_key):
+            if fresh:
+                yield Page(page.offset, fresh)
 
     async def list_projects(self, **options: Any) -> list[dict[str, Any]]:
         """Every project of the list (see :meth:`pages` for the options)."""

@@ -116,6 +116,23 @@ def collection_elements(page: Mapping[str, Any]) -> list[Any]:
     return elements
 
 
+def element_key(element: Any) -> Any:
+    """What tells a collection's elements apart while paging: the ``id``, else the
+    ``self`` link (None without either)."""
+    if not isinstance(element, Mapping):
+        return None
+    if element.get("id") is not None and not isinstance(element.get("id"), (dict, list)):
+        return ("id", element["id"])
+    href = link_href(element.get("_links"), "self")
+    return None if href is None else ("self", href)
+
+
+def collection_total(page: Mapping[str, Any]) -> int | None:
+    """The ``total`` a Collection states (None when it states none)."""
+    total = page.get("total")
+    return total if isinstance(total, int) and not isinstance(total, bool) else None
+
+
 def next_by_offset(page: Mapping[str, Any], _request: str | None = None) -> str | None:
     """The href of ``_links.nextByOffset``, or None on the last page."""
     links = page.get("_links")
@@ -191,7 +208,8 @@ class OpenProjectClient(SourceClient):
 
     async def collect(self, href: str, extra: Mapping[str, str] | None = None) -> list[Any]:
         """Every element of a paged collection, following ``nextByOffset`` until absent."""
-        return await collect_pages(self.get, self.paged(href, extra), next_by_offset, collection_elements)
+        return await collect_pages(self.get, self.paged(href, extra), next_by_offset, collection_elements,
+                                   element_key, stated_total=collection_total)
 
     # ------------------------------------------------------------------ resources
     async def list_projects(self) -> list[Any]:
