@@ -17,14 +17,20 @@ from flows.engine import SourceAdapter, Stages, run_sync
 from flows.progress import new_progress
 from flows.tasks import TASK_STAGES
 from schemas.spec import Table
+from warehouse.integrity import check_primary
 from warehouse.lock import open_writer
 from warehouse.migrations import check_tables, migrate
 from warehouse.replica import publish_replica, refresh_analyst_layer
+from warehouse.runs import record_failure
 
 # A run started by a deployment (a schedule) waits this long for another writer of the
 # same file (a manual sync, another source's run) to finish; a direct run (`pwh sync`)
 # fails at once. PWH_LOCK_WAIT_S overrides it.
 SCHEDULED_LOCK_WAIT_S = 900.0
+
+
+class PublishFailedError(RuntimeError):
+    """The sync committed, but the readers' replica could not be published."""
 
 
 def lock_wait_s() -> float:
@@ -58,6 +64,8 @@ async def sync_into_warehouse(
     with ExitStack() as stack:
         # Waiting for the lock must not block the flow's event loop.
         con = await asyncio.to_thread(stack.enter_context, open_writer(db_path, wait_s=lock_wait_s()))
+        # A damaged file is neither written into nor published (warehouse/integrity.py).
+        await asyncio.to_thread(check_primary, con, db_path)
         migrate(con)
         check_tables(con, tables)
         async with adapter as opened:
@@ -69,6 +77,15 @@ async def sync_into_warehouse(
             # Still the only writer: marts and comments refreshed, then the readers'
             # replica published (what analysts and dashboards open; see warehouse/replica.py).
             # Partial runs publish too: every project they committed is complete.
-            refresh_analyst_layer(con)
-            await asyncio.to_thread(publish_replica, con, db_path)
+            try:
+                refresh_analyst_layer(con)
+                await asyncio.to_thread(publish_replica, con, db_path)
+            except BaseException as exc:
+                # The data is committed but readers did not get it: the ledger says failed,
+                # as the exit status does.
+                message = f"publishing the replica failed: {type(exc).__name__}: {exc}".splitlines()[0]
+                record_failure(con, run, message)
+                if not isinstance(exc, Exception):
+                    raise  # an interrupt stays an interrupt
+                raise PublishFailedError(message) from exc
     return run.summary()

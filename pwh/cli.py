@@ -45,7 +45,6 @@ def _quiet_prefect() -> None:
     # Without PREFECT_API_URL, Prefect starts a temporary server per run; its default 20 s
     # start-up wait is not enough on a busy 2-core machine (measured: runs failed).
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-    os.umask(0o077)  # the warehouse, its WAL and key files: owner only
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
@@ -508,6 +507,7 @@ def sql(
 def publish(db: DbOption = Path("warehouse.duckdb")) -> None:
     """Refresh the marts and comments and publish the readers' replica now (every sync does this itself)."""
     from warehouse.connection import WarehouseBusyError
+    from warehouse.integrity import WarehouseDamagedError
     from warehouse.lock import open_writer
     from warehouse.migrations import migrate
     from warehouse.replica import publish_replica, refresh_analyst_layer
@@ -519,9 +519,26 @@ def publish(db: DbOption = Path("warehouse.duckdb")) -> None:
             migrate(con)
             refresh_analyst_layer(con)
             published = publish_replica(con, db)
-    except WarehouseBusyError as exc:
+    except (WarehouseBusyError, WarehouseDamagedError) as exc:
         fail(str(exc))
+    except OSError as exc:
+        fail(f"publishing the replica failed: {exc}; the replica was left as it was")
     typer.echo(f"replica {published.path} published ({published.bytes / 1e6:,.1f} MB in {published.seconds:.2f} s)")
+
+
+@app.command()
+def restore(db: DbOption = Path("warehouse.duckdb")) -> None:
+    """Replace a damaged warehouse file (one that does not open or read) by a copy of its readers' replica."""
+    from warehouse.connection import WarehouseBusyError
+    from warehouse.integrity import WarehouseDamagedError
+    from warehouse.replica import NothingToRestoreError, restore_from_replica
+
+    try:
+        replica, moved = restore_from_replica(db)
+    except (FileNotFoundError, NothingToRestoreError, WarehouseBusyError, WarehouseDamagedError) as exc:
+        fail(str(exc))
+    kept = f"; the damaged files are kept as {', '.join(str(p) for p in moved)}" if moved else ""
+    typer.echo(f"{db} restored from {replica}{kept}. The next sync of each source fetches what changed since.")
 
 
 @app.command()
@@ -614,6 +631,8 @@ def main() -> None:
     """The ``pwh`` executable: the commands above, run with the process settings of
     :mod:`pwh.process` (fewer collector passes, no interpreter teardown at exit)."""
     tune_collector()
+    # Every file any command creates (warehouse, replica, key, report, Prefect's) is owner-only.
+    os.umask(0o077)
     try:
         app()
     except SystemExit as done:
