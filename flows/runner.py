@@ -17,9 +17,11 @@ from flows.engine import SourceAdapter, Stages, run_sync
 from flows.progress import new_progress
 from flows.tasks import TASK_STAGES
 from schemas.spec import Table
+from transforms.pseudonym import PseudonymKey
 from warehouse.integrity import check_primary
 from warehouse.lock import open_writer
 from warehouse.migrations import check_tables, migrate
+from warehouse.pseudonym_keys import settle_key
 from warehouse.replica import publish_replica, refresh_analyst_layer
 from warehouse.runs import record_failure
 
@@ -56,10 +58,14 @@ async def sync_into_warehouse(
     mode: str,
     batch_size: int,
     stages: Stages = TASK_STAGES,
+    pseudonym_key: PseudonymKey | None = None,
+    rekey: bool = False,
 ) -> dict[str, Any]:
     """Run one source account's sync into the warehouse file; returns the run summary
     (counts only: safe to store as a flow result). ``stages`` defaults to the Prefect-task
-    stages; the benchmark passes the engine's plain ones to measure Prefect's overhead."""
+    stages; the benchmark passes the engine's plain ones to measure Prefect's overhead.
+    A source that pseudonymises passes the key its adapter uses: it must be the warehouse's
+    (``rekey``: it becomes the warehouse's, and the run a full refresh)."""
     run_id = str(flow_run.get_id() or uuid.uuid4())
     with ExitStack() as stack:
         # Waiting for the lock must not block the flow's event loop.
@@ -68,6 +74,9 @@ async def sync_into_warehouse(
         await asyncio.to_thread(check_primary, con, db_path)
         migrate(con)
         check_tables(con, tables)
+        if pseudonym_key is not None and settle_key(con, pseudonym_key, source=adapter.source, tables=tables,
+                                                    run_id=run_id, rekey=rekey):
+            mode = "full_refresh"  # every pseudonym is recomputed with the new key
         async with adapter as opened:
             run = await run_sync(
                 opened, con, run_id=run_id, mode=mode, batch_size=batch_size,

@@ -118,6 +118,9 @@ def sync_rayteams_command(
         min=0.001, help="Largest answer accepted, MiB (default: PWH_MAX_RESPONSE_BYTES, else 64).")] = None,
     token: Annotated[Optional[str], typer.Option(help="Overrides RAYTEAMS_TOKEN (prefer the variable: flags show in `ps`).")] = None,
     client_id: Annotated[Optional[str], typer.Option(help="Overrides RAYTEAMS_CLIENT_ID.")] = None,
+    rekey: Annotated[bool, typer.Option(
+        "--rekey", help="Make the pseudonym key at hand the warehouse's: every pseudonym is recomputed by a full "
+                        "refresh; those of deleted projects become NULL (docs/operations.md).")] = False,
     quiet: QuietOption = False,
 ) -> None:
     """Sync every RAYTeams project (and sub-resource, and file) into the warehouse."""
@@ -135,6 +138,7 @@ def sync_rayteams_command(
             config=config, db=db, account=account, all_accounts=all_accounts, concurrency=concurrency,
             mode="full_refresh" if full_refresh else "incremental", strategy=strategy,
             batch_size=batch_size, timeout=timeout, max_response_bytes=max_response_bytes, quiet=quiet,
+            rekey=rekey,
         )
         return
     if all_accounts:
@@ -150,7 +154,7 @@ def sync_rayteams_command(
         base_url=base_url, db_path=str(db), account=account or "default",
         mode="full_refresh" if full_refresh else "incremental", strategy=strategy,
         concurrency=concurrency, batch_size=batch_size, timeout_s=timeout,
-        max_response_bytes=max_response_bytes,
+        max_response_bytes=max_response_bytes, rekey=rekey,
     ), show_progress=not quiet and sys.stderr.isatty())
     print_summary(summary)
     if summary["status"] == "partial":

@@ -94,4 +94,16 @@ ACCOUNTS = Table(
     key=("source", "account"), unit_column=None,
 )
 
-TABLES: tuple[Table, ...] = (SCHEMA_VERSION, RUNS, REJECTED_RECORDS, UNIT_STATE, ACCOUNTS)
+PSEUDONYM_KEYS = Table(
+    SCHEMA, "pseudonym_keys",
+    "Which key made this warehouse's pseudonyms: its fingerprint, one row each time a key was adopted (the newest is in force). A sync with another key, or none, is refused.",
+    (
+        text("fingerprint", "HMAC-SHA256 of a fixed label under the key: names the key without revealing it.", nullable=False),
+        timestamp("recorded_at", "When the key was adopted (UTC).", nullable=False),
+        text("reason", "`first sync` (a new warehouse), `adopted` (a warehouse older than fingerprints) or `re-key` (`--rekey`)."),
+        text("run_id", "The run that adopted it."),
+    ),
+    key=("recorded_at",), unit_column=None,
+)
+
+TABLES: tuple[Table, ...] = (SCHEMA_VERSION, RUNS, REJECTED_RECORDS, UNIT_STATE, ACCOUNTS, PSEUDONYM_KEYS)
