@@ -71,8 +71,8 @@ def connect(path: Path | str, *, read_only: bool = False) -> duckdb.DuckDBPyConn
                 f"{path} is in use by {who} (a sync, or a reader such as a notebook); "
                 "DuckDB allows one writer at a time: wait for it to finish and retry"
             ) from None
-        if path.exists() and "permission denied" not in message.lower():  # there, but does not open
-            raise damaged(path, message) from None
+        if not read_only and path.exists() and "permission denied" not in message.lower():
+            raise damaged(path, message) from None  # the primary is there but does not open
         raise
     if not read_only:
         os.chmod(path, 0o600)
