@@ -234,3 +234,50 @@ def test_every_file_every_command_writes_is_owner_only_under_umask_000(sim, pref
     assert any(".damaged-" in name for name in seen)
     loose = {name: oct(bits) for name, bits in seen.items() if bits != (0o700 if (folder / name).is_dir() else 0o600)}
     assert not loose
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A tmpfs of its own (root only: where it cannot be mounted, the injected ENOSPC of
+    the test above stands in), unmounted afterwards."""
+    folder = tmp_path / "small-disk"
+    folder.mkdir()
+    mounted: list[str] = []
+
+    def mount(size: int) -> Path:
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(folder)],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
+        mounted.append(str(folder))
+        return folder
+
+    yield mount
+    for path in mounted:
+        subprocess.run(["umount", path], check=True)
+
+
+def test_a_really_full_disk_while_publishing_fails_the_run_in_the_ledger_too(sim, good, prefect_server, small_disk):
+    # Room for the primary, its replica and half a copy: the new replica copy runs out.
+    size = good.stat().st_size
+    folder = small_disk(2 * size + size // 2)
+    db = folder / good.name
+    shutil.copy2(good, db)
+    shutil.copy2(replica_path(good), replica_path(db))
+    replica = replica_path(db)
+    before = digest(replica)
+
+    code, out, err = sync(sim, db, prefect_server)
+
+    assert code == 1, out + err
+    assert err.strip().splitlines()[-1].startswith(
+        "pwh: error: PublishFailedError: publishing the replica failed: OSError: [Errno 28]"), err
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        status, error = con.execute(
+            "SELECT status, error FROM pipeline.runs ORDER BY started_at DESC LIMIT 1").fetchall()[0]
+    finally:
+        con.close()
+    assert (status, error.split(":")[0]) == ("failed", "publishing the replica failed")
+    assert digest(replica) == before
+    assert not list(folder.glob(".*.tmp"))

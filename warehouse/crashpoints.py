@@ -8,8 +8,8 @@ crash is most dangerous: between a batch's fetch and its load, inside the load
 transaction before COMMIT, right after COMMIT, and inside the deletion marking.
 
 ``PWH_FAIL_AT=<point>`` makes :func:`fail_point` raise the error a full disk gives
-(``OSError`` ENOSPC) there instead: a disk cannot be filled on demand where tests run
-(a small tmpfs needs root).
+(``OSError`` ENOSPC) there instead: a disk can only be filled on demand where a test may
+mount a small tmpfs (root).
 """
 
 from __future__ import annotations
