@@ -149,7 +149,7 @@ def test_restore_puts_the_replica_back_and_the_next_sync_succeeds(sim, good, pre
 def test_restore_refuses_to_replace_a_primary_that_reads(good, tmp_path):
     db = copy_warehouse(good, tmp_path / "w")
     before = digest(db)
-    code, out, err = run_pwh("restore", "--db", str(db))
+    code, _, err = run_pwh("restore", "--db", str(db))
     assert code == 1 and "nothing to restore" in err
     assert digest(db) == before
 
@@ -160,7 +160,7 @@ def test_restore_refuses_a_replica_that_does_not_read(good, tmp_path):
     garbage_header(replica_path(db))
     primary_before = digest(db)
 
-    code, out, err = run_pwh("restore", "--db", str(db))
+    code, _, err = run_pwh("restore", "--db", str(db))
 
     assert code == 1
     assert "does not read either" in err and "--full-refresh" in err and len(err.strip().splitlines()) == 1
@@ -246,7 +246,7 @@ def small_disk(tmp_path):
 
     def mount(size: int) -> Path:
         result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(folder)],
-                                capture_output=True, text=True)
+                                capture_output=True, text=True, check=False)
         if result.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
         mounted.append(str(folder))
