@@ -26,7 +26,7 @@ from sources.rayteams.client import (
 from sources.rayteams.oauth import OAuthCredentials, SecretNames
 from transforms.coerce import CoercionError, as_epoch_ms
 from transforms.frames import TableBatch
-from transforms.pseudonym import Pseudonymizer, load_key
+from transforms.pseudonym import Pseudonymizer, choose_key
 from transforms.rayteams import FetchedProject, transform_projects
 from transforms.redact import redact
 from warehouse.load import UnitState
@@ -103,13 +103,15 @@ def default_key_file(db_path: str) -> Path:
 
 async def sync_client(
     client: RayteamsClient, *, account: str, db_path: str, mode: str, strategy: str, batch_size: int,
-    region: str | None = None, allow_mass_delete: bool = False,
+    region: str | None = None, allow_mass_delete: bool = False, rekey: bool = False,
 ) -> dict[str, Any]:
-    """One account's sync through ``client`` into the warehouse (what every RAYTeams flow runs)."""
-    pseudonyms = Pseudonymizer(load_key(default_key_file(db_path)))
+    """One account's sync through ``client`` into the warehouse (what every RAYTeams flow runs);
+    ``rekey``: adopt the pseudonym key at hand as the warehouse's (warehouse/pseudonym_keys.py)."""
+    key = choose_key(default_key_file(db_path))
     return await sync_into_warehouse(
-        RayteamsAdapter(client, account=account, strategy=strategy, pseudonyms=pseudonyms, region=region),
-        db_path=db_path, tables=tables.TABLES, mode=mode, batch_size=batch_size,
+        RayteamsAdapter(client, account=account, strategy=strategy, pseudonyms=Pseudonymizer(key.secret),
+                        region=region),
+        db_path=db_path, tables=tables.TABLES, mode=mode, batch_size=batch_size, pseudonym_key=key, rekey=rekey,
         allow_mass_delete=allow_mass_delete,
     )
 
@@ -127,12 +129,14 @@ async def sync_rayteams(
     max_attempts: int = 6,
     max_response_bytes: int | None = None,
     allow_mass_delete: bool = False,
+    rekey: bool = False,
 ) -> dict[str, Any]:
     """Sync every RAYTeams project of one account into the DuckDB warehouse at ``db_path``.
 
     Credentials come from RAYTEAMS_TOKEN and RAYTEAMS_CLIENT_ID (or Prefect Secret blocks
     ``rayteams-token`` / ``rayteams-client-id``), the pseudonym key from PWH_PSEUDONYM_KEY
-    (or a key file beside the warehouse); none of them is a parameter.
+    (or a key file beside the warehouse); none of them is a parameter. The key must be the
+    one that made the warehouse's pseudonyms; ``rekey`` makes it so (a full refresh).
     ``allow_mass_delete`` confirms a run that marks more than a quarter of the projects
     deleted (refused otherwise: flows/engine.py, the mass-deletion guard).
     """
@@ -141,7 +145,7 @@ async def sync_rayteams(
     settings = HttpSettings.for_run(concurrency, timeout_s, max_attempts, max_response_bytes)
     client = RayteamsClient.connect(base_url, token=token, client_id=client_id, settings=settings)
     return await sync_client(client, account=account, db_path=db_path, mode=mode, strategy=strategy,
-                             batch_size=batch_size, allow_mass_delete=allow_mass_delete)
+                             batch_size=batch_size, allow_mass_delete=allow_mass_delete, rekey=rekey)
 
 
 def oauth_credentials(account: RayteamsAccount, settings: HttpSettings) -> OAuthCredentials:
@@ -172,6 +176,7 @@ async def sync_rayteams_account(
     max_attempts: int = 6,
     max_response_bytes: int | None = None,
     allow_mass_delete: bool = False,
+    rekey: bool = False,
 ) -> dict[str, Any]:
     """Sync one RAYTeams account of ``config_path`` (default ``pwh.toml``), renewing its
     OAuth access token from its refresh token whenever it expires.
@@ -185,7 +190,7 @@ async def sync_rayteams_account(
                                     settings=settings)
     summary = await sync_client(client, account=configured.name, db_path=db_path, mode=mode,
                                 strategy=strategy, batch_size=batch_size, region=configured.region,
-                                allow_mass_delete=allow_mass_delete)
+                                allow_mass_delete=allow_mass_delete, rekey=rekey)
     return {"account": configured.name, "region": configured.region, **summary}
 
 
@@ -210,6 +215,7 @@ async def sync_rayteams_accounts(
     max_attempts: int = 6,
     max_response_bytes: int | None = None,
     allow_mass_delete: bool = False,
+    rekey: bool = False,
 ) -> dict[str, Any]:
     """Sync every RAYTeams account of ``config_path`` (or only ``account``), one after
     another, each as its own subflow run with its own ledger row (one DuckDB writer at a
@@ -231,7 +237,7 @@ async def sync_rayteams_accounts(
             name, config_path=config_path, db_path=db_path, mode=mode, strategy=strategy,
             concurrency=concurrency, batch_size=batch_size, timeout_s=timeout_s,
             max_attempts=max_attempts, max_response_bytes=max_response_bytes,
-            allow_mass_delete=allow_mass_delete, return_state=True,
+            allow_mass_delete=allow_mass_delete, rekey=rekey, return_state=True,
         )
         if state.is_completed():
             outcome["accounts"][name] = await state.result()

@@ -17,14 +17,22 @@ from flows.engine import DEFAULT_MAX_DELETE_SHARE, SourceAdapter, Stages, run_sy
 from flows.progress import new_progress
 from flows.tasks import TASK_STAGES
 from schemas.spec import Table
+from transforms.pseudonym import PseudonymKey
+from warehouse.integrity import check_primary
 from warehouse.lock import open_writer
 from warehouse.migrations import check_tables, migrate
+from warehouse.pseudonym_keys import settle_key
 from warehouse.replica import publish_replica, refresh_analyst_layer
+from warehouse.runs import record_failure
 
 # A run started by a deployment (a schedule) waits this long for another writer of the
 # same file (a manual sync, another source's run) to finish; a direct run (`pwh sync`)
 # fails at once. PWH_LOCK_WAIT_S overrides it.
 SCHEDULED_LOCK_WAIT_S = 900.0
+
+
+class PublishFailedError(RuntimeError):
+    """The sync committed, but the readers' replica could not be published."""
 
 
 def lock_wait_s() -> float:
@@ -62,17 +70,26 @@ async def sync_into_warehouse(
     batch_size: int,
     stages: Stages = TASK_STAGES,
     allow_mass_delete: bool = False,
+    pseudonym_key: PseudonymKey | None = None,
+    rekey: bool = False,
 ) -> dict[str, Any]:
     """Run one source account's sync into the warehouse file; returns the run summary
     (counts only: safe to store as a flow result). ``stages`` defaults to the Prefect-task
     stages; the benchmark passes the engine's plain ones to measure Prefect's overhead.
-    ``allow_mass_delete`` lifts the engine's mass-deletion guard for this run."""
+    ``allow_mass_delete`` lifts the engine's mass-deletion guard for this run.
+    A source that pseudonymises passes the key its adapter uses: it must be the warehouse's
+    (``rekey``: it becomes the warehouse's, and the run a full refresh)."""
     run_id = str(flow_run.get_id() or uuid.uuid4())
     with ExitStack() as stack:
         # Waiting for the lock must not block the flow's event loop.
         con = await asyncio.to_thread(stack.enter_context, open_writer(db_path, wait_s=lock_wait_s()))
+        # A damaged file is neither written into nor published (warehouse/integrity.py).
+        await asyncio.to_thread(check_primary, con, db_path)
         migrate(con)
         check_tables(con, tables)
+        if pseudonym_key is not None and settle_key(con, pseudonym_key, source=adapter.source, tables=tables,
+                                                    run_id=run_id, rekey=rekey):
+            mode = "full_refresh"  # every pseudonym is recomputed with the new key
         async with adapter as opened:
             run = await run_sync(
                 opened, con, run_id=run_id, mode=mode, batch_size=batch_size,
@@ -83,6 +100,15 @@ async def sync_into_warehouse(
             # Still the only writer: marts and comments refreshed, then the readers'
             # replica published (what analysts and dashboards open; see warehouse/replica.py).
             # Partial runs publish too: every project they committed is complete.
-            refresh_analyst_layer(con)
-            await asyncio.to_thread(publish_replica, con, db_path)
+            try:
+                refresh_analyst_layer(con)
+                await asyncio.to_thread(publish_replica, con, db_path)
+            except BaseException as exc:
+                # The data is committed but readers did not get it: the ledger says failed,
+                # as the exit status does.
+                message = f"publishing the replica failed: {type(exc).__name__}: {exc}".splitlines()[0]
+                record_failure(con, run, message)
+                if not isinstance(exc, Exception):
+                    raise  # an interrupt stays an interrupt
+                raise PublishFailedError(message) from exc
     return run.summary()

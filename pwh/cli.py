@@ -69,7 +69,6 @@ def _quiet_prefect() -> None:
     # Without PREFECT_API_URL, Prefect starts a temporary server per run; its default 20 s
     # start-up wait is not enough on a busy 2-core machine (measured: runs failed).
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-    os.umask(0o077)  # the warehouse, its WAL and key files: owner only
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
@@ -144,6 +143,9 @@ def sync_rayteams_command(
         min=0.001, help="Largest answer accepted, MiB (default: PWH_MAX_RESPONSE_BYTES, else 64).")] = None,
     token: Annotated[Optional[str], typer.Option(help="Overrides RAYTEAMS_TOKEN (prefer the variable: flags show in `ps`).")] = None,
     client_id: Annotated[Optional[str], typer.Option(help="Overrides RAYTEAMS_CLIENT_ID.")] = None,
+    rekey: Annotated[bool, typer.Option(
+        "--rekey", help="Make the pseudonym key at hand the warehouse's: every pseudonym is recomputed by a full "
+                        "refresh; those of deleted projects become NULL (docs/operations.md).")] = False,
     quiet: QuietOption = False,
 ) -> None:
     """Sync every RAYTeams project (and sub-resource, and file) into the warehouse."""
@@ -161,7 +163,7 @@ def sync_rayteams_command(
             config=config, db=db, account=account, all_accounts=all_accounts, concurrency=concurrency,
             mode="full_refresh" if full_refresh else "incremental", strategy=strategy,
             batch_size=batch_size, timeout=timeout, max_response_bytes=max_response_bytes, quiet=quiet,
-            allow_mass_delete=allow_mass_delete,
+            allow_mass_delete=allow_mass_delete, rekey=rekey,
         )
         return
     if all_accounts:
@@ -177,7 +179,7 @@ def sync_rayteams_command(
         base_url=base_url, db_path=str(db), account=account or "default",
         mode="full_refresh" if full_refresh else "incremental", strategy=strategy,
         concurrency=concurrency, batch_size=batch_size, timeout_s=timeout,
-        max_response_bytes=max_response_bytes, allow_mass_delete=allow_mass_delete,
+        max_response_bytes=max_response_bytes, allow_mass_delete=allow_mass_delete, rekey=rekey,
     ), show_progress=not quiet and sys.stderr.isatty())
     print_summary(summary)
     if summary["status"] == "partial":
@@ -546,6 +548,7 @@ def sql(
 def publish(db: DbOption = Path("warehouse.duckdb")) -> None:
     """Refresh the marts and comments and publish the readers' replica now (every sync does this itself)."""
     from warehouse.connection import WarehouseBusyError
+    from warehouse.integrity import WarehouseDamagedError
     from warehouse.lock import open_writer
     from warehouse.migrations import migrate
     from warehouse.replica import publish_replica, refresh_analyst_layer
@@ -557,9 +560,26 @@ def publish(db: DbOption = Path("warehouse.duckdb")) -> None:
             migrate(con)
             refresh_analyst_layer(con)
             published = publish_replica(con, db)
-    except WarehouseBusyError as exc:
+    except (WarehouseBusyError, WarehouseDamagedError) as exc:
         fail(str(exc))
+    except OSError as exc:
+        fail(f"publishing the replica failed: {exc}; the replica was left as it was")
     typer.echo(f"replica {published.path} published ({published.bytes / 1e6:,.1f} MB in {published.seconds:.2f} s)")
+
+
+@app.command()
+def restore(db: DbOption = Path("warehouse.duckdb")) -> None:
+    """Replace a damaged warehouse file (one that does not open or read) by a copy of its readers' replica."""
+    from warehouse.connection import WarehouseBusyError
+    from warehouse.integrity import WarehouseDamagedError
+    from warehouse.replica import NothingToRestoreError, restore_from_replica
+
+    try:
+        replica, moved = restore_from_replica(db)
+    except (FileNotFoundError, NothingToRestoreError, WarehouseBusyError, WarehouseDamagedError) as exc:
+        fail(str(exc))
+    kept = f"; the damaged files are kept as {', '.join(str(p) for p in moved)}" if moved else ""
+    typer.echo(f"{db} restored from {replica}{kept}. The next sync of each source fetches what changed since.")
 
 
 @app.command()
@@ -654,6 +674,8 @@ def main() -> None:
     """The ``pwh`` executable: the commands above, run with the process settings of
     :mod:`pwh.process` (fewer collector passes, no interpreter teardown at exit)."""
     tune_collector()
+    # Every file any command creates (warehouse, replica, key, report, Prefect's) is owner-only.
+    os.umask(0o077)
     try:
         app()
     except SystemExit as done:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -390,8 +391,12 @@ ages as of {_esc(s.generated_at)}</p>{data_age(s)}</header>
 
 
 def write_report(db: Path | str, out: Path | str) -> Snapshot:
+    """Write the report owner-only (it shows the warehouse's content), an older file included."""
     s = snapshot(db)
-    Path(out).write_text(render(s), encoding="utf-8")
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(render(s))
     return s
 
 

@@ -26,7 +26,7 @@ RUNS = Table(
         text("account", "Account (lab, instance) synced."),
         text("mode", "`incremental` or `full_refresh`."),
         text("strategy", "Fetch strategy (RAYTeams: `aggregate` or `per_resource`)."),
-        text("status", "`running`, `success`, `partial` (some projects failed: see `failed_units`), `failed`, or `abandoned` (the process died)."),
+        text("status", "`running`, `success`, `partial` (some projects failed: see `failed_units`), `failed` (also when the data committed but publishing the readers' replica failed: `error` says so; the command exited non-zero), or `abandoned` (the process died)."),
         timestamp("started_at", "Start (UTC)."),
         timestamp("ended_at", "End (UTC); NULL while running."),
         integer("units_seen", "Projects listed by the API."),
@@ -94,4 +94,16 @@ ACCOUNTS = Table(
     key=("source", "account"), unit_column=None,
 )
 
-TABLES: tuple[Table, ...] = (SCHEMA_VERSION, RUNS, REJECTED_RECORDS, UNIT_STATE, ACCOUNTS)
+PSEUDONYM_KEYS = Table(
+    SCHEMA, "pseudonym_keys",
+    "Which key made this warehouse's pseudonyms: its fingerprint, one row each time a key was adopted (the newest is in force). A sync with another key, or none, is refused.",
+    (
+        text("fingerprint", "HMAC-SHA256 of a fixed label under the key: names the key without revealing it.", nullable=False),
+        timestamp("recorded_at", "When the key was adopted (UTC).", nullable=False),
+        text("reason", "`first sync` (a new warehouse), `adopted` (a warehouse older than fingerprints) or `re-key` (`--rekey`)."),
+        text("run_id", "The run that adopted it."),
+    ),
+    key=("recorded_at",), unit_column=None,
+)
+
+TABLES: tuple[Table, ...] = (SCHEMA_VERSION, RUNS, REJECTED_RECORDS, UNIT_STATE, ACCOUNTS, PSEUDONYM_KEYS)

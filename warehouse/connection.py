@@ -12,6 +12,8 @@ from pathlib import Path
 
 import duckdb
 
+from warehouse.integrity import damaged
+
 DEFAULT_PATH = Path("warehouse.duckdb")
 # Files readable by DuckDB 1.4+ clients too (BI tools often embed 1.x); 2.0's own format
 # would lock them out, and the pipeline needs nothing that only 2.0 storage offers.
@@ -60,15 +62,17 @@ def connect(path: Path | str, *, read_only: bool = False) -> duckdb.DuckDBPyConn
                 read_only=read_only,
                 config={} if read_only else {"storage_compatibility_version": STORAGE_COMPATIBILITY},
             )
-    except duckdb.IOException as exc:
+    except duckdb.Error as exc:
         message = str(exc)
-        if "lock" in message.lower():
+        if isinstance(exc, duckdb.IOException) and "lock" in message.lower():
             holder = re.search(r"\(PID (\d+)\)", message)
             who = f"process {holder.group(1)}" if holder else "another process"
             raise WarehouseBusyError(
                 f"{path} is in use by {who} (a sync, or a reader such as a notebook); "
                 "DuckDB allows one writer at a time: wait for it to finish and retry"
             ) from None
+        if not read_only and path.exists() and "permission denied" not in message.lower():
+            raise damaged(path, message) from None  # the primary is there but does not open
         raise
     if not read_only:
         os.chmod(path, 0o600)

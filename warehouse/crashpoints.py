@@ -6,14 +6,20 @@ flush, exactly like ``kill -9`` at that instant. Without the variable
 :func:`crash_point` is a dictionary lookup that does nothing. The points sit where a
 crash is most dangerous: between a batch's fetch and its load, inside the load
 transaction before COMMIT, right after COMMIT, and inside the deletion marking.
+
+``PWH_FAIL_AT=<point>`` makes :func:`fail_point` raise the error a full disk gives
+(``OSError`` ENOSPC) there instead: a disk can only be filled on demand where a test may
+mount a small tmpfs (root).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 
 VARIABLE = "PWH_CRASH_AT"
+FAIL_VARIABLE = "PWH_FAIL_AT"
 
 _hits: dict[str, int] = {}
 
@@ -28,3 +34,8 @@ def crash_point(name: str) -> None:
     _hits[name] = _hits.get(name, 0) + 1
     if _hits[name] == (int(nth) if nth else 1):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def fail_point(name: str) -> None:
+    if os.environ.get(FAIL_VARIABLE) == name:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

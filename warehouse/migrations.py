@@ -39,6 +39,8 @@ MIGRATIONS: list[Migration] = [
     Migration(3, "Clarity LIMS tables", create_tables(clarity.TABLES)),
     Migration(4, "Incoplax tables", create_tables(incoplax.TABLES)),
     Migration(5, "pipeline.accounts: each account's region and base URL", create_tables((pipeline.ACCOUNTS,))),
+    Migration(6, "pipeline.pseudonym_keys: the fingerprint of the key that made the pseudonyms",
+              create_tables((pipeline.PSEUDONYM_KEYS,))),
 ]
 
 

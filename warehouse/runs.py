@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 
 import duckdb
 import orjson
 
 from warehouse.connection import transaction
+
+log = logging.getLogger("pwh.runs")
 
 
 @dataclass
@@ -80,6 +83,19 @@ def record_account(
 
 def save_run(con: duckdb.DuckDBPyConnection, run: RunRecord) -> None:
     _write(con, run)
+
+
+def record_failure(con: duckdb.DuckDBPyConnection, run: RunRecord, error: str) -> None:
+    """A run that failed after its data committed (publishing the replica): the ledger says
+    ``failed`` with the cause. Best effort: on a full disk even this may not be written,
+    and the caller's error must still reach the user."""
+    run.status = "failed"
+    run.error = error[:2000]
+    run.ended_at = datetime.now(timezone.utc)
+    try:
+        save_run(con, run)
+    except duckdb.Error as exc:
+        log.error("could not record run %s as failed: %s", run.run_id, exc)
 
 
 def _write(con: duckdb.DuckDBPyConnection, run: RunRecord) -> None:

@@ -1,0 +1,72 @@
+"""Is a warehouse file whole? Checked before a sync writes into the primary and before a
+copy of it replaces the readers' replica.
+
+DuckDB 2.0 has no integrity-check pragma, but it verifies a checksum of every block it
+reads; ``count(*)`` alone reads none (it is answered from the table's metadata), so a
+damaged file passes it. Every table is therefore scanned whole: ``sum(hash(row))`` makes
+DuckDB read every block of every column. Measured on this machine: 0.06 s for 9 tables of
+1.8 M rows (10 MB), 0.26 s for 5 tables of 10 M rows (220 MB). A file truncated to half, a zeroed
+block in the middle and a garbage header were each caught, at open or by the scan.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+
+class WarehouseDamagedError(RuntimeError):
+    """A warehouse file does not open, or a table of it does not read."""
+
+
+def recovery_hint(db_path: Path | str) -> str:
+    return (f"restore it from the readers' replica with `pwh restore --db {db_path}`, or move it aside "
+            "and sync every source into a new file (--full-refresh)")
+
+
+def damaged(db_path: Path | str, detail: str) -> WarehouseDamagedError:
+    """The one-line error for a damaged primary: what is wrong and how to recover."""
+    return WarehouseDamagedError(f"{db_path} is damaged ({first_line(detail)}): {recovery_hint(db_path)}")
+
+
+def first_line(text: str, limit: int = 200) -> str:
+    line = str(text).strip().splitlines()[0] if str(text).strip() else "no detail"
+    return line[:limit]
+
+
+def read_every_table(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Scan every table of the connection's database whole; return its row counts.
+    Raises ``duckdb.Error`` at the first block that does not read back."""
+    return _counts(con, "SELECT count(*), sum(hash(t)) FROM {} t")
+
+
+def row_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Every table's row count, as its metadata says (cheap: reads no data blocks)."""
+    return _counts(con, "SELECT count(*) FROM {}")
+
+
+def _counts(con: duckdb.DuckDBPyConnection, query: str) -> dict[str, int]:
+    tables = con.execute(
+        "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = current_database() "
+        "ORDER BY ALL"
+    ).fetchall()
+    return {f"{schema}.{table}": con.execute(query.format(f'"{schema}"."{table}"')).fetchall()[0][0]
+            for schema, table in tables}
+
+
+def check_primary(con: duckdb.DuckDBPyConnection, db_path: Path | str) -> dict[str, int]:
+    """Every table of the open primary reads, or :class:`WarehouseDamagedError` saying how to recover."""
+    try:
+        return read_every_table(con)
+    except duckdb.Error as exc:
+        raise damaged(db_path, str(exc)) from None
+
+
+def check_copy(path: Path | str) -> dict[str, int]:
+    """Open a file read-only and read every table; ``duckdb.Error`` if it does not."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return read_every_table(con)
+    finally:
+        con.close()
