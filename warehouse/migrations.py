@@ -39,6 +39,9 @@ MIGRATIONS: list[Migration] = [
     Migration(3, "Clarity LIMS tables", create_tables(clarity.TABLES)),
     Migration(4, "Incoplax tables", create_tables(incoplax.TABLES)),
     Migration(5, "pipeline.accounts: each account's region and base URL", create_tables((pipeline.ACCOUNTS,))),
+    # 7 creates only its own table, so it applies whether or not 6 came before it.
+    Migration(7, "pipeline.field_issues: fields loaded NULL because they could not be read",
+              create_tables((pipeline.FIELD_ISSUES,))),
 ]
 
 
