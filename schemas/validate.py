@@ -51,8 +51,8 @@ def split_valid(buffer: RowBuffer, redact: Callable[[Any], Any]) -> tuple[pl.Dat
         return frame, []
     if failures is not None:
         _collect(table.qualified_name, failures, reasons)
-    for i in reasons:
-        reasons[i].extend(str(issue) for issue in buffer.issues.pop(i, ()))
+    for i, why in reasons.items():
+        why.extend(str(issue) for issue in buffer.issues.pop(i, ()))
     rejected = [
         RejectedRecord(
             table.name, buffer.units[i], buffer.keys[i], tuple(reasons[i]), raw_json(buffer.raws[i], redact)

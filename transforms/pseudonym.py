@@ -70,6 +70,11 @@ def birth_year(value: Any) -> int | None:
         return None
     if isinstance(value, str):
         text = value.strip()
+        try:
+            # The documented form, most values, parsed in C (it also takes YYYYMMDD).
+            return _checked_year(date.fromisoformat(text).year)
+        except ValueError:
+            pass
         for pattern, order in _BIRTH_FORMS:
             match = pattern.match(text)
             if match:
@@ -81,12 +86,24 @@ def birth_year(value: Any) -> int | None:
 def _year(parts: tuple[str, ...], order: str) -> int:
     numbers = [int(p) for p in parts]
     readings = [dict(zip(reading, numbers)) for reading in order.split("|")]
-    year = readings[0]["Y"]
-    if not EARLIEST_BIRTH_YEAR <= year <= date.today().year:
-        raise CoercionError(f"subject.birth: year not between {EARLIEST_BIRTH_YEAR} and this year",
-                            f"year not between {EARLIEST_BIRTH_YEAR} and this year")
+    year = _checked_year(readings[0]["Y"])
     if order != "Y" and not any(_is_date(year, r["M"], r["D"]) for r in readings):
         raise CoercionError("subject.birth: not a calendar date", "not a calendar date")
+    return year
+
+
+_this_year = date.today().year
+
+
+def _checked_year(year: int) -> int:
+    """``year`` if between 1850 and this year (the clock is read again only for a year
+    beyond the one last read, so a process running over New Year stays right)."""
+    global _this_year
+    if year > _this_year:
+        _this_year = date.today().year
+    if not EARLIEST_BIRTH_YEAR <= year <= _this_year:
+        raise CoercionError(f"subject.birth: year not between {EARLIEST_BIRTH_YEAR} and this year",
+                            f"year not between {EARLIEST_BIRTH_YEAR} and this year")
     return year
 
 
