@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from schemas import incoplax as tables
-from transforms.coerce import FieldIssues, as_iso_datetime_ms, as_json, as_text, describe
+from transforms.coerce import (
+    FieldIssues,
+    as_iso_datetime_ms,
+    as_json,
+    as_text,
+    describe,
+)
 from transforms.frames import TableBatch
 
 _TOP_FIELDS = frozenset({"id", "code", "name", "opts", "ext"})
