@@ -23,7 +23,7 @@ import polars as pl
 from schemas.spec import Table
 from schemas.validate import split_valid
 from sources.errors import AuthError, NotFoundError, SourceError
-from transforms.frames import RejectedRecord, TableBatch
+from transforms.frames import RejectedRecord, RowIssue, TableBatch
 from warehouse.crashpoints import crash_point
 from warehouse.load import UnitState, mark_deleted, read_state, replace_units
 from warehouse.runs import (
@@ -259,10 +259,12 @@ def transform_and_load(
     batch = adapter.transform(fetched.payloads)
     frames: dict[str, pl.DataFrame] = {}
     rejected: list[RejectedRecord] = list(batch.rejected)
+    issues: list[RowIssue] = []
     for name, buffer in batch.buffers.items():
         valid, bad = split_valid(buffer, adapter.redact)
         frames[name] = valid
         rejected.extend(bad)
+        issues.extend(buffer.row_issues())
     loaded = replace_units(
         con,
         source=adapter.source,
@@ -274,6 +276,7 @@ def transform_and_load(
         partial_tables=adapter.partial_tables,
         frames=frames,
         rejected=rejected,
+        issues=issues,
         now=_now(),
     )
     return loaded, len(rejected)

@@ -24,7 +24,7 @@ from sources.rayteams.client import (
     region_of,
 )
 from sources.rayteams.oauth import OAuthCredentials, SecretNames
-from transforms.coerce import CoercionError, as_epoch_ms
+from transforms.coerce import CoercionError, as_timestamp_ms
 from transforms.frames import TableBatch
 from transforms.pseudonym import Pseudonymizer, choose_key
 from transforms.rayteams import FetchedProject, transform_projects
@@ -86,10 +86,10 @@ class RayteamsAdapter(ClientAdapter):
 
 
 def project_cursor(record: dict[str, Any]) -> str | None:
-    """The incremental cursor of a listed project: its `updated` (epoch ms) as text.
-    None (unreadable) makes the project count as changed on every run."""
+    """The incremental cursor of a listed project: its `updated` (in any written form) as
+    epoch ms text. None (unreadable) makes the project count as changed on every run."""
     try:
-        updated = as_epoch_ms(record.get("updated"), "updated")
+        updated = as_timestamp_ms(record.get("updated"), "updated")
     except CoercionError:
         return None
     return None if updated is None else str(updated)

@@ -1,4 +1,5 @@
-"""The pipeline's own tables: run ledger, quarantine, per-unit sync state, schema version."""
+"""The pipeline's own tables: run ledger, quarantine, field issues, per-unit sync state,
+schema version."""
 
 from __future__ import annotations
 
@@ -63,6 +64,25 @@ REJECTED_RECORDS = Table(
     key=("source", "account", "unit_key", "seq"), unit_column="unit_key",
 )
 
+FIELD_ISSUES = Table(
+    SCHEMA, "field_issues",
+    "Fields that could not be read: the row loaded with the column NULL, and this says which field, why, and what the value looked like (described, never a patient field's value). Replaced with the project.",
+    (
+        text("source", "Source system.", nullable=False),
+        text("account", "Account.", nullable=False),
+        text("unit_key", "The project the row belongs to.", nullable=False),
+        integer("seq", "Position among the project's field issues.", nullable=False),
+        text("table_name", "Table of the row, e.g. `projects`."),
+        text("record_key", "The row's record key, e.g. `<project id>/<sk>`."),
+        text("field", "The field as the API names it (`created`, `subject.birth`); its column in the row is NULL."),
+        text("reason", "Why it could not be read, e.g. `time stamp not between 1990 and 10 years from now`."),
+        text("value_description", "What the value looked like: digits-and-punctuation text quoted, other text by its length, objects by their size; for patient fields at most the shape (`text shaped '99/99/9999'`)."),
+        text("run_id", "Run that loaded the row."),
+        timestamp("seen_at", "When (UTC)."),
+    ),
+    key=("source", "account", "unit_key", "seq"), unit_column="unit_key",
+)
+
 UNIT_STATE = Table(
     SCHEMA, "unit_state",
     "Sync state per project (unit): the cursor last loaded, committed in the same transaction as the project's rows.",
@@ -106,4 +126,4 @@ PSEUDONYM_KEYS = Table(
     key=("recorded_at",), unit_column=None,
 )
 
-TABLES: tuple[Table, ...] = (SCHEMA_VERSION, RUNS, REJECTED_RECORDS, UNIT_STATE, ACCOUNTS, PSEUDONYM_KEYS)
+TABLES: tuple[Table, ...] = (SCHEMA_VERSION, RUNS, REJECTED_RECORDS, FIELD_ISSUES, UNIT_STATE, ACCOUNTS, PSEUDONYM_KEYS)

@@ -27,6 +27,9 @@ class SchemaMismatchError(RuntimeError):
 
 
 def split_valid(buffer: RowBuffer, redact: Callable[[Any], Any]) -> tuple[pl.DataFrame, list[RejectedRecord]]:
+    """The rows that load and the records quarantined. A quarantined row's field issues
+    become reasons of its record and leave ``buffer.issues``, which then holds the issues
+    of the rows that load only."""
     frame = buffer.frame()
     table = buffer.table
     if frame.height == 0:
@@ -48,6 +51,8 @@ def split_valid(buffer: RowBuffer, redact: Callable[[Any], Any]) -> tuple[pl.Dat
         return frame, []
     if failures is not None:
         _collect(table.qualified_name, failures, reasons)
+    for i, why in reasons.items():
+        why.extend(str(issue) for issue in buffer.issues.pop(i, ()))
     rejected = [
         RejectedRecord(
             table.name, buffer.units[i], buffer.keys[i], tuple(reasons[i]), raw_json(buffer.raws[i], redact)

@@ -257,12 +257,17 @@ def test_unparseable_udf_keeps_its_text_and_is_counted_not_rejected():
     assert due["value_text"] is None and due["value_date"] is None and due["parse_error"] is None
 
 
-def test_project_with_a_bad_date_is_quarantined_with_its_reason_and_the_rest_loads():
+def test_project_with_a_bad_date_loads_it_null_with_a_field_issue():
+    # Issue 15, item 14: the project used to be quarantined whole for one unreadable date.
     batch, _ = _transform(FULL.replace("2021-09-30", "30.09.2021"))
-    assert [(r.table, r.record_key) for r in batch.rejected] == [("projects", "TST1")]
-    assert any("close-date" in reason for reason in batch.rejected[0].reasons)
-    assert "30.09.2021" in batch.rejected[0].raw_json
-    assert len(batch.buffers["projects"]) == 0 and len(batch.buffers["project_udfs"]) == 8
+    assert batch.rejected == []
+    projects, bad = split_valid(batch.buffers["projects"], lambda x: x)
+    assert bad == [] and projects["close_date"].to_list() == [None]
+    assert projects["open_date"].to_list() == [date(2021, 3, 4)]
+    [located] = batch.buffers["projects"].row_issues()
+    assert (located.record_key, located.issue.field, located.issue.reason, located.issue.value) == (
+        "TST1", "close-date", "expected a date YYYY-MM-DD", "'30.09.2021'")
+    assert len(batch.buffers["project_udfs"]) == 8
 
 
 def test_udf_without_a_name_is_rejected_and_duplicates_keep_the_first():

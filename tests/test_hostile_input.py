@@ -7,8 +7,11 @@ twice, nothing raises. The accounting, as the transform defines it:
 - each entry of a project's records and files is one record; the list entry is one more
   record when no fetched record is the project record (``sk == "project"``);
 - each comment of a memo that the transform accepted is one more record (a row of
-  ``memo_comments`` or a rejection); the comments of a memo the transform rejects travel
-  inside that memo's raw JSON and are not counted separately.
+  ``memo_comments`` or a rejection) when ``comments`` is an array (anything else is a
+  field issue of the memo); the comments of a memo the transform rejects travel inside
+  that memo's raw JSON and are not counted separately;
+- a field that cannot be read is a field issue of a row that loads, not a rejection; the
+  issues of a row that validation rejects become reasons of its rejection.
 
 Values are only what orjson can parse out of an answer: null, booleans, integers in
 [-2**63, 2**64), finite floats, valid Unicode text (NUL included, no lone surrogates),
@@ -198,23 +201,28 @@ def expected_inputs(projects: list[FetchedProject]) -> list[tuple[str, Any]]:
 
 def transform_and_split(projects: list[FetchedProject], account: str = "lab"):
     batch = transform_projects(projects, account=account, pseudonyms=KEY)
-    frames, rejected = {}, list(batch.rejected)
+    frames, rejected, issues = {}, list(batch.rejected), []
     for name, buffer in batch.buffers.items():
         frame, bad = split_valid(buffer, REDACT)
         assert frame.height + len(bad) == len(buffer), name  # validation loses nothing either
         assert not Counter(r.record_key for r in bad) - Counter(buffer.keys)
+        # Issues are kept for rows that load only, no more rows than load.
+        located = buffer.row_issues()
+        assert len({(i.unit_key, i.record_key) for i in located}) <= frame.height, name
         frames[name] = frame
         rejected.extend(bad)
-    return batch, frames, rejected
+        issues.extend(located)
+    return batch, frames, rejected, issues
 
 
 def check_accounting(projects: list[FetchedProject], account: str = "lab"):
-    batch, frames, rejected = transform_and_split(projects, account)
+    batch, frames, rejected, issues = transform_and_split(projects, account)
     inputs = expected_inputs(projects)
     # Comments of a memo that made it into the memos buffer are records of their own.
     for memo in batch.buffers["memos"].raws:
-        comments = memo.get("comments") or []
-        inputs += [(None, c) for c in comments]
+        comments = memo.get("comments")
+        if isinstance(comments, list):
+            inputs += [(None, c) for c in comments]
 
     expected = Counter(id(record) for _, record in inputs)
     buffered = Counter(id(raw) for buffer in batch.buffers.values() for raw in buffer.raws)
@@ -243,7 +251,10 @@ def check_accounting(projects: list[FetchedProject], account: str = "lab"):
         and r["sk"].startswith("memo:") and isinstance(r.get("comments"), list) and r["comments"]
     )
     assert not unbuffered - carried, "comments of a rejected memo went missing"
-    return frames, rejected
+    for located in issues:
+        assert located.table in TABLE_NAMES and located.unit_key in pids
+        assert located.issue.field and located.issue.reason and located.issue.value
+    return frames, rejected, issues
 
 
 @HOSTILE
@@ -270,8 +281,9 @@ def test_deep_nesting_in_every_json_column(depth):
         {"_id": pid, "sk": "memo:1", "created": deep, "comments": [deep]},
         {"_id": pid, "sk": "project", "subject": {"name": "N", "birth": "1990-01-01", "more": deep}},
     ]
-    frames, rejected = check_accounting([FetchedProject(pid, None, records, [deep])])
-    assert {r.record_key for r in rejected} == {"p/memo:1", "p/files/0"}
+    frames, rejected, _ = check_accounting([FetchedProject(pid, None, records, [deep])])
+    # The memo loads (its unreadable `created` is a field issue); its comment is no object.
+    assert {r.record_key for r in rejected} == {"p/memo:1/comments/0", "p/files/0"}
     assert frames["histories"].height == frames["orders"].height == frames["other_records"].height == 1
 
 
@@ -292,11 +304,12 @@ def warehouse(tmp_path_factory):
 @given(projects=fetched_projects())
 def test_whatever_the_transform_accepts_loads_into_duckdb(warehouse, projects):
     account = f"hostile-{next(_accounts)}"
-    frames, rejected = check_accounting(projects, account)
+    frames, rejected, issues = check_accounting(projects, account)
     pids = [p.project_id for p in projects]
     inserted = replace_units(
         warehouse, source="rayteams", account=account, run_id="hostile", tables=tables.TABLES,
-        cursors=dict.fromkeys(pids), frames=frames, rejected=rejected, now=datetime.now(timezone.utc),
+        cursors=dict.fromkeys(pids), frames=frames, rejected=rejected, issues=issues,
+        now=datetime.now(timezone.utc),
     )
     for table in tables.TABLES:
         stored = warehouse.execute(
@@ -307,6 +320,9 @@ def test_whatever_the_transform_accepts_loads_into_duckdb(warehouse, projects):
         "SELECT count(*) FROM pipeline.rejected_records WHERE account = ?", [account]
     ).fetchall()[0][0]
     assert quarantined == len(rejected)
+    [(stored_issues,)] = warehouse.execute(
+        "SELECT count(*) FROM pipeline.field_issues WHERE account = ?", [account]).fetchall()
+    assert stored_issues == len(issues)
 
 
 def test_awkward_strings_load_as_they_came(warehouse):
@@ -318,7 +334,7 @@ def test_awkward_strings_load_as_they_came(warehouse):
          "labId": awkward[3], "ownerGroupId": awkward[4], "subject": {"name": awkward[1]}},
         {"_id": pid, "sk": "scan:\x00", "note": awkward},
     ]
-    frames, rejected = check_accounting([FetchedProject(pid, None, records, [])], "awkward")
+    frames, rejected, _ = check_accounting([FetchedProject(pid, None, records, [])], "awkward")
     assert not rejected
     replace_units(
         warehouse, source="rayteams", account="awkward", run_id="awkward", tables=tables.TABLES,
@@ -370,8 +386,9 @@ def test_patient_identifiers_never_survive_in_any_shape(placements, data):
             ["subject", "patientId", "data", "extra_field", "medicalRecords", "product", "created", "name"]))
         record[field] = shape
         records.append(record)
-    frames, rejected = check_accounting([FetchedProject(pid, None, records, [])])
+    frames, rejected, issues = check_accounting([FetchedProject(pid, None, records, [])])
     stored = orjson.dumps([frame.to_dicts() for frame in frames.values()], default=str).decode()
     stored += "".join(r.raw_json + "".join(r.reasons) for r in rejected)
+    stored += "".join(str(located.issue) for located in issues)
     assert MARK not in stored, "a patient identifier survived"
     assert BIRTH not in stored, "a full birth date survived"

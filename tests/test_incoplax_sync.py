@@ -160,17 +160,19 @@ async def test_list_with_every_field_needs_no_detail_requests(tmp_path):
     assert rows(db) == dataset.expected_rows()
 
 
-async def test_invalid_time_stamp_is_quarantined_and_the_rest_loads(tmp_path):
+async def test_unreadable_time_stamp_loads_null_with_a_field_issue(tmp_path):
+    # Issue 15, item 14: such a project used to be quarantined whole and vanish from the table.
     dataset = IncoplaxDataset(DatasetConfig(seed=27, n_projects=20, invalid_records=2))
     db = tmp_path / "w.duckdb"
     summary = await sync(dataset, db)
-    assert summary["rows_rejected"] == 2 and summary["rows_loaded"] == {"projects": 18}
+    assert summary["rows_rejected"] == 0 and summary["rows_loaded"] == {"projects": 20}
     assert rows(db) == dataset.expected_rows()
     con = duckdb.connect(str(db), read_only=True)
-    rejected = con.execute("SELECT unit_key, reasons FROM pipeline.rejected_records WHERE source = 'incoplax'").fetchall()
+    issues = con.execute("SELECT unit_key, table_name, field, reason, value_description FROM pipeline.field_issues "
+                         "WHERE source = 'incoplax'").fetchall()
     con.close()
-    assert {k for k, _ in rejected} == set(dataset.invalid_ids)
-    assert all("ext.ct: expected an ISO 8601 date-time" in reasons for _, reasons in rejected)
+    assert sorted(issues) == sorted(
+        (pid, "projects", "ext.ct", "expected an ISO 8601 date-time", "'27.08.2019 13:40'") for pid in dataset.invalid_ids)
 
 
 async def test_basic_auth_and_a_wrong_token(tmp_path, monkeypatch):

@@ -23,8 +23,8 @@ def table_counts(db: Path, tables: Sequence[Table] = rayteams.TABLES) -> dict[st
 
 
 def content_hashes(db: Path, *, exclude: tuple[str, ...] = (), tables: Sequence[Table] = rayteams.TABLES) -> dict[str, str]:
-    """A content hash of every RAYTeams table (rows in key order) and of the quarantine
-    (without its run id and time)."""
+    """A content hash of every RAYTeams table (rows in key order), of the quarantine and of
+    the field issues (without their run id and time)."""
     con = duckdb.connect(str(db), read_only=True)
     try:
         hashes = {}
@@ -38,6 +38,11 @@ def content_hashes(db: Path, *, exclude: tuple[str, ...] = (), tables: Sequence[
             "SELECT unit_key, seq, table_name, record_key, reasons, raw FROM pipeline.rejected_records ORDER BY ALL"
         ).fetchall()
         hashes["rejected_records"] = hashlib.sha256(repr(rows).encode()).hexdigest()
+        rows = con.execute(
+            "SELECT source, account, unit_key, seq, table_name, record_key, field, reason, value_description "
+            "FROM pipeline.field_issues ORDER BY ALL"
+        ).fetchall()
+        hashes["field_issues"] = hashlib.sha256(repr(rows).encode()).hexdigest()
         return hashes
     finally:
         con.close()

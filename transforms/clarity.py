@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from schemas import clarity as tables
-from transforms.coerce import CoercionError, FieldErrors, as_date, as_float, as_json
+from transforms.coerce import CoercionError, FieldIssues, as_date, as_float, as_json
 from transforms.frames import TableBatch
 
 log = logging.getLogger("pwh.clarity")
@@ -97,20 +97,24 @@ class _Transform:
         self.batch = TableBatch.for_tables(tables.TABLES)
         self.udf_parse_errors = 0
 
-    def _add(self, table: str, limsid: str, key: str, row: dict[str, Any], raw: Any, errors: list[str]) -> None:
+    def _add(self, table: str, limsid: str, key: str, row: dict[str, Any], raw: Any, errors: list[str],
+             issues: FieldIssues | None = None) -> None:
+        """``errors`` reject the record (it cannot be keyed or placed); ``issues`` are
+        fields loaded NULL."""
         if errors:
             self.batch.reject(table, limsid, key, errors, raw, _identity)
             return
         row["account"] = self.account
         row["project_limsid"] = limsid
-        self.batch.buffers[table].append(row, raw, limsid, key)
+        self.batch.buffers[table].append(row, raw, limsid, key, issues or ())
 
     def project(self, fetched: FetchedProject) -> None:
         limsid = fetched.limsid
         p = fetched.project
-        e = FieldErrors()
+        errors = []
         if p.get("limsid") not in (None, limsid):
-            e.append(f"limsid {p.get('limsid')!r} is not the project it was fetched for")
+            errors.append(f"limsid {p.get('limsid')!r} is not the project it was fetched for")
+        e = FieldIssues()
         udt = p.get("udt")
         udt_fields = list(udt.get("fields", [])) if udt else []
         udfs = list(p.get("udfs", []))
@@ -118,9 +122,9 @@ class _Transform:
         row = {
             "uri": p.get("uri"),
             "name": p.get("name"),
-            "open_date": e.take(_day, p, "open_date"),
-            "close_date": e.take(_day, p, "close_date"),
-            "invoice_date": e.take(_day, p, "invoice_date"),
+            "open_date": e.take(_day, p, "open_date", path="open-date"),
+            "close_date": e.take(_day, p, "close_date", path="close-date"),
+            "invoice_date": e.take(_day, p, "invoice_date", path="invoice-date"),
             "researcher_uri": p.get("researcher_uri"),
             "researcher_id": last_segment(p.get("researcher_uri")),
             "udt_name": udt.get("name") if udt else None,
@@ -129,7 +133,7 @@ class _Transform:
             "file_count": len(files),
             "extra": as_json(p.get("extra")) if p.get("extra") else None,
         }
-        self._add("projects", limsid, limsid, row, _summary(p), e)
+        self._add("projects", limsid, limsid, row, _summary(p), errors, e)
 
         position = 0
         for field in udt_fields:

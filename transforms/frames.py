@@ -4,7 +4,7 @@ row so a row that later fails validation can be quarantined with its raw record.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +12,7 @@ import orjson
 import polars as pl
 
 from schemas.spec import Table
+from transforms.coerce import FieldIssue
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,16 @@ class RejectedRecord:
     raw_json: str
 
 
+@dataclass(frozen=True)
+class RowIssue:
+    """A field issue of a row that loads, with where the row is (for ``pipeline.field_issues``)."""
+
+    table: str
+    unit_key: str
+    record_key: str
+    issue: FieldIssue
+
+
 @dataclass
 class RowBuffer:
     """Accumulates one table's rows of a batch."""
@@ -34,6 +45,8 @@ class RowBuffer:
     raws: list[Any] = field(default_factory=list)  # raw records, redacted lazily on rejection
     units: list[str] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
+    # Field issues by row position; sparse, as most rows have none.
+    issues: dict[int, Sequence[FieldIssue]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.columns = {name: [] for name in self.table.wire_schema}
@@ -41,12 +54,22 @@ class RowBuffer:
     def __len__(self) -> int:
         return len(self.raws)
 
-    def append(self, row: dict[str, Any], raw: Any, unit_key: str, record_key: str) -> None:
+    def append(self, row: dict[str, Any], raw: Any, unit_key: str, record_key: str,
+               issues: Sequence[FieldIssue] = ()) -> None:
+        if issues:
+            self.issues[len(self.raws)] = issues
         for name, values in self.columns.items():
             values.append(row.get(name))
         self.raws.append(raw)
         self.units.append(unit_key)
         self.keys.append(record_key)
+
+    def row_issues(self) -> list[RowIssue]:
+        """The field issues of the rows still in the buffer's care, in row order."""
+        return [
+            RowIssue(self.table.name, self.units[i], self.keys[i], issue)
+            for i in sorted(self.issues) for issue in self.issues[i]
+        ]
 
     def frame(self) -> pl.DataFrame:
         """The typed frame; epoch-ms columns become UTC time stamps."""

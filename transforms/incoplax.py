@@ -1,8 +1,9 @@
 """Incoplax projects → rows of ``incoplax.projects``.
 
 Pure: fetched projects in, a :class:`TableBatch` out. Time stamps are ISO 8601 strings
-with an offset (``2019-08-27T13:40:02.87Z``); a project whose fields cannot be read is
-rejected with every reason, never dropped silently.
+with an offset (``2019-08-27T13:40:02.87Z``); a field that cannot be read loads NULL
+with a field issue, and only a project that is not an object or names another id is
+rejected; nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -12,7 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from schemas import incoplax as tables
-from transforms.coerce import FieldErrors, as_iso_datetime_ms, as_json, as_text
+from transforms.coerce import (
+    FieldIssues,
+    as_iso_datetime_ms,
+    as_json,
+    as_text,
+    describe,
+)
 from transforms.frames import TableBatch
 
 _TOP_FIELDS = frozenset({"id", "code", "name", "opts", "ext"})
@@ -45,9 +52,11 @@ def _project(batch: TableBatch, account: str, fetched: FetchedProject) -> None:
     if not isinstance(r, Mapping):
         batch.reject("projects", pid, pid, [f"project is a {type(r).__name__}, not an object"], r, no_redaction)
         return
-    e = FieldErrors()
     if r.get("id") != pid:
-        e.append(f"id {r.get('id')!r} is not the project it was fetched for")
+        batch.reject("projects", pid, pid, [f"id {describe(r.get('id'))} is not the project it was fetched for"],
+                     r, no_redaction)
+        return
+    e = FieldIssues()
     opts = e.nested(r, "opts")
     ext = e.nested(r, "ext")
     row = {
@@ -55,25 +64,13 @@ def _project(batch: TableBatch, account: str, fetched: FetchedProject) -> None:
         "project_id": pid,
         "code": e.take(as_text, r, "code"),
         "name": e.take(as_text, r, "name"),
-        "title": e.take(as_text, opts, "title"),
-        "comment": e.take(as_text, opts, "comment"),
-        "created_at": e.take(as_iso_datetime_ms, ext, "ct"),
-        "last_write_at": e.take(as_iso_datetime_ms, ext, "lwt"),
+        "title": e.take(as_text, opts, "title", path="opts.title"),
+        "comment": e.take(as_text, opts, "comment", path="opts.comment"),
+        "created_at": e.take(as_iso_datetime_ms, ext, "ct", path="ext.ct"),
+        "last_write_at": e.take(as_iso_datetime_ms, ext, "lwt", path="ext.lwt"),
         "extra": _extra(r, opts, ext),
     }
-    if e:
-        batch.reject("projects", pid, pid, [_prefixed(reason) for reason in e], r, no_redaction)
-        return
-    batch.buffers["projects"].append(row, r, pid, pid)
-
-
-def _prefixed(reason: str) -> str:
-    # FieldErrors names the field within its object: say which object.
-    for head, names in (("ext", _EXT_FIELDS), ("opts", _OPTS_FIELDS)):
-        field = reason.split(":", 1)[0]
-        if field in names:
-            return f"{head}.{reason}"
-    return reason
+    batch.buffers["projects"].append(row, r, pid, pid, e)
 
 
 def _extra(r: Mapping[str, Any], opts: Mapping[str, Any], ext: Mapping[str, Any]) -> str | None:

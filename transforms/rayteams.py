@@ -2,8 +2,10 @@
 
 Pure: records in, a :class:`TableBatch` out. Every documented type of a field is
 accepted and normalised (numbers or numeric strings for time stamps, `content` or
-`contents` for comment text, …). A record that cannot be read is rejected with every
-reason; a record of an unknown kind goes to `other_records`. Nothing is dropped.
+`contents` for comment text, …). A field that cannot be read loads NULL with a field
+issue; a record that cannot be placed (not an object, no sk, another project's) is
+rejected with its reason; a record of an unknown kind goes to `other_records`. Nothing
+is dropped.
 """
 
 from __future__ import annotations
@@ -15,13 +17,13 @@ from typing import Any
 
 from schemas import rayteams as tables
 from transforms.coerce import (
-    FieldErrors,
+    FieldIssues,
     as_bool,
-    as_epoch_ms,
     as_float,
     as_int,
     as_json,
     as_text,
+    as_timestamp_ms,
     describe,
 )
 from transforms.frames import TableBatch
@@ -50,7 +52,17 @@ class FetchedProject:
     files: list[Any]
 
 
-# Collects every reason a record cannot load (shared by every source's transform).
+def _birth_year(value: Any, field: str) -> int | None:
+    return birth_year(value)
+
+
+def _patient_id(record: Mapping[str, Any], issues: FieldIssues) -> str | int | None:
+    """`patientId` as the pseudonymiser takes it (text or a number); anything else is an issue."""
+    patient_id = record.get("patientId")
+    if patient_id is not None and not isinstance(patient_id, (str, int)):
+        issues.add("patientId", "expected text", patient_id, private=True)
+        return None
+    return patient_id
 
 
 def route(sk: str) -> str:
@@ -76,21 +88,14 @@ class _ProjectTransform:
         rest.update((k, v) for k, v in more.items() if v)
         return as_json(self.redact(rest)) if rest else None
 
-    def _subject(self, record: Mapping[str, Any], errors: FieldErrors) -> dict[str, Any]:
-        subject = errors.nested(record, "subject")
+    def _subject(self, record: Mapping[str, Any], issues: FieldIssues) -> dict[str, Any]:
+        subject = issues.nested(record, "subject")
         name = subject.get("name")
         if name is not None and not isinstance(name, (str, int)):
-            errors.append(f"subject.name: expected text, got {type(name).__name__}")
+            issues.add("subject.name", "expected text", name, private=True)
             name = None
-        try:
-            year = birth_year(subject.get("birth"))
-        except ValueError as exc:
-            errors.append(str(exc))
-            year = None
-        patient_id = record.get("patientId")
-        if patient_id is not None and not isinstance(patient_id, (str, int)):
-            errors.append(f"patientId: expected text, got {type(patient_id).__name__}")
-            patient_id = None
+        year = issues.take(_birth_year, subject, "birth", path="subject.birth", private=True)
+        patient_id = _patient_id(record, issues)
         return {
             "patient_pseudonym": self.pseudonyms.pseudonym(patient_id),
             "subject_pseudonym": self.pseudonyms.pseudonym(name),
@@ -98,13 +103,10 @@ class _ProjectTransform:
         }
 
     def _add(self, table: str, project_id: str, key: str, row: dict[str, Any],
-             raw: Any, errors: list[str]) -> None:
-        if errors:
-            self.batch.reject(table, project_id, key, errors, raw, self.redact)
-            return
+             raw: Any, issues: FieldIssues) -> None:
         row["account"] = self.account
         row["project_id"] = project_id
-        self.batch.buffers[table].append(row, raw, project_id, key)
+        self.batch.buffers[table].append(row, raw, project_id, key, issues)
 
     # -- one project -----------------------------------------------------------------------
     def project(self, fetched: FetchedProject) -> None:
@@ -141,7 +143,7 @@ class _ProjectTransform:
     })
 
     def projects(self, pid: str, sk: str, key: str, r: Mapping[str, Any]) -> None:
-        e = FieldErrors()
+        e = FieldIssues()
         status = e.nested(r, "status")
         count = r.get("count")
         row = {
@@ -155,12 +157,12 @@ class _ProjectTransform:
             "owner_group_id": e.take(as_text, r, "ownerGroupId"),
             "lab_id": e.take(as_text, r, "labId"),
             "last_update_group_id": e.take(as_text, r, "lastUpdateGroupId"),
-            "status_code": e.take(as_text, status, "code"),
-            "status_text": e.take(as_text, status, "text"),
+            "status_code": e.take(as_text, status, "code", path="status.code"),
+            "status_text": e.take(as_text, status, "text", path="status.text"),
             "is_trash": e.take(as_bool, r, "istrash"),
             "is_archive": e.take(as_bool, r, "isarchive"),
-            "created_at": e.take(as_epoch_ms, r, "created"),
-            "updated_at": e.take(as_epoch_ms, r, "updated"),
+            "created_at": e.take(as_timestamp_ms, r, "created"),
+            "updated_at": e.take(as_timestamp_ms, r, "updated"),
             "extra": self._extra(r, self._PROJECT_FIELDS),
         }
         self._add("projects", pid, key, row, r, e)
@@ -169,24 +171,22 @@ class _ProjectTransform:
     _COMMENT_FIELDS = frozenset({"content", "contents", "created", "groupId"})
 
     def memos(self, pid: str, sk: str, key: str, r: Mapping[str, Any]) -> None:
-        e = FieldErrors()
+        e = FieldIssues()
         comments = r.get("comments") or []
         if not isinstance(comments, list):
-            e.append(f"comments: expected an array, got {type(comments).__name__}")
-            comments = []
+            e.add("comments", "expected an array", comments)
+            comments = None
         row = {
             "sk": sk,
             "content_html": e.take(as_text, r, "content"),
-            "created_at": e.take(as_epoch_ms, r, "created"),
+            "created_at": e.take(as_timestamp_ms, r, "created"),
             "group_id": e.take(as_text, r, "groupId"),
             "is_archive": e.take(as_bool, r, "isarchive"),
-            "comment_count": len(comments),
+            "comment_count": None if comments is None else len(comments),
             "extra": self._extra(r, self._MEMO_FIELDS),
         }
         self._add("memos", pid, key, row, r, e)
-        if e:
-            return  # the comments travel inside the rejected memo's raw record
-        for position, comment in enumerate(comments):
+        for position, comment in enumerate(comments or ()):
             self.comment(pid, sk, position, comment)
 
     def comment(self, pid: str, memo_sk: str, position: int, c: Any) -> None:
@@ -194,14 +194,14 @@ class _ProjectTransform:
         if not isinstance(c, Mapping):
             self.batch.reject("memo_comments", pid, key, [f"comment is a {type(c).__name__}, not an object"], c, self.redact)
             return
-        e = FieldErrors()
+        e = FieldIssues()
         # The table calls the text `contents`, the example `content`: take whichever is there.
         text_field = "content" if c.get("content") is not None else "contents"
         row = {
             "memo_sk": memo_sk,
             "position": position,
             "content_html": e.take(as_text, c, text_field),
-            "created_at": e.take(as_epoch_ms, c, "created"),
+            "created_at": e.take(as_timestamp_ms, c, "created"),
             "group_id": e.take(as_text, c, "groupId"),
             "extra": self._extra(c, self._COMMENT_FIELDS),
         }
@@ -210,13 +210,13 @@ class _ProjectTransform:
     _ATTACHMENT_FIELDS = frozenset({"_id", "sk", "filetype", "name", "size", "created", "downloadLink"})
 
     def attachments(self, pid: str, sk: str, key: str, r: Mapping[str, Any]) -> None:
-        e = FieldErrors()
+        e = FieldIssues()
         row = {
             "sk": sk,
             "file_type": e.take(as_text, r, "filetype"),
             "name": e.take(as_text, r, "name"),
             "size_bytes": e.take(as_int, r, "size"),
-            "created_at": e.take(as_epoch_ms, r, "created"),
+            "created_at": e.take(as_timestamp_ms, r, "created"),
             "extra": self._extra(r, self._ATTACHMENT_FIELDS),
         }
         self._add("attachments", pid, key, row, r, e)
@@ -224,11 +224,11 @@ class _ProjectTransform:
     _HISTORY_FIELDS = frozenset({"_id", "sk", "updateType", "created", "data"})
 
     def histories(self, pid: str, sk: str, key: str, r: Mapping[str, Any]) -> None:
-        e = FieldErrors()
+        e = FieldIssues()
         row = {
             "sk": sk,
             "update_type": e.take(as_text, r, "updateType"),
-            "created_at": e.take(as_epoch_ms, r, "created"),
+            "created_at": e.take(as_timestamp_ms, r, "created"),
             "data": as_json(self.redact(r.get("data"))),
             "extra": self._extra(r, self._HISTORY_FIELDS),
         }
@@ -241,7 +241,7 @@ class _ProjectTransform:
     _PRODUCT_FIELDS = frozenset({"productname", "price", "currency", "discount"})
 
     def orders(self, pid: str, sk: str, key: str, r: Mapping[str, Any]) -> None:
-        e = FieldErrors()
+        e = FieldIssues()
         product = e.nested(r, "product")
         unmodelled_product = {k: v for k, v in product.items() if k not in self._PRODUCT_FIELDS}
         row = {
@@ -253,17 +253,17 @@ class _ProjectTransform:
             "status": e.take(as_text, r, "status"),
             "status_name": e.take(as_text, r, "statusName"),
             "status_type": e.take(as_text, r, "statusType"),
-            "product_name": e.take(as_text, product, "productname"),
-            "product_price": e.take(as_float, product, "price"),
-            "product_currency": e.take(as_text, product, "currency"),
-            "product_discount": e.take(as_text, product, "discount"),
+            "product_name": e.take(as_text, product, "productname", path="product.productname"),
+            "product_price": e.take(as_float, product, "price", path="product.price"),
+            "product_currency": e.take(as_text, product, "currency", path="product.currency"),
+            "product_discount": e.take(as_text, product, "discount", path="product.discount"),
             **self._subject(r, e),
             "memo": e.take(as_text, r, "memo"),
             "medical_records": as_json(self.redact(r.get("medicalRecords"))),
             "treatments": as_json(self.redact(r.get("treatments"))),
             "workflow": as_json(self.redact(r.get("workflow"))),
-            "created_at": e.take(as_epoch_ms, r, "created"),
-            "updated_at": e.take(as_epoch_ms, r, "updated"),
+            "created_at": e.take(as_timestamp_ms, r, "created"),
+            "updated_at": e.take(as_timestamp_ms, r, "updated"),
             "extra": self._extra(r, self._ORDER_FIELDS, product=unmodelled_product),
         }
         self._add("orders", pid, key, row, r, e)
@@ -271,11 +271,8 @@ class _ProjectTransform:
     _GROUP_FIELDS = frozenset({"_id", "sk", "group_id", "name", "patientId"})
 
     def groups(self, pid: str, sk: str, key: str, r: Mapping[str, Any]) -> None:
-        e = FieldErrors()
-        patient_id = r.get("patientId")
-        if patient_id is not None and not isinstance(patient_id, (str, int)):
-            e.append(f"patientId: expected text, got {type(patient_id).__name__}")
-            patient_id = None
+        e = FieldIssues()
+        patient_id = _patient_id(r, e)
         row = {
             "sk": sk,
             "group_id": e.take(as_text, r, "group_id"),
@@ -296,13 +293,13 @@ class _ProjectTransform:
         if not isinstance(f, Mapping):
             self.batch.reject("files", pid, f"{pid}/files/{position}", [f"file is a {type(f).__name__}, not an object"], f, self.redact)
             return
-        e = FieldErrors()
+        e = FieldIssues()
         row = {
             "file_type": e.take(as_text, f, "filetype"),
             "name": e.take(as_text, f, "name"),
             "size_bytes": e.take(as_int, f, "size"),
             # The signed link is a credential: only its expiry is kept.
-            "download_expires_at": e.take(as_epoch_ms, f, "downloadExpired"),
+            "download_expires_at": e.take(as_timestamp_ms, f, "downloadExpired"),
             "extra": self._extra(f, self._FILE_FIELDS),
         }
         key = f"{pid}/files/{row['file_type']}/{row['name']}"

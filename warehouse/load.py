@@ -15,7 +15,7 @@ import polars as pl
 
 from schemas import pipeline
 from schemas.spec import Table
-from transforms.frames import RejectedRecord
+from transforms.frames import RejectedRecord, RowIssue
 from warehouse.connection import transaction
 from warehouse.crashpoints import crash_point
 
@@ -48,8 +48,10 @@ def replace_units(
     now: datetime,
     stored: Collection[str] | None = None,
     partial_tables: Collection[str] = (),
+    issues: Iterable[RowIssue] = (),
 ) -> dict[str, int]:
-    """Replace the units named in ``cursors`` (unit key → cursor) as one transaction.
+    """Replace the units named in ``cursors`` (unit key → cursor) as one transaction: their
+    rows, quarantined records (``rejected``) and field issues (``issues``).
     ``stored`` names those whose earlier rows must go (None: any may have some); a unit
     without committed state has none, and skipping its DELETEs halves a first sync's load.
 
@@ -63,6 +65,7 @@ def replace_units(
     replaced = list(cursors) if stored is None else list(stored)
     units = pl.DataFrame({"unit_key": replaced}, schema={"unit_key": pl.Utf8})
     quarantine = _rejected_frame(source, account, run_id, rejected, now)
+    field_issues = _issues_frame(source, account, run_id, issues, now)
     state = pl.DataFrame(
         {"unit_key": list(cursors), "cursor": list(cursors.values())},
         schema={"unit_key": pl.Utf8, "cursor": pl.Utf8},
@@ -86,24 +89,25 @@ def replace_units(
                 con.execute(f"INSERT INTO {table.qualified_name} BY NAME SELECT * FROM batch_rows")
                 con.unregister("batch_rows")
             inserted[table.name] = 0 if frame is None else frame.height
-        con.register("batch_rejected", quarantine)
-        if replaced:
-            kept = list(partial_tables)
-            con.execute(
-                "DELETE FROM pipeline.rejected_records WHERE source = ? AND account = ? "
-                "AND unit_key IN (SELECT unit_key FROM batch_units) "
-                "AND (coalesce(table_name NOT IN (SELECT unnest(?::VARCHAR[])), TRUE) "
-                "     OR record_key IN (SELECT record_key FROM batch_rejected))",
-                [source, account, kept],
-            )
-        if quarantine.height:
-            # Numbered after the unit's kept quarantined records (none unless partial tables).
-            con.execute(
-                "INSERT INTO pipeline.rejected_records BY NAME SELECT * REPLACE (seq + coalesce(("
-                "SELECT max(r.seq) + 1 FROM pipeline.rejected_records r WHERE r.source = b.source "
-                "AND r.account = b.account AND r.unit_key = b.unit_key), 0) AS seq) FROM batch_rejected b"
-            )
-        con.unregister("batch_rejected")
+        kept = list(partial_tables)
+        for table, rows in ((pipeline.REJECTED_RECORDS, quarantine), (pipeline.FIELD_ISSUES, field_issues)):
+            con.register("batch_pipeline_rows", rows)
+            if replaced:
+                con.execute(
+                    f"DELETE FROM {table.qualified_name} WHERE source = ? AND account = ? "
+                    "AND unit_key IN (SELECT unit_key FROM batch_units) "
+                    "AND (coalesce(table_name NOT IN (SELECT unnest(?::VARCHAR[])), TRUE) "
+                    "     OR record_key IN (SELECT record_key FROM batch_pipeline_rows))",
+                    [source, account, kept],
+                )
+            if rows.height:
+                # Numbered after the unit's kept rows (none unless partial tables).
+                con.execute(
+                    f"INSERT INTO {table.qualified_name} BY NAME SELECT * REPLACE (seq + coalesce(("
+                    f"SELECT max(r.seq) + 1 FROM {table.qualified_name} r WHERE r.source = b.source "
+                    "AND r.account = b.account AND r.unit_key = b.unit_key), 0) AS seq) FROM batch_pipeline_rows b"
+                )
+            con.unregister("batch_pipeline_rows")
         con.register("batch_state", state)
         con.execute(
             """
@@ -181,3 +185,22 @@ def _rejected_frame(
         for name, column in rows.items():
             column.append(values[name])
     return pl.DataFrame(rows, schema=pipeline.REJECTED_RECORDS.polars_schema, strict=True)
+
+
+def _issues_frame(
+    source: str, account: str, run_id: str, issues: Iterable[RowIssue], now: datetime
+) -> pl.DataFrame:
+    rows: dict[str, list] = {name: [] for name in pipeline.FIELD_ISSUES.polars_schema}
+    seq_by_unit: dict[str, int] = {}
+    for located in issues:
+        seq = seq_by_unit.get(located.unit_key, 0)
+        seq_by_unit[located.unit_key] = seq + 1
+        values = {
+            "source": source, "account": account, "unit_key": located.unit_key, "seq": seq,
+            "table_name": located.table, "record_key": located.record_key, "field": located.issue.field,
+            "reason": located.issue.reason, "value_description": located.issue.value,
+            "run_id": run_id, "seen_at": now,
+        }
+        for name, column in rows.items():
+            column.append(values[name])
+    return pl.DataFrame(rows, schema=pipeline.FIELD_ISSUES.polars_schema, strict=True)

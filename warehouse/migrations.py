@@ -41,6 +41,9 @@ MIGRATIONS: list[Migration] = [
     Migration(5, "pipeline.accounts: each account's region and base URL", create_tables((pipeline.ACCOUNTS,))),
     Migration(6, "pipeline.pseudonym_keys: the fingerprint of the key that made the pseudonyms",
               create_tables((pipeline.PSEUDONYM_KEYS,))),
+    # 7 creates only its own table, so it applies whether or not 6 came before it.
+    Migration(7, "pipeline.field_issues: fields loaded NULL because they could not be read",
+              create_tables((pipeline.FIELD_ISSUES,))),
 ]
 
 

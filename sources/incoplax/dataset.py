@@ -9,7 +9,7 @@ the same seed and the same calls give the same bytes.
 Quirks the real API shows and the dataset reproduces: empty ``opts.title`` /
 ``opts.comment``, non-ASCII names and comments, codes that look like numbers, projects
 without ``opts`` at all, and (``invalid_records``) projects whose ``ext.ct`` is not a
-time stamp, which a sync must quarantine rather than load.
+time stamp, which a sync must load with ``created_at`` NULL and a field issue.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def iso_cs(moment: datetime) -> str:
 class DatasetConfig:
     seed: int = 7
     n_projects: int = 50
-    invalid_records: int = 0  # projects whose ext.ct is not a time stamp (quarantined by a sync)
+    invalid_records: int = 0  # projects whose ext.ct is not a time stamp (loaded NULL, with a field issue)
 
 
 @dataclass
@@ -166,17 +166,16 @@ class IncoplaxDataset:
     # ------------------------------------------------------------------ truth
     def expected_rows(self) -> list[dict[str, Any]]:
         """The rows of ``incoplax.projects`` a sync of the current state must hold
-        (without account and deleted_at), in id order; invalid projects are absent."""
+        (without account and deleted_at), in id order; an invalid project's created_at is NULL."""
         rows = []
         for pid in sorted(self.projects):
-            if pid in self.invalid_ids:
-                continue
             p = self.projects[pid]
             opts = p.get("opts") or {}
             rows.append({
                 "project_id": pid, "code": p["code"], "name": p["name"],
                 "title": opts.get("title"), "comment": opts.get("comment"),
-                "created_at": _parse(p["ext"]["ct"]), "last_write_at": _parse(p["ext"]["lwt"]),
+                "created_at": None if pid in self.invalid_ids else _parse(p["ext"]["ct"]),
+                "last_write_at": _parse(p["ext"]["lwt"]),
             })
         return rows
 

@@ -128,7 +128,7 @@ _HISTORY_OTHER = (
 class DatasetConfig:
     seed: int = 7
     n_projects: int = 100
-    invalid_records: int = 0  # number of records made schema-invalid (attachments/histories/orders)
+    invalid_records: int = 0  # number of records that cannot load (attachments/histories/orders)
     undocumented_kind_share: float = 0.1  # share of projects holding one record of an undocumented sk kind
     region: str = REGION  # the RAYTeams region this account lives in (each project's "region")
 
@@ -538,7 +538,9 @@ class RayteamsDataset:
                 }
             )
 
-        # invalid records: the last records of the planned tables break a schema rule
+        # invalid records: the last records of the planned tables cannot load: an attachment
+        # breaks a schema rule, a history or order names another project (an unreadable
+        # field alone no longer rejects a record: it loads NULL with a field issue)
         taken: dict[str, int] = {}
         for table in invalid_tables:
             recs = s.kinds[table]
@@ -547,7 +549,7 @@ class RayteamsDataset:
             if table == "attachments":
                 rec["size"] = -5
             else:  # histories, orders
-                rec["created"] = "not-a-time"
+                rec["_id"] = f"{pid}-elsewhere"
             s.invalid.append((table, rec["sk"]))
             s.protected.add(rec["sk"])
 
