@@ -153,10 +153,10 @@ EXCEPTION = (b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
 def test_exception_documents_become_typed_errors_with_their_code_not_their_message():
     with pytest.raises(ClarityApiError) as info:
         read_answer(answer(EXCEPTION, 400))
-    assert str(info.value) == "Clarity exception 400 (BAD)"  # the server's <message> is not kept
+    assert str(info.value) == "HTTP 400 Clarity exception 400 (BAD)"  # the server's <message> is not kept
     assert info.value.status == 400 and info.value.code == "400" and info.value.category == "BAD"
     # An exception document with status 200 is an error too, not data.
-    with pytest.raises(ApiError, match="Clarity exception 400"):
+    with pytest.raises(ApiError, match="HTTP 200 Clarity exception 400"):
         read_answer(answer(EXCEPTION, 200))
     not_found = EXCEPTION.replace(b'code="400"', b'code="404"').replace(b"Invalid", b"No such project")
     with pytest.raises(ClarityNotFoundError) as info:

@@ -137,7 +137,7 @@ def exception_error(root: Element, status: int) -> Exception:
     category (when they are machine tokens), never its ``<message>`` (free text a server
     may fill with anything, patient data included)."""
     code, category = safe_token(root.get("code")), safe_token(root.get("category"))
-    label = f"Clarity exception {code or status}" + (f" ({category})" if category else "")
+    label = f"HTTP {status} Clarity exception" + (f" {code}" if code else "") + (f" ({category})" if category else "")
     if status == 404 or code == "404":
         return ClarityNotFoundError(label)
     return ClarityApiError(label, status=status, code=code, category=category)
