@@ -352,7 +352,7 @@ class HttpClient:
         origin, and no other origin's answer is read. aiohttp follows redirects itself
         only stripping ``Authorization``, hence ``allow_redirects=False``."""
         target: str | URL = self.url(path)
-        origin = _origin(URL(target))
+        origin = None  # worked out on a redirect only: no cost on the common path
         verb = method
         for _ in range(MAX_REDIRECTS + 1):
             self.stats.requests += 1
@@ -373,11 +373,12 @@ class HttpClient:
                 raise RedirectRefusedError(
                     f"{method} {_without_query(path)}: HTTP {status} redirect to an unreadable location"
                 ) from None
+            origin = origin or _origin(URL(self.url(path)))
             if _origin(following) != origin:
                 raise RedirectRefusedError(
                     f"{method} {_without_query(path)}: HTTP {status} redirect to another origin "
-                    f"({describe_origin(following)}) refused: credentials are not sent off "
-                    f"{describe_origin(URL(self.url(path)))}; point the base URL at the server that answers"
+                    f"({describe_origin(following)}) refused: credentials go to "
+                    f"{describe_origin(URL(self.url(path)))} only; point the base URL at the server that answers"
                 )
             if status == 303 or (status in (301, 302) and verb == "POST"):
                 verb, data = "GET", None  # as browsers and aiohttp do

@@ -498,3 +498,23 @@ async def test_sync_with_a_bad_character_or_a_huge_number_keeps_the_project(tmp_
     # validation deals with that record (quarantined, or the field NULL with its reason),
     # and the project is not lost.
     assert huge in names or any("1e400" in reasons for (reasons,) in rejected), (names.get(huge), rejected)
+
+
+CLARITY_PROJECT = (b'<prj:project xmlns:prj="http://genologics.com/ri/project" limsid="ADM1" uri="/api/v2/projects/ADM1">'
+                   b"<name>Case NAME</name><open-date>2026-01-02</open-date></prj:project>")
+
+
+@pytest.mark.parametrize(("name", "read"), [
+    (b"A\x01B", "A\ufffdB"),  # a control character XML 1.0 forbids
+    (b"caf\xe9", "caf\ufffd"),  # not UTF-8
+    (b"&#2;&#x41;&#xFFFE;", "\ufffdA\ufffd"),  # references to forbidden characters (and a fine one)
+])
+async def test_a_clarity_answer_with_a_character_xml_forbids_is_read_not_retried(server, name, read):
+    script, url = server
+    body = CLARITY_PROJECT.replace(b"NAME", name)
+    script.routes["/projects/ADM1"] = lambda r: web.Response(body=body, content_type="application/xml")
+    client = ClarityClient.connect(url, username="u", password="p", settings=HttpSettings(**FAST))
+    async with client:
+        project = await client.fetch_project("ADM1")
+    assert project["name"] == f"Case {read}" and project["open_date"] == "2026-01-02"
+    assert script.hits["/projects/ADM1"] == 1
