@@ -510,11 +510,16 @@ def scrub(message: str, credentials: Mapping[str, str], extra: Iterable[str] = (
 
 
 def _scrubbed(exc: SourceError, sent: Mapping[str, str], credentials: Credentials | None) -> SourceError:
-    """``exc`` with every form of the credentials scrubbed from its message."""
+    """``exc`` with every form of the credentials scrubbed from its message and from its
+    text attributes (an error ``code`` is server-given too)."""
+    extra = getattr(credentials, "secrets", ())
     message = str(exc)
-    clean = scrub(message, sent, getattr(credentials, "secrets", ()))
+    clean = scrub(message, sent, extra)
     if clean != message:
         exc.args = (clean,)
+    for name, value in vars(exc).items():
+        if isinstance(value, str):
+            setattr(exc, name, scrub(value, sent, extra))
     return exc
 
 

@@ -306,7 +306,7 @@ async def test_no_form_of_an_echoed_credential_reaches_an_error(server, source):
     async with connect:
         with pytest.raises(SourceError) as caught:
             await connect.list_projects()
-    message = str(caught.value)
+    message = str(caught.value) + repr(vars(caught.value))  # its message and its attributes (code, ...)
     assert "403" in message and script.hits and sum(script.hits.values()) == 1
     leaked = [f for s in SECRETS[source] for f in fragments(s) if f.lower() in message.lower()]
     assert not leaked, f"{len(leaked)} fragment(s) of a credential in {message!r}"
