@@ -501,11 +501,18 @@ def scrub(message: str, credentials: Mapping[str, str], extra: Iterable[str] = (
     if not any(hidden):
         return message
     out: list[str] = []
-    for i, char in enumerate(message):
+    i = 0
+    while i < len(message):
         if not hidden[i]:
-            out.append(char)
-        elif i == 0 or not hidden[i - 1]:
-            out.append("<redacted>")
+            out.append(message[i])
+            i += 1
+            continue
+        end = i
+        while end < len(message) and hidden[end]:
+            end += 1
+        run = message[i:end]  # spaces around a secret (``Bearer <token>``) are not secret
+        out.append(run[: len(run) - len(run.lstrip())] + "<redacted>" + run[len(run.rstrip()):])
+        i = end
     return "".join(out)
 
 

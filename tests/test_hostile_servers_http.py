@@ -11,6 +11,7 @@ import base64
 import gzip
 import struct
 import time
+import traceback
 import tracemalloc
 import zlib
 from collections import Counter
@@ -435,9 +436,22 @@ async def test_sync_behind_a_proxy_that_echoes_credentials_and_patient_data_stor
     status, failed, _ = ledger(db)
     assert summary["status"] == status == "partial" and list(failed) == [victim]
     assert failed[victim] == "HTTP 403 <redacted>"
+
+    # The project list itself refused, its error code a piece of the token: the run fails.
+    def refuse_list(request: web.Request, body: bytes) -> web.Response | None:
+        if not request.path.endswith("/project"):
+            return None
+        return web.json_response({"errorCode": request.headers["Authorization"][7:27],
+                                  "message": echo_everything(request)}, status=403)
+
+    with pytest.raises(SourceError) as refused:
+        await sync_behind(dataset, db, refuse_list)
+    status, _, error = ledger(db)
+    assert status == "failed" and error == "ApiError: HTTP 403 <redacted>"
+    text = "".join(traceback.format_exception(refused.value)) + repr(vars(refused.value)) + error
     stored = db.read_bytes() + b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
-    for secret in (TOKEN, CLIENT_ID, *fragments(TOKEN), *names):
-        assert secret.encode() not in stored
+    for secret in (TOKEN, CLIENT_ID, *fragments(TOKEN), *fragments(CLIENT_ID), *names):
+        assert secret.encode() not in stored and secret not in text
 
 
 async def test_sync_behind_a_proxy_that_redirects_a_project_off_the_origin_loads_nothing_foreign(tmp_path, foreign):
