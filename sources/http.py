@@ -543,8 +543,11 @@ def loads_json(body: bytes) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
         pass
-    value = json.loads(body.decode("utf-8", "replace"), parse_float=_float_or_text,
-                       parse_int=_int_or_float, parse_constant=str)
+    try:
+        value = json.loads(body.decode("utf-8", "replace"), parse_float=_float_or_text,
+                           parse_int=_int_or_float, parse_constant=str)
+    except RecursionError:  # nested deeper than orjson's 1,024 levels, too
+        raise ValueError("JSON nested too deeply") from None
     return _without_surrogates(value)
 
 
@@ -554,9 +557,10 @@ def _float_or_text(text: str) -> float | str:
 
 
 def _int_or_float(text: str) -> int | float | str:
-    value = int(text)
-    if -(2**63) <= value < 2**64:
-        return value
+    if len(text) <= 21:  # beyond, int() is slow or refused (int_max_str_digits), and out of range anyway
+        value = int(text)
+        if -(2**63) <= value < 2**64:
+            return value
     return _float_or_text(text)
 
 

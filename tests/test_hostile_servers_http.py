@@ -359,13 +359,14 @@ async def test_error_messages_keep_the_status_and_a_safe_code_only(server):
     (b'{"size": 1e400, "low": -1e400}', {"size": "1e400", "low": "-1e400"}),
     (b'[NaN, Infinity, -Infinity, 1.5]', ["NaN", "Infinity", "-Infinity", 1.5]),
     (b'[1e400, 123456789012345678901234567890]', ["1e400", 1.2345678901234568e29]),
+    (b'["\xc3", ' + b"7" * 5000 + b"]", ["\ufffd", "7" * 5000]),  # beyond int() digits limit and a double
 ])
 def test_an_answer_with_one_bad_character_is_decoded_not_retried(raw, value):
     assert decode_json(Answer(200, {}, raw)) == value
 
 
 @pytest.mark.parametrize("raw", [b'{"name": "Ann', b"<html>502 Bad Gateway</html>", b'{"a": 1e400',
-                                 b'{"name": "\\ud83d'])
+                                 b'{"name": "\\ud83d', b'["\\ud83d", ' + b"[" * 100_000 + b"]" * 100_000 + b"]"])
 def test_a_truncated_or_non_json_answer_stays_transient(raw):
     with pytest.raises(TransientError, match="not valid JSON"):
         decode_json(Answer(200, {}, raw))
