@@ -544,11 +544,10 @@ def loads_json(body: bytes) -> Any:
     except orjson.JSONDecodeError:
         pass
     try:
-        value = json.loads(body.decode("utf-8", "replace"), parse_float=_float_or_text,
-                           parse_int=_int_or_float, parse_constant=str)
+        return _without_surrogates(json.loads(body.decode("utf-8", "replace"), parse_float=_float_or_text,
+                                              parse_int=_int_or_float, parse_constant=str))
     except RecursionError:  # nested deeper than orjson's 1,024 levels, too
         raise ValueError("JSON nested too deeply") from None
-    return _without_surrogates(value)
 
 
 def _float_or_text(text: str) -> float | str:
@@ -568,13 +567,29 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _without_surrogates(value: Any) -> Any:
-    """json.loads joins valid surrogate pairs; what is left is lone: U+FFFD."""
+    """json.loads joins valid surrogate pairs; what is left is lone: U+FFFD. In place and
+    without recursion: the value may be nested as deep as json.loads allows."""
     if isinstance(value, str):
         return _SURROGATE.sub("\ufffd", value)
-    if isinstance(value, list):
-        return [_without_surrogates(v) for v in value]
-    if isinstance(value, dict):
-        return {_without_surrogates(k): _without_surrogates(v) for k, v in value.items()}
+    pending = [value]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, list):
+            entries = enumerate(node)
+        elif isinstance(node, dict):
+            entries = list(node.items())
+            node.clear()  # rebuilt in order, keys repaired too
+        else:
+            continue
+        for key, item in entries:
+            if isinstance(item, str):
+                item = _SURROGATE.sub("\ufffd", item)
+            elif isinstance(item, (list, dict)):
+                pending.append(item)
+            if isinstance(node, dict):
+                node[_SURROGATE.sub("\ufffd", key)] = item
+            else:
+                node[key] = item
     return value
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import gzip
 import struct
 import time
@@ -360,6 +361,7 @@ async def test_error_messages_keep_the_status_and_a_safe_code_only(server):
     (b'[NaN, Infinity, -Infinity, 1.5]', ["NaN", "Infinity", "-Infinity", 1.5]),
     (b'[1e400, 123456789012345678901234567890]', ["1e400", 1.2345678901234568e29]),
     (b'["\xc3", ' + b"7" * 5000 + b"]", ["\ufffd", "7" * 5000]),  # beyond int() digits limit and a double
+    (b"[" * 900 + b'"\\udc00"' + b"]" * 900, functools.reduce(lambda inner, _: [inner], range(900), "\ufffd")),
 ])
 def test_an_answer_with_one_bad_character_is_decoded_not_retried(raw, value):
     assert decode_json(Answer(200, {}, raw)) == value
