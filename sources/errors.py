@@ -1,10 +1,28 @@
 """Typed errors every source client raises.
 
 Messages name the method and path only: never headers, tokens or query strings that
-could carry a credential, so they are safe in logs and Prefect state messages.
+could carry a credential, and never a server's free text (only the HTTP status and a
+machine error code that passes :func:`safe_token`), so they are safe in logs, the run
+ledger and Prefect state messages.
 """
 
 from __future__ import annotations
+
+import re
+
+# What of a server's answer may appear in our messages: a machine error code (``NO_ITEM``,
+# ``MissingPermission``, ``404``), nothing else. A server's free text may quote patient
+# data or the credentials it was sent; it is dropped, not filtered.
+_TOKEN = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
+def safe_token(value: object) -> str | None:
+    """``value`` as text if it is a short machine token (an error code, a type name), else
+    None: the one way server-given text enters an error message."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return None
+    text = str(value)
+    return text if _TOKEN.fullmatch(text) else None
 
 
 class SourceError(Exception):
@@ -26,6 +44,11 @@ class ApiError(SourceError):
         super().__init__(message)
         self.status = status
         self.code = code
+
+
+class RedirectRefusedError(SourceError):
+    """A redirect off the request's origin (credentials must not follow it), or too many
+    redirects. Permanent (not retried)."""
 
 
 class TransientError(SourceError):

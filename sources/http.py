@@ -10,10 +10,15 @@ here once.
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.utils
+import json
+import math
 import os
+import re
+import string
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -26,9 +31,11 @@ from tenacity import (
     stop_after_attempt,
     wait_exponential_jitter,
 )
+from yarl import URL
 
 from sources.errors import (
     AuthError,
+    RedirectRefusedError,
     ResponseTooLargeError,
     RetriesExhaustedError,
     SourceError,
@@ -38,6 +45,9 @@ from sources.errors import (
 T = TypeVar("T")
 
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+# Same-origin redirects followed per request (aiohttp's own default is 10).
+MAX_REDIRECTS = 10
 
 MAX_RESPONSE_VARIABLE = "PWH_MAX_RESPONSE_BYTES"
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
@@ -121,10 +131,12 @@ class Credentials(Protocol):
 
 @dataclass
 class StaticHeaders:
-    """Credentials that never change (an API token read from the environment)."""
+    """Credentials that never change (an API token read from the environment).
+    ``secrets``: values sent otherwise (in a form body) to scrub from error texts too."""
 
     values: Mapping[str, str]
     setting_name: str
+    secrets: tuple[str, ...] = ()
 
     async def headers(self) -> Mapping[str, str]:
         return self.values
@@ -292,13 +304,8 @@ class HttpClient:
                 headers.update(sent)
             if extra_headers:
                 headers.update(extra_headers)
-            self.stats.requests += 1
             try:
-                async with self.session.request(
-                    method, self.url(path), params=params, data=data, headers=headers
-                ) as response:
-                    body = await self._read_capped(method, path, response)
-                    answer = Answer(response.status, response.headers, body)
+                answer = await self._exchange(method, path, params, data, headers)
             except (asyncio.TimeoutError, TimeoutError):
                 raise TransientError(
                     f"{method} {path}: no complete answer within {self.settings.timeout_s:g} s"
@@ -307,8 +314,8 @@ class HttpClient:
                 raise TransientError(f"{method} {path}: body cut short ({type(exc).__name__})") from None
             except aiohttp.ClientError as exc:
                 raise TransientError(f"{method} {path}: connection failed ({type(exc).__name__})") from None
-        self.stats.bytes_received += len(answer.body)
-        self.stats.by_status[answer.status] = self.stats.by_status.get(answer.status, 0) + 1
+            except SourceError as exc:
+                raise _scrubbed(exc, sent, self._credentials) from None
 
         if answer.status == 401:
             if not refreshed and self._credentials is not None and await self._credentials.refresh(self.session, sent):
@@ -325,32 +332,102 @@ class HttpClient:
         try:
             return decode(answer)
         except TransientError as exc:
-            raise TransientError(scrub(f"{method} {path}: {exc}", sent), retry_after=exc.retry_after) from None
+            raise _scrubbed(TransientError(f"{method} {path}: {exc}", retry_after=exc.retry_after),
+                            sent, self._credentials) from None
         except SourceError as exc:
-            # A server may echo the credentials it was sent into its error message.
-            message = scrub(str(exc), sent)
-            if message != str(exc):
-                exc.args = (message,)
-            raise
+            # A server may echo the credentials it was sent; decoders keep no server text,
+            # but what they keep (an error code, a path) is scrubbed all the same.
+            raise _scrubbed(exc, sent, self._credentials) from None
+
+    async def _exchange(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | list[tuple[str, str]] | None,
+        data: bytes | str | None,
+        headers: Mapping[str, str],
+    ) -> Answer:
+        """One answer, following redirects only within the request's origin: the
+        credentials (``Authorization`` and custom headers alike) never travel to another
+        origin, and no other origin's answer is read. aiohttp follows redirects itself
+        only stripping ``Authorization``, hence ``allow_redirects=False``."""
+        target: str | URL = self.url(path)
+        origin = None  # worked out on a redirect only: no cost on the common path
+        verb = method
+        for _ in range(MAX_REDIRECTS + 1):
+            self.stats.requests += 1
+            async with self.session.request(
+                verb, target, params=params, data=data, headers=headers, allow_redirects=False
+            ) as response:
+                status = response.status
+                self.stats.by_status[status] = self.stats.by_status.get(status, 0) + 1
+                location = response.headers.get("Location") if status in REDIRECT_STATUSES else None
+                if location is None:
+                    body = await self._read_capped(method, path, response)
+                    self.stats.bytes_received += len(body)
+                    return Answer(status, response.headers, body)
+                current = response.url
+            try:
+                following = current.join(URL(location))
+            except (ValueError, TypeError):
+                raise RedirectRefusedError(
+                    f"{method} {_without_query(path)}: HTTP {status} redirect to an unreadable location"
+                ) from None
+            origin = origin or _origin(URL(self.url(path)))
+            if _origin(following) != origin:
+                raise RedirectRefusedError(
+                    f"{method} {_without_query(path)}: HTTP {status} redirect to another origin "
+                    f"({describe_origin(following)}) refused: credentials go to "
+                    f"{describe_origin(URL(self.url(path)))} only; point the base URL at the server that answers"
+                )
+            if status == 303 or (status in (301, 302) and verb == "POST"):
+                verb, data = "GET", None  # as browsers and aiohttp do
+            target, params = following, None  # the Location carries its own query
+        raise RedirectRefusedError(f"{method} {_without_query(path)}: more than {MAX_REDIRECTS} redirects")
 
     async def _read_capped(self, method: str, path: str, response: aiohttp.ClientResponse) -> bytes:
+        """The DECODED body, refused as soon as it passes the cap: Content-Length counts
+        compressed bytes (and may lie), so only bytes actually inflated are counted, as
+        aiohttp inflates them chunk by chunk; a gzip bomb is abandoned at the cap."""
         cap = self.settings.max_response_bytes
-        too_large = ResponseTooLargeError(
-            f"{method} {path}: answer exceeds the {cap:,}-byte cap; raise {MAX_RESPONSE_VARIABLE} "
-            "(or --max-response-mb) if answers this large are expected"
-        )
-        if response.content_length is not None:
-            if response.content_length > cap:
-                raise too_large
-            return await response.read()
+        declared = response.content_length
+        if declared is not None and declared > cap and not response.headers.get("Content-Encoding"):
+            raise self._too_large(method, path)
         chunks: list[bytes] = []
         size = 0
-        async for chunk in response.content.iter_chunked(256 * 1024):
+        content = response.content
+        while chunk := await content.readany():
             size += len(chunk)
             if size > cap:
-                raise too_large
+                raise self._too_large(method, path)
             chunks.append(chunk)
-        return b"".join(chunks)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def _too_large(self, method: str, path: str) -> ResponseTooLargeError:
+        return ResponseTooLargeError(
+            f"{method} {path}: answer exceeds the {self.settings.max_response_bytes:,}-byte cap; raise "
+            f"{MAX_RESPONSE_VARIABLE} (or --max-response-mb) if answers this large are expected"
+        )
+
+
+def _origin(url: URL) -> tuple[str, str | None, int | None]:
+    return (url.scheme.lower(), (url.host or "").lower(), url.port)
+
+
+_HOST = re.compile(r"[A-Za-z0-9.\-\[\]:]{1,255}")
+
+
+def describe_origin(url: URL) -> str:
+    """``scheme://host:port`` of a URL, never its user info, path or query; a host that is
+    not a plain host name is not quoted."""
+    host = url.host or ""
+    shown = host if _HOST.fullmatch(host) else "an unnamed host"
+    scheme = url.scheme if url.scheme in ("http", "https") else "another scheme"
+    return f"{scheme}://{shown}" + (f":{url.port}" if url.port is not None else "")
+
+
+def _without_query(path: str) -> str:
+    return path.split("?", 1)[0]
 
 
 __all__ = [
@@ -363,28 +440,165 @@ __all__ = [
     "SourceError",
     "StaticHeaders",
     "decode_json",
+    "describe_origin",
+    "loads_json",
     "max_response_bytes_from_env",
     "parse_retry_after",
     "scrub",
 ]
 
 
-def scrub(message: str, credentials: Mapping[str, str]) -> str:
-    """``message`` without the credential values sent (nor their part after a scheme such
-    as ``Bearer``): error texts end up in logs and Prefect state messages."""
-    for value in credentials.values():
-        for secret in (value, value.split(" ", 1)[-1]):
-            if len(secret) >= 6 and secret in message:
-                message = message.replace(secret, "<redacted>")
-    return message
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+# A fragment of a secret this long is redacted wherever it appears.
+SECRET_FRAGMENT = 8
+# A whole secret (or a form of one) this short is still redacted where it appears whole.
+SHORT_SECRET = 6
+
+
+def secret_forms(credentials: Mapping[str, str], extra: Iterable[str] = ()) -> set[str]:
+    """Every form in which the credentials sent may come back: each header value, its part
+    after a scheme (``Bearer``, ``Basic``), a Basic pair decoded, its user and password,
+    and the base64 (standard and URL-safe) of each."""
+    forms: set[str] = set()
+    for value in (*credentials.values(), *extra):
+        scheme, _, rest = value.partition(" ")
+        parts = {value, rest.strip()} if rest else {value}
+        if scheme.lower() == "basic" and rest:
+            try:
+                pair = base64.b64decode(rest.strip(), validate=True).decode("utf-8")
+            except (ValueError, UnicodeDecodeError):
+                pair = ""
+            if pair:
+                user, _, password = pair.partition(":")
+                parts |= {pair, user, password}
+        for part in list(parts):
+            raw = part.encode("utf-8", "surrogatepass")
+            parts |= {base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode(),
+                      base64.b64encode(raw).decode().rstrip("=")}
+        forms |= {p for p in parts if len(p) >= SHORT_SECRET}
+    return forms
+
+
+def scrub(message: str, credentials: Mapping[str, str], extra: Iterable[str] = ()) -> str:
+    """``message`` without any form of the credentials sent (:func:`secret_forms`), nor any
+    fragment of one of at least ``SECRET_FRAGMENT`` characters (case-insensitive): error
+    texts end up in logs, the run ledger and Prefect state messages."""
+    forms = secret_forms(credentials, extra)
+    if not forms:
+        return message
+    lowered = message.translate(_ASCII_LOWER)  # same length, unlike str.lower()
+    grams = {f.translate(_ASCII_LOWER)[i:i + SECRET_FRAGMENT] for f in forms for i in range(len(f) - SECRET_FRAGMENT + 1)}
+    hidden = bytearray(len(message))
+    for i in range(len(message) - SECRET_FRAGMENT + 1):
+        if lowered[i:i + SECRET_FRAGMENT] in grams:
+            hidden[i:i + SECRET_FRAGMENT] = b"\x01" * SECRET_FRAGMENT
+    for form in forms:  # the short ones, whole
+        form = form.translate(_ASCII_LOWER)
+        start = lowered.find(form)
+        while start != -1:
+            hidden[start:start + len(form)] = b"\x01" * len(form)
+            start = lowered.find(form, start + 1)
+    if not any(hidden):
+        return message
+    out: list[str] = []
+    i = 0
+    while i < len(message):
+        if not hidden[i]:
+            out.append(message[i])
+            i += 1
+            continue
+        end = i
+        while end < len(message) and hidden[end]:
+            end += 1
+        run = message[i:end]  # spaces around a secret (``Bearer <token>``) are not secret
+        out.append(run[: len(run) - len(run.lstrip())] + "<redacted>" + run[len(run.rstrip()):])
+        i = end
+    return "".join(out)
+
+
+def _scrubbed(exc: SourceError, sent: Mapping[str, str], credentials: Credentials | None) -> SourceError:
+    """``exc`` with every form of the credentials scrubbed from its message and from its
+    text attributes (an error ``code`` is server-given too)."""
+    extra = getattr(credentials, "secrets", ())
+    message = str(exc)
+    clean = scrub(message, sent, extra)
+    if clean != message:
+        exc.args = (clean,)
+    for name, value in vars(exc).items():
+        if isinstance(value, str):
+            setattr(exc, name, scrub(value, sent, extra))
+    return exc
+
+
+def loads_json(body: bytes) -> Any:
+    """A JSON value from ``body``; ``ValueError`` if it is not JSON at all.
+
+    orjson is the fast path. Only when it refuses, the body is read leniently, so that one
+    bad character does not make a whole answer unreadable (and then retried forever):
+    bytes that are not UTF-8 and lone surrogates (``"\\ud83d"``) become U+FFFD; numbers
+    beyond a double (``1e400``) and ``NaN``/``Infinity`` are kept as their original text,
+    a string, which the schemas refuse, so validation quarantines that record only.
+    Integers beyond 64 bits become floats, as orjson reads them."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return _without_surrogates(json.loads(body.decode("utf-8", "replace"), parse_float=_float_or_text,
+                                              parse_int=_int_or_float, parse_constant=str))
+    except RecursionError:  # nested deeper than orjson's 1,024 levels, too
+        raise ValueError("JSON nested too deeply") from None
+
+
+def _float_or_text(text: str) -> float | str:
+    value = float(text)
+    return value if math.isfinite(value) else text
+
+
+def _int_or_float(text: str) -> int | float | str:
+    if len(text) <= 21:  # beyond, int() is slow or refused (int_max_str_digits), and out of range anyway
+        value = int(text)
+        if -(2**63) <= value < 2**64:
+            return value
+    return _float_or_text(text)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _without_surrogates(value: Any) -> Any:
+    """json.loads joins valid surrogate pairs; what is left is lone: U+FFFD. In place and
+    without recursion: the value may be nested as deep as json.loads allows."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    pending = [value]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, list):
+            entries = enumerate(node)
+        elif isinstance(node, dict):
+            entries = list(node.items())
+            node.clear()  # rebuilt in order, keys repaired too
+        else:
+            continue
+        for key, item in entries:
+            if isinstance(item, str):
+                item = _SURROGATE.sub("\ufffd", item)
+            elif isinstance(item, (list, dict)):
+                pending.append(item)
+            if isinstance(node, dict):
+                node[_SURROGATE.sub("\ufffd", key)] = item
+            else:
+                node[key] = item
+    return value
 
 
 def decode_json(answer: Answer) -> Any:
-    """Parse a JSON body; a truncated or non-JSON body is transient (a proxy's error page,
-    a connection cut mid-body) and is retried."""
+    """Parse a JSON body (:func:`loads_json`); a truncated or non-JSON body is transient
+    (a proxy's error page, a connection cut mid-body) and is retried."""
     try:
-        return orjson.loads(answer.body)
-    except orjson.JSONDecodeError:
+        return loads_json(answer.body)
+    except ValueError:
         raise TransientError(
             f"HTTP {answer.status} answer is not valid JSON ({len(answer.body)} bytes)"
         ) from None

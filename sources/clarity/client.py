@@ -9,7 +9,7 @@ project's detail, as XML.
   must never travel to a host the user did not name.
 - ``GET /projects/{limsid}`` answers one project.
 - ``<exc:exception>`` answers (with any status) become typed errors carrying the
-  exception's message; every body is parsed by the hardened ``sources.xml.parse_xml``.
+  exception's code and category (never its free-text message); every body is parsed by the hardened ``sources.xml.parse_xml``.
 
 The parsers here turn XML into plain dicts with the text exactly as sent: typing and
 checking the values is the transform's job (``transforms.clarity``).
@@ -26,7 +26,7 @@ from datetime import date, datetime, timezone
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
-from sources.errors import ApiError, NotFoundError, TransientError
+from sources.errors import ApiError, NotFoundError, TransientError, safe_token
 from sources.http import Answer, HttpClient, HttpSettings, SourceClient, StaticHeaders
 from sources.paging import collect_pages
 from sources.xml import Element, local_name, namespace, parse_xml
@@ -45,7 +45,7 @@ EXC = "http://genologics.com/ri/exception"
 PageRequest = tuple[tuple[str, str], ...]
 
 _XML_TYPES = ("xml",)  # application/xml, text/xml, application/…+xml
-_MESSAGE_CHARS = 300
+_MEDIA_TYPE = re.compile(r"[A-Za-z0-9.+-]{1,40}/[A-Za-z0-9.+-]{1,60}")
 
 
 class ClarityApiError(ApiError):
@@ -133,14 +133,14 @@ def _text(element: Element | None) -> str | None:
 
 
 def exception_error(root: Element, status: int) -> Exception:
-    """The typed error for an ``<exc:exception category code>`` document."""
-    message = next((_text(c) for c in root if local_name(c.tag) == "message"), None) or "(no message)"
-    message = " ".join(message.split())[:_MESSAGE_CHARS]
-    code, category = root.get("code"), root.get("category")
-    label = f"Clarity exception {code or status}" + (f" ({category})" if category else "")
+    """The typed error for an ``<exc:exception category code>`` document: its code and
+    category (when they are machine tokens), never its ``<message>`` (free text a server
+    may fill with anything, patient data included)."""
+    code, category = safe_token(root.get("code")), safe_token(root.get("category"))
+    label = f"HTTP {status} Clarity exception" + (f" {code}" if code else "") + (f" ({category})" if category else "")
     if status == 404 or code == "404":
-        return ClarityNotFoundError(f"{label}: {message}")
-    return ClarityApiError(f"{label}: {message}", status=status, code=code, category=category)
+        return ClarityNotFoundError(label)
+    return ClarityApiError(label, status=status, code=code, category=category)
 
 
 def read_answer(answer: Answer) -> Element:
@@ -160,7 +160,9 @@ def read_answer(answer: Answer) -> Element:
     content_type = answer.headers.get("Content-Type", "")
     if content_type and not any(t in content_type.lower() for t in _XML_TYPES):
         # A proxy's HTML page with 200: the real answer never came. Retry.
-        raise TransientError(f"HTTP {answer.status} answer is {content_type.split(';')[0]}, not XML")
+        media_type = content_type.split(";")[0].strip()
+        shown = media_type if _MEDIA_TYPE.fullmatch(media_type) else "of another type"
+        raise TransientError(f"HTTP {answer.status} answer is {shown}, not XML")
     root = parse_xml(answer.body)  # MalformedXmlError is transient, UnsafeXmlError permanent
     if _is(root, "exception", EXC, None):
         raise exception_error(root, answer.status)
@@ -181,7 +183,7 @@ def _server_time(answer: Answer) -> datetime | None:
 def parse_project_page(root: Element) -> tuple[list[dict[str, str | None]], PageRequest | None]:
     """``<prj:projects>``: the project links and the next page's query (None on the last page)."""
     if not _is(root, "projects", PRJ):
-        raise ClarityApiError(f"expected <prj:projects>, got <{local_name(root.tag)}>")
+        raise ClarityApiError(f"expected <prj:projects>, got <{safe_token(local_name(root.tag)) or '?'}>")
     links: list[dict[str, str | None]] = []
     next_request: PageRequest | None = None
     for child in root:
@@ -199,7 +201,7 @@ def next_page_request(uri: str | None) -> PageRequest:
         raise ClarityApiError("next-page link without a uri")
     parts = urlsplit(uri)
     if not parts.path.rstrip("/").endswith("/projects"):
-        raise ClarityApiError(f"next-page link does not point at the project list: path {parts.path[:100]!r}")
+        raise ClarityApiError("next-page link does not point at the project list")
     return tuple(parse_qsl(parts.query, keep_blank_values=True))
 
 
@@ -223,7 +225,7 @@ def parse_project(root: Element) -> dict[str, Any]:
     UDT's fields are unqualified ``<field>`` per the XSD but ``<udf:field>`` in Illumina's
     own example). Anything else is kept in ``extra``: nothing is dropped silently."""
     if not _is(root, "project", PRJ):
-        raise ClarityApiError(f"expected <prj:project>, got <{local_name(root.tag)}>")
+        raise ClarityApiError(f"expected <prj:project>, got <{safe_token(local_name(root.tag)) or '?'}>")
     project: dict[str, Any] = {
         "limsid": root.get("limsid"), "uri": root.get("uri"),
         "name": None, "open_date": None, "close_date": None, "invoice_date": None, "priority": None,

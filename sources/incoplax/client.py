@@ -29,7 +29,7 @@ from urllib.parse import quote
 
 import orjson
 
-from sources.errors import ApiError, NotFoundError
+from sources.errors import ApiError, NotFoundError, safe_token
 from sources.http import (
     Answer,
     HttpClient,
@@ -37,6 +37,7 @@ from sources.http import (
     SourceClient,
     StaticHeaders,
     decode_json,
+    loads_json,
 )
 from sources.paging import follow_pages
 
@@ -60,29 +61,25 @@ class LookupNotFoundError(NotFoundError):
 
 
 def decode_answer(answer: Answer) -> Any:
-    """A JSON value for 2xx (None for 204 No Content); a typed error otherwise."""
+    """A JSON value for 2xx (None for 204 No Content); a typed error otherwise, carrying
+    the status and ``error_code``, never ``error_message`` (free text a server may fill
+    with anything, patient data included)."""
     if answer.status == 204:
         return None
     if answer.status >= 400:
-        body = _json_or_none(answer.body)
-        code = body.get("error_code") if isinstance(body, dict) else None
-        message = body.get("error_message") if isinstance(body, dict) else None
+        try:
+            body = loads_json(answer.body)
+        except ValueError:
+            body = None  # e.g. a proxy's page: the status says enough
+        raw_code = body.get("error_code") if isinstance(body, dict) else None
+        code = safe_token(raw_code)
         detail = f"HTTP {answer.status}" + (f" error_code {code}" if code is not None else "")
-        if isinstance(message, str) and message:
-            detail += f": {message[:200]}"
         if answer.status == 404:
-            if code == LOOKUP_FAILED:
+            if raw_code == LOOKUP_FAILED:
                 raise LookupNotFoundError(detail)
             raise NotFoundError(detail)
-        raise ApiError(detail, status=answer.status, code=None if code is None else str(code))
+        raise ApiError(detail, status=answer.status, code=code)
     return decode_json(answer)
-
-
-def _json_or_none(body: bytes) -> Any:
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
 
 
 def unflatten(entity: Mapping[str, Any]) -> dict[str, Any]:
@@ -99,7 +96,7 @@ def unflatten(entity: Mapping[str, Any]) -> dict[str, Any]:
         head, rest = key.split(".", 1)
         inner = out.setdefault(head, {})
         if not isinstance(inner, dict):
-            raise ApiError(f"flat field {key!r} clashes with a scalar {head!r}")
+            raise ApiError(f"flat field {safe_token(key) or '(unnamed)'} clashes with a scalar field")
         inner.update(unflatten({rest: value}))
     return out
 

@@ -21,10 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-import orjson
 from yarl import URL
 
-from sources.errors import ApiError, NotFoundError, TransientError
+from sources.errors import ApiError, NotFoundError, TransientError, safe_token
 from sources.http import (
     Answer,
     HttpClient,
@@ -32,6 +31,8 @@ from sources.http import (
     SourceClient,
     StaticHeaders,
     decode_json,
+    describe_origin,
+    loads_json,
 )
 from sources.paging import collect_pages
 
@@ -73,14 +74,16 @@ def error_name(identifier: Any) -> str | None:
 
 
 def read_hal(answer: Answer) -> dict[str, Any]:
-    """A HAL object from an answer; error answers (by status or ``_type: Error``) raise typed errors."""
+    """A HAL object from an answer; error answers (by status or ``_type: Error``) raise
+    typed errors carrying the status and the error's name, never its ``message`` (free
+    text a server may fill with anything, patient data included)."""
     if answer.status >= 400:
         try:
-            body = orjson.loads(answer.body)
-        except orjson.JSONDecodeError:
+            body = loads_json(answer.body)
+        except ValueError:
             body = None  # e.g. a proxy's page: the status says enough
-        name, message = _error_parts(body)
-        text = f"HTTP {answer.status}" + (f" {name}" if name else "") + (f": {message}" if message else "")
+        name = _error_name_of(body)
+        text = f"HTTP {answer.status}" + (f" {name}" if name else "")
         if answer.status == 404:
             raise NotVisibleError(text)
         raise OpenProjectApiError(text, status=answer.status, code=name)
@@ -88,27 +91,31 @@ def read_hal(answer: Answer) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise TransientError(f"HTTP {answer.status} answer is JSON but not an object")
     if body.get("_type") == "Error":
-        name, message = _error_parts(body)
-        raise OpenProjectApiError(f"HTTP {answer.status} {name}: {message}", status=answer.status, code=name)
+        name = _error_name_of(body)
+        raise OpenProjectApiError(f"HTTP {answer.status} {name or 'error'}", status=answer.status, code=name)
     return body
 
 
-def _error_parts(body: Any) -> tuple[str | None, str]:
+def _error_name_of(body: Any) -> str | None:
+    """The error's name (``MissingPermission``), and for ``MultipleErrors`` the names of
+    the errors it embeds; only names that pass :func:`safe_token`."""
     if not isinstance(body, dict):
-        return None, ""
-    message = body.get("message")
-    message = message[:200] if isinstance(message, str) else ""
+        return None
+    name = safe_token(error_name(body.get("errorIdentifier")))
     embedded = body.get("_embedded")
-    if error_name(body.get("errorIdentifier")) == "MultipleErrors" and isinstance(embedded, dict):
-        inner = [e.get("message") for e in embedded.get("errors") or [] if isinstance(e, dict)]
-        message = "; ".join(m for m in inner if isinstance(m, str))[:200] or message
-    return error_name(body.get("errorIdentifier")), message
+    if name == "MultipleErrors" and isinstance(embedded, dict):
+        inner = [safe_token(error_name(e.get("errorIdentifier"))) for e in embedded.get("errors") or []
+                 if isinstance(e, dict)]
+        names = sorted({n for n in inner if n})
+        if names:
+            return f"{name} ({', '.join(names[:10])})"
+    return name
 
 
 def collection_elements(page: Mapping[str, Any]) -> list[Any]:
     """``_embedded.elements`` of a Collection."""
     if page.get("_type") != "Collection":
-        raise ApiError(f"expected a Collection, got _type {page.get('_type')!r}")
+        raise ApiError(f"expected a Collection, got _type {safe_token(page.get('_type')) or '(unrecognised)'}")
     embedded = page.get("_embedded")
     elements = embedded.get("elements") if isinstance(embedded, dict) else None
     if not isinstance(elements, list):
@@ -194,7 +201,7 @@ class OpenProjectClient(SourceClient):
         url = urljoin(self._root, href)
         parts = urlsplit(url)
         if (parts.scheme, parts.netloc) != self._origin:
-            raise ApiError(f"link to another origin refused: {parts.scheme}://{parts.netloc}")
+            raise ApiError(f"link to another origin refused: {describe_origin(URL(url))}")
         return url
 
     async def get(self, href: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from sources.errors import ApiError, NotFoundError
+from sources.errors import ApiError, NotFoundError, safe_token
 from sources.http import (
     Answer,
     Credentials,
@@ -67,29 +67,26 @@ def read_envelope(answer: Answer) -> Any:
     """Unwrap ``{"status": "success", "data": ...}``; turn error answers into typed errors.
 
     A custom error arrives with status 200 (``{"errorCode": "NO_ITEM"}``): it is an
-    error, not data. ``{"data": {}}`` means "nothing" and is returned as ``{}``.
+    error, not data. ``{"data": {}}`` means "nothing" and is returned as ``{}``. Errors
+    carry the status and the API's error code, never its ``message`` (free text a
+    server may fill with anything, patient data included).
     """
     body = decode_json(answer)
+    code = safe_token(body.get("errorCode", body.get("code"))) if isinstance(body, dict) else None
     if answer.status == 404:
-        raise NotFoundError(f"HTTP 404 {_message(body)}")
+        raise NotFoundError("HTTP 404" + (f" {code}" if code else ""))
     if answer.status >= 400:
-        raise ApiError(f"HTTP {answer.status} {_message(body)}", status=answer.status)
+        raise ApiError(f"HTTP {answer.status}" + (f" {code}" if code else ""), status=answer.status, code=code)
     if isinstance(body, dict) and "errorCode" in body:
-        code = str(body["errorCode"])
         if code == "NO_ITEM":
             raise ProjectNotFoundError("custom error NO_ITEM (no such project)")
-        raise ApiError(f"custom error {code}", status=answer.status, code=code)
+        raise ApiError(f"custom error {code or '(unrecognised code)'}", status=answer.status, code=code)
     if not isinstance(body, dict) or "data" not in body:
         raise ApiError(f"HTTP {answer.status} answer has no 'data' envelope", status=answer.status)
     if body.get("status") != "success":
-        raise ApiError(f"envelope status {body.get('status')!r}", status=answer.status)
+        status = safe_token(body.get("status"))
+        raise ApiError(f"envelope status {status or '(unrecognised)'}, not success", status=answer.status)
     return body["data"]
-
-
-def _message(body: Any) -> str:
-    if isinstance(body, dict) and isinstance(body.get("message"), str):
-        return body["message"][:200]
-    return ""
 
 
 def _as_list(data: Any, what: str) -> list[dict[str, Any]]:

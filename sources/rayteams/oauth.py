@@ -144,6 +144,8 @@ class OAuthCredentials:
             credentials=StaticHeaders(
                 {"Authorization": f"Basic {basic}"},
                 setting_name=f"{names.client_id} and {names.client_secret} (account {account!r})",
+                # Sent in the form body, not a header: scrubbed from error texts all the same.
+                secrets=(refresh_token, client_secret),
             ),
             default_headers={"Accept": "application/json"},
             settings=settings,
