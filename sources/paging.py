@@ -20,8 +20,10 @@ an insertion) is dropped, so what is held stays bounded by the distinct elements
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from sources.errors import ApiError
 
@@ -29,6 +31,7 @@ R = TypeVar("R", bound=Hashable)  # what fetches a page: an href, an offset, …
 P = TypeVar("P")  # a decoded page
 T = TypeVar("T")  # an element of a page
 
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9/_.~-]{1,200}")
 DEFAULT_MAX_PAGES = 100_000
 # Distinct elements a walk may hold: 25x the largest account measured (20,000 projects).
 DEFAULT_MAX_ELEMENTS = 500_000
@@ -102,4 +105,10 @@ async def collect_pages(
 
 
 def _show(request: Any) -> str:
-    return repr(request)[:200]
+    """A page request as an error may show it: an offset as it is; a server-given link by
+    its path only, and only when the path is plain (a query may carry a credential, and a
+    server's text is not ours to keep)."""
+    if isinstance(request, int) and not isinstance(request, bool):
+        return str(request)
+    path = urlsplit(str(request)).path
+    return path if _PLAIN_PATH.fullmatch(path) else "(a link the server gave)"

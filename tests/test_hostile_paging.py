@@ -182,3 +182,22 @@ def test_a_walk_holds_at_most_max_elements_distinct_elements():
 
     with pytest.raises(ApiError, match="exceeds 50 elements"):
         asyncio.run(collect_pages(fetch, 0, lambda page, n: n + 1, lambda page: page, lambda e: e, max_elements=50))
+
+
+@pytest.mark.parametrize("link", [
+    "/api/v3/projects?offset=2&token=sekrit-paging-token-42",
+    "https://evil.example/api/v3/projects?signature=sekrit-paging-token-42",
+    "/api/v3/projects/Kim Minji born 1978-12-28",
+])
+def test_a_paging_error_never_quotes_a_query_or_free_text_from_a_link(link):
+    """A server-given next link that loops back is named by its plain path at most: a query
+    may carry a credential, and free text in a path is the server's, not ours to keep."""
+    async def fetch(request):
+        return [request]
+
+    with pytest.raises(ApiError) as raised:
+        asyncio.run(collect_pages(fetch, link, lambda page, request: link, lambda page: page, lambda e: None))
+    message = str(raised.value)
+    assert message.startswith("paging ")
+    for fragment in ("sekrit", "token", "signature", "Kim", "1978", "evil.example"):
+        assert fragment not in message
