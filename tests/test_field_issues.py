@@ -78,6 +78,7 @@ def test_seconds_and_milliseconds_are_told_apart_by_magnitude():
     1_669_373_726_576_000,                      # microseconds
     32_503_680_000_000, "3000-01-01",           # the year 3000
     2**63 - 1, 2**64 - 1, -(2**63), 1e308,
+    "0" * 10_000, "0" * 5_000 + "1",            # past int()'s digit limit (hypothesis found it)
 ])
 def test_time_stamps_outside_1990_to_the_near_future_are_refused(value):
     with pytest.raises(CoercionError) as caught:

@@ -205,9 +205,9 @@ def _epoch_number_ms(value: float | str) -> int | None:
     believable time (too many digits, not finite)."""
     if isinstance(value, str):
         digits = value.strip().lstrip("+-").split(".")[0].lstrip("0")
-        if len(digits) > 19 or "e" in value.lower():
-            # int()/float() of thousands of digits is slow or raises; an exponent is no
-            # written form of a time stamp.
+        if len(digits) > 19 or len(value) > 64 or "e" in value.lower():
+            # int()/float() of thousands of digits (leading zeros too) is slow or raises;
+            # an exponent is no written form of a time stamp.
             return None
         value = int(value) if _INT_TEXT.match(value) else float(value)
     if isinstance(value, float):
