@@ -243,7 +243,7 @@ def transform_and_load(
     frames: dict[str, pl.DataFrame] = {}
     rejected: list[RejectedRecord] = list(batch.rejected)
     for name, buffer in batch.buffers.items():
-        valid, bad = split_valid(buffer, adapter.redact)
+        valid, bad = split_valid(buffer, adapter.redact, batch.unit_redactors)
         frames[name] = valid
         rejected.extend(bad)
     loaded = replace_units(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from transforms.coerce import CoercionError, as_epoch_ms
 from transforms.frames import TableBatch
 from transforms.pseudonym import Pseudonymizer, load_key
 from transforms.rayteams import FetchedProject, transform_projects
-from transforms.redact import redact
+from transforms.redact import Redactor
 from warehouse.load import UnitState
 
 log = logging.getLogger("pwh.rayteams")
@@ -49,7 +48,7 @@ class RayteamsAdapter(ClientAdapter):
         self.region = region or region_of(client.http.base_url)
         self.strategy = strategy
         self.pseudonyms = pseudonyms
-        self.redact = partial(redact, pseudonyms=pseudonyms)
+        self.redact = Redactor(pseudonyms)  # a unit without its own (the transform gives each one)
 
     async def list_units(self, known: Mapping[str, UnitState]) -> Listing:
         # GET /project has no server-side filter: list everything, compare cursors.

@@ -315,7 +315,7 @@ def test_awkward_strings_load_as_they_came(warehouse):
     pid = "awkward\x00project"
     records = [
         {"_id": pid, "sk": "project", "name": awkward[0], "region": awkward[1], "projecttype": awkward[2],
-         "labId": awkward[3], "ownerGroupId": awkward[4], "subject": {"name": awkward[1]}},
+         "labId": awkward[3], "ownerGroupId": awkward[4], "subject": {"name": "y" * 1_000_000}},
         {"_id": pid, "sk": "scan:\x00", "note": awkward},
     ]
     frames, rejected = check_accounting([FetchedProject(pid, None, records, [])], "awkward")

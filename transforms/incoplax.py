@@ -14,6 +14,7 @@ from typing import Any
 from schemas import incoplax as tables
 from transforms.coerce import FieldErrors, as_iso_datetime_ms, as_json, as_text
 from transforms.frames import TableBatch
+from transforms.redact import redact_unknown_source
 
 _TOP_FIELDS = frozenset({"id", "code", "name", "opts", "ext"})
 _OPTS_FIELDS = frozenset({"title", "comment"})
@@ -28,11 +29,6 @@ class FetchedProject:
     record: Any
 
 
-def no_redaction(raw: Any) -> Any:
-    """Incoplax projects carry no patient data or link: raw records are kept as they are."""
-    return raw
-
-
 def transform_projects(fetched: Iterable[FetchedProject], *, account: str) -> TableBatch:
     batch = TableBatch.for_tables(tables.TABLES)
     for project in fetched:
@@ -43,7 +39,7 @@ def transform_projects(fetched: Iterable[FetchedProject], *, account: str) -> Ta
 def _project(batch: TableBatch, account: str, fetched: FetchedProject) -> None:
     pid, r = fetched.project_id, fetched.record
     if not isinstance(r, Mapping):
-        batch.reject("projects", pid, pid, [f"project is a {type(r).__name__}, not an object"], r, no_redaction)
+        batch.reject("projects", pid, pid, [f"project is a {type(r).__name__}, not an object"], r, redact_unknown_source)
         return
     e = FieldErrors()
     if r.get("id") != pid:
@@ -62,7 +58,7 @@ def _project(batch: TableBatch, account: str, fetched: FetchedProject) -> None:
         "extra": _extra(r, opts, ext),
     }
     if e:
-        batch.reject("projects", pid, pid, [_prefixed(reason) for reason in e], r, no_redaction)
+        batch.reject("projects", pid, pid, [_prefixed(reason) for reason in e], r, redact_unknown_source)
         return
     batch.buffers["projects"].append(row, r, pid, pid)
 
