@@ -32,6 +32,8 @@ from transforms.pseudonym import Pseudonymizer
 
 MARKER = "[redacted]"
 MAX_DEPTH = 64
+# Scrubbed texts remembered per redactor (short ones: ids, statuses, keys), bounded.
+TEXT_CACHE_LENGTH, TEXT_CACHE_SIZE = 200, 4096
 
 # ------------------------------------------------------------------ keys
 
@@ -113,15 +115,16 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def _dates_of_epoch(value: float) -> set[tuple[int, int, int]]:
-    """The calendar dates (any time zone) an epoch value in ms, or in s, can stand for."""
-    ms = value if abs(value) >= 100_000_000_000 else value * 1000
+    """The calendar dates (any time zone) an epoch value can stand for, read as ms and as s."""
     out = set()
-    for offset in (-12 * 3_600_000, 0, 14 * 3_600_000):
-        try:
-            day = _EPOCH + timedelta(milliseconds=ms + offset)
-        except OverflowError:
-            continue
-        out.add((day.year, day.month, day.day))
+    for ms in (value, value * 1000):
+        for offset in (-12 * 3_600_000, 0, 14 * 3_600_000):
+            try:
+                day = _EPOCH + timedelta(milliseconds=ms + offset)
+            except (OverflowError, ValueError):
+                continue
+            if 1850 <= day.year <= 2200:
+                out.add((day.year, day.month, day.day))
     return out
 
 
@@ -132,8 +135,9 @@ def _ymd(y: str, m: str, d: str) -> tuple[int, int, int] | None:
     return (year, month, day) if 1 <= month <= 12 and 1 <= day <= 31 else None
 
 
-def _candidates(match: re.Match[str]) -> set[tuple[int, int, int]]:
-    """Every (year, month, day) a date-like match can be read as."""
+def _candidates(match: re.Match[str], epochs: bool = True) -> set[tuple[int, int, int]]:
+    """Every (year, month, day) a date-like match can be read as (digit runs as epoch
+    values too, with ``epochs``)."""
     g = match.groupdict()
     if g["a"] is not None:
         a, b, c = g["a"], g["b"], g["c"]
@@ -155,7 +159,7 @@ def _candidates(match: re.Match[str]) -> set[tuple[int, int, int]]:
                   (digits[-y:], digits[2:4], digits[:2]),  # DDMMYYYY
                   (digits[-y:], digits[:2], digits[2:4]))  # MMDDYYYY
         out |= {ymd for s in splits if (ymd := _ymd(*s))}
-    if len(digits) >= 8:
+    if epochs and len(digits) >= 8:
         out |= _dates_of_epoch(int(digits))
     return out
 
@@ -207,6 +211,9 @@ class PatientIdentifiers:
         self.numbers: set[int] = set()
         self.births: set[tuple[int, int, int]] = set()
         self._birth_md: set[tuple[int, int]] = set()
+        self._birth_ms: list[tuple[int, int]] = []  # epoch ms a birth day spans, in any time zone
+        self.parts: set[str] = set()  # casefolded name parts of two characters or more
+        self._needles: tuple[str, ...] | None = None
 
     def __bool__(self) -> bool:
         return bool(self.words or self.fragments or self.ids or self.births)
@@ -227,7 +234,8 @@ class PatientIdentifiers:
                 pieces = {part, part[1:], part[2:]} if len(part) >= 3 else {part}
                 self.fragments.extend(p for p in pieces if len(p) >= 2 and p not in self.fragments)
         folded = [p.casefold() for p in parts]
-        self.words.update(p for p in folded if len(p) >= 2)
+        self.parts.update(p for p in folded if len(p) >= 2)
+        self.words |= self.parts
         if 1 < len(folded) <= 4:
             # "KimMinji", "MINJIKIM": the parts joined, in either order.
             self.words.add("".join(folded))
@@ -251,8 +259,25 @@ class PatientIdentifiers:
             self.add_id(value)  # unreadable as a date: removed as it is written
         self.births |= dates
         self._birth_md |= {(m, d) for _, m, d in dates}
+        for year, month, day in dates:
+            try:
+                midnight = (datetime(year, month, day, tzinfo=timezone.utc) - _EPOCH) // timedelta(milliseconds=1)
+            except ValueError:  # 31 February: no such day, no epoch
+                continue
+            self._birth_ms.append((midnight + _EARLIEST_OFFSET_MS, midnight + _LATEST_OFFSET_MS))
 
     # -- matching -----------------------------------------------------------------------
+    def mentioned_in(self, text: str) -> bool:
+        """Whether a text holds any name part or id, as a substring in any case (every
+        joined or reordered form of a name holds its parts)."""
+        if self._needles is None:
+            self._needles = tuple({*self.parts, *(f.casefold() for f in self.fragments),
+                                   *(i.casefold() for i in self.ids)})
+        if not self._needles:
+            return False
+        folded = text.casefold()
+        return any(needle in folded for needle in self._needles)
+
     def is_birth(self, ymd: tuple[int, int, int]) -> bool:
         year, month, day = ymd
         if (month, day) not in self._birth_md:
@@ -261,7 +286,11 @@ class PatientIdentifiers:
                    for b in self.births)
 
     def is_birth_number(self, value: float) -> bool:
-        return bool(self.births) and any(d in self.births for d in _dates_of_epoch(value))
+        """Whether a number is a birth day's epoch, in ms or in s."""
+        for lo, hi in self._birth_ms:
+            if lo <= value < hi or lo <= value * 1000 < hi:
+                return True
+        return False
 
 
 def _scrub_word(identifiers: PatientIdentifiers, match: re.Match[str]) -> str:
@@ -275,18 +304,26 @@ def _scrub_word(identifiers: PatientIdentifiers, match: re.Match[str]) -> str:
 
 
 def _scrub_date(identifiers: PatientIdentifiers, match: re.Match[str]) -> str:
-    return MARKER if any(identifiers.is_birth(c) for c in _candidates(match)) else match.group(0)
+    digits = match.group("digits")
+    if digits is not None and len(digits) >= 8 and identifiers.is_birth_number(int(digits)):
+        return MARKER
+    return MARKER if any(identifiers.is_birth(c) for c in _candidates(match, epochs=False)) else match.group(0)
 
 
-@lru_cache(maxsize=1024)
-def _id_pattern(patient_id: str) -> re.Pattern[str]:
-    return re.compile(rf"(?<![0-9A-Za-z]){re.escape(patient_id)}(?![0-9A-Za-z])", re.IGNORECASE)
+_DIGIT_RUN = re.compile(r"\d+")
+
 
 
 # ------------------------------------------------------------------ collecting
 
 _CHANGE_KEYS = frozenset({"before", "after", "old", "new", "from", "to", "previous", "prev", "current",
                           "oldvalue", "newvalue", "was", "now", "original", "value"})
+# The spellings a server may use, for a set intersection per object (the collecting walk
+# sees every object of a project).
+_CHANGE_SPELLINGS = frozenset(
+    form for word in (*_CHANGE_KEYS, "oldValue", "newValue", "old_value", "new_value")
+    for form in (word, word.capitalize(), word.upper())
+)
 
 
 def patient_identifiers(records: Iterable[Any]) -> PatientIdentifiers:
@@ -327,33 +364,45 @@ def _mentions(redactor: Redactor, value: Any) -> bool:
     return redactor(value) != value
 
 
+@lru_cache(maxsize=8192)
+def _inner_kind(key: str, kind: str | None) -> str | None:
+    """What the value under ``key`` is, inside a value that is ``kind``."""
+    named = key_kind(key)
+    if kind is None:
+        return SUBJECT if key == "subject" else (None if named == DROP else named)
+    if key == "birth" or named == BIRTH:
+        return BIRTH
+    return PATIENT_ID if named == PATIENT_ID else kind
+
+
 def _collect(value: Any, kind: str | None, found: PatientIdentifiers,
              changes: list[Mapping[str, Any]], depth: int) -> None:
-    if depth > MAX_DEPTH:
-        return
-    if isinstance(value, Mapping):
-        if kind is None and any(isinstance(k, str) and _flat(k) in _CHANGE_KEYS for k in value):
+    # Every node of a project passes here: builtin type checks only (an ABC check such as
+    # Mapping costs ~10x), and no call for a leaf nobody marked as the patient's.
+    if isinstance(value, dict):
+        if depth > MAX_DEPTH:
+            return
+        if kind is None and not _CHANGE_SPELLINGS.isdisjoint(value):
             changes.append(value)
         for key, item in value.items():
-            inner = kind
-            if isinstance(key, str) and kind != BIRTH:
-                named = key_kind(key)
-                if kind is None:
-                    inner = SUBJECT if key == "subject" else (None if named == DROP else named)
-                elif key == "birth" or named == BIRTH:
-                    inner = BIRTH
-                elif named == PATIENT_ID:
-                    inner = PATIENT_ID
-            _collect(item, inner, found, changes, depth + 1)
-    elif isinstance(value, (list, tuple)):
+            inner = kind if kind == BIRTH or not isinstance(key, str) else _inner_kind(key, kind)
+            if inner is not None or isinstance(item, _CONTAINERS):
+                _collect(item, inner, found, changes, depth + 1)
+    elif isinstance(value, _CONTAINERS):
+        if depth > MAX_DEPTH:
+            return
         for item in value:
-            _collect(item, kind, found, changes, depth + 1)
+            if kind is not None or isinstance(item, _CONTAINERS):
+                _collect(item, kind, found, changes, depth + 1)
     elif kind in (PERSON, SUBJECT):
         found.add_name(value)
     elif kind == PATIENT_ID:
         found.add_id(value)
     elif kind == BIRTH:
         found.add_birth(value)
+
+
+_CONTAINERS = (dict, list, tuple)
 
 
 # ------------------------------------------------------------------ redacting
@@ -369,46 +418,51 @@ class Redactor:
         self.pseudonyms = pseudonyms
         self.identifiers = identifiers if identifiers else None
         self.subjects = subjects
-        self._keys: dict[str, str] = {}
+        self._texts: dict[str, str] = {}  # a project repeats its ids, statuses and keys
 
     def __call__(self, value: Any) -> Any:
         return self._value(value, 0)
 
     def text(self, text: str) -> str:
         """``text`` without links' secrets and without this project's identifiers."""
+        done = self._texts.get(text)
+        if done is None:
+            done = self._scrub(text)
+            if len(text) <= TEXT_CACHE_LENGTH:
+                if len(self._texts) >= TEXT_CACHE_SIZE:
+                    self._texts.clear()
+                self._texts[text] = done
+        return done
+
+    def _scrub(self, text: str) -> str:
         text = strip_links(text)
         found = self.identifiers
         if found is None:
             return text
-        if found.words or found.fragments:
-            folded = text.casefold()
-            if any(w in folded for w in found.words):
-                text = _WORD.sub(lambda m: _scrub_word(found, m), text)
+        if text.isascii() and text.isdigit() and len(text) > 8:  # sk time stamps, mostly
+            return MARKER if text in found.ids or found.is_birth_number(int(text)) else text
+        if found.mentioned_in(text):
+            text = _WORD.sub(lambda m: _scrub_word(found, m), text)
             for fragment in found.fragments:
-                if fragment in text:
-                    text = text.replace(fragment, MARKER)
-        if found.ids:
-            folded = text.casefold()
+                text = text.replace(fragment, MARKER)
             for patient_id in found.ids:
-                if patient_id.casefold() in folded:
-                    text = _id_pattern(patient_id).sub(MARKER, text)
+                if patient_id.isdigit():
+                    text = _DIGIT_RUN.sub(lambda m: MARKER if m.group(0) in found.ids else m.group(0), text)
+                else:
+                    for form in (patient_id, patient_id.upper(), patient_id.lower()):
+                        text = text.replace(form, MARKER)
         if found.births and _HAS_DIGIT(text):
             text = _DATE_LIKE.sub(lambda m: _scrub_date(found, m), text)
         return text
 
-    def _key(self, key: Any) -> Any:
-        if not isinstance(key, str):
-            return key
-        cleaned = self._keys.get(key)
-        if cleaned is None:
-            cleaned = self._keys[key] = self.text(key)
-        return cleaned
+    def _text_key(self, key: Any) -> Any:
+        return self.text(key) if isinstance(key, str) else key
 
     def _number(self, value: float) -> Any:
         found = self.identifiers
         if found is None:
             return value
-        if value in found.numbers or (1e7 <= abs(value) < 1e15 and found.is_birth_number(value)):
+        if value in found.numbers or found.is_birth_number(value):
             return MARKER
         return value
 
@@ -421,7 +475,7 @@ class Redactor:
             return self._number(value)
         if depth > MAX_DEPTH:
             return "<nesting too deep: truncated>"
-        if isinstance(value, Mapping):
+        if isinstance(value, dict):
             out: dict[Any, Any] = {}
             for key, item in value.items():
                 kind = key_kind(key) if isinstance(key, str) else None
@@ -430,9 +484,10 @@ class Redactor:
                 if key == "subject" and self.subjects:
                     _put(out, key, self._subject(item, depth + 1))
                 elif kind is None:
-                    _put(out, self._key(key), self._value(item, depth + 1))
+                    _put(out, self._text_key(key),
+                         self.text(item) if isinstance(item, str) else self._value(item, depth + 1))
                 else:
-                    _put(out, self._key(key), self._sensitive(item, kind, depth + 1))
+                    _put(out, self._text_key(key), self._sensitive(item, kind, depth + 1))
             return out
         if isinstance(value, (list, tuple)):
             return [self._value(item, depth + 1) for item in value]
@@ -448,7 +503,7 @@ class Redactor:
             for key, item in value.items():
                 inner = key_kind(key) if isinstance(key, str) else None
                 if inner != DROP:
-                    _put(out, self._key(key), self._sensitive(item, inner if inner in (BIRTH,) else kind, depth + 1))
+                    _put(out, self._text_key(key), self._sensitive(item, inner if inner in (BIRTH,) else kind, depth + 1))
             return out
         if isinstance(value, (list, tuple)):
             return [self._sensitive(item, kind, depth + 1) for item in value]
@@ -472,7 +527,7 @@ class Redactor:
                     _put(out, "birth_year", self._sensitive(item, BIRTH, depth))
                 elif key_kind(key) != DROP:
                     kind = BIRTH if key == "birth" or key_kind(key) == BIRTH else PERSON
-                    _put(out, self._key(key), self._sensitive(item, kind, depth + 1))
+                    _put(out, self._text_key(key), self._sensitive(item, kind, depth + 1))
             return out
         return self._sensitive(subject, PERSON, depth)
 
