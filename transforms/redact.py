@@ -227,6 +227,7 @@ class PatientIdentifiers:
         text = str(name).strip()
         if not text:
             return
+        self._needles = None
         parts = [p for p in _NAME_SPLIT.split(text) if p]
         if _unspaced_script(text):
             for part in parts:
@@ -252,6 +253,7 @@ class PatientIdentifiers:
         text = str(int(value) if isinstance(value, float) and value.is_integer() else value).strip()
         if len(text) >= 3:
             self.ids.add(text)
+            self._needles = None
 
     def add_birth(self, value: Any) -> None:
         dates = birth_dates(value)
@@ -369,7 +371,7 @@ def _inner_kind(key: str, kind: str | None) -> str | None:
     """What the value under ``key`` is, inside a value that is ``kind``."""
     named = key_kind(key)
     if kind is None:
-        return SUBJECT if key == "subject" else (None if named == DROP else named)
+        return SUBJECT if _flat(key).startswith("subject") else (None if named == DROP else named)
     if key == "birth" or named == BIRTH:
         return BIRTH
     return PATIENT_ID if named == PATIENT_ID else kind
@@ -481,7 +483,7 @@ class Redactor:
                 kind = key_kind(key) if isinstance(key, str) else None
                 if kind == DROP:
                     continue
-                if key == "subject" and self.subjects:
+                if self.subjects and _flat(key).startswith("subject"):
                     _put(out, key, self._subject(item, depth + 1))
                 elif kind is None:
                     _put(out, self._text_key(key),
@@ -516,8 +518,9 @@ class Redactor:
         return self.pseudonyms.pseudonym(value)
 
     def _subject(self, subject: Any, depth: int) -> Any:
-        """A subject is documented as ``{name, birth}``: the patient. Whatever its shape,
-        every leaf in it is the patient's (a pseudonym; a birth date: its year)."""
+        """A subject is documented as ``{name, birth}``: the patient. Whatever its shape
+        (and under ``Subject``, ``subject_info``, …), every leaf in it is the patient's (a
+        pseudonym; a birth date: its year)."""
         if isinstance(subject, Mapping):
             out: dict[Any, Any] = {}
             for key, item in subject.items():
