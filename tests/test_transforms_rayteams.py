@@ -35,7 +35,7 @@ def run(records=(), files=(), listed=None):
     batch = transform_projects([FetchedProject(PID, listed, list(records), list(files))], account="lab", pseudonyms=KEY)
     frames, rejected = {}, list(batch.rejected)
     for name, buffer in batch.buffers.items():
-        frame, bad = split_valid(buffer, partial(redact, pseudonyms=KEY))
+        frame, bad = split_valid(buffer, partial(redact, pseudonyms=KEY), batch.unit_redactors)
         frames[name] = frame
         rejected.extend(bad)
     return frames, rejected
