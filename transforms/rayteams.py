@@ -139,8 +139,11 @@ class _ProjectTransform:
             # The per-resource strategy does not fetch /info: the list entry is the project record.
             records.insert(0, fetched.listed)
         # The project's patient identifiers, gathered before any of its records is kept.
-        self.redact = Redactor(self.pseudonyms, patient_identifiers([fetched.listed, *records, *fetched.files]))
-        self.batch.unit_redactors[pid] = self.redact
+        identifiers = patient_identifiers([fetched.listed, *records, *fetched.files])
+        self.redact = Redactor(self.pseudonyms, identifiers)
+        # For records validation quarantines later: a redactor without this one's text cache,
+        # so a batch holds its projects' identifiers only.
+        self.batch.unit_redactors[pid] = Redactor(self.pseudonyms, identifiers)
         first_rejected = len(self.batch.rejected)
         for record in records:
             self.record(pid, record)
