@@ -22,7 +22,12 @@ from flows.rayteams import sync_rayteams
 from schemas.validate import split_valid
 from transforms.pseudonym import Pseudonymizer
 from transforms.rayteams import FetchedProject, transform_projects
-from transforms.redact import MARKER, Redactor, patient_identifiers, redact_unknown_source
+from transforms.redact import (
+    MARKER,
+    Redactor,
+    patient_identifiers,
+    redact_unknown_source,
+)
 from warehouse.replica import replica_path
 
 KEY = Pseudonymizer(b"privacy-test-key-0123456789")

@@ -57,7 +57,7 @@ DROP, BIRTH, PATIENT_ID, PERSON, SUBJECT = "drop", "birth", "id", "person", "sub
 def key_kind(key: str) -> str | None:
     """What a key's name says its value is (None: nothing we know to be sensitive).
     Case, ``_ - . space`` and camelCase do not matter."""
-    flat = re.sub(r"[\s_\-.]+", "", key).casefold()
+    flat = _flat(key)
     words = {w.casefold() for w in _KEY_WORDS.findall(key)}
     if any(part in flat for part in _DROP_PARTS):
         return DROP
@@ -108,8 +108,8 @@ _DATE_LIKE = re.compile(
     re.IGNORECASE,
 )
 _HAS_DIGIT = re.compile(r"\d").search
-_DAY_MS = 86_400_000
-# A birth date stored as a local midnight anywhere on Earth (UTC-12 to UTC+14).
+_DIGIT_RUN = re.compile(r"\d+")
+# Any moment of a birth day, in any time zone (UTC+14 to UTC-12), from its UTC midnight.
 _EARLIEST_OFFSET_MS, _LATEST_OFFSET_MS = -14 * 3_600_000, 36 * 3_600_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -243,7 +243,7 @@ class PatientIdentifiers:
             self.words.add("".join(reversed(folded)))
         self.fragments.sort(key=len, reverse=True)
         if any(ch.isdigit() for ch in text):
-            self.add_id(text)
+            self.add_id(text)  # an id written under a name key: removed whole as well
 
     def add_id(self, value: Any) -> None:
         if isinstance(value, bool) or value is None:
@@ -312,9 +312,6 @@ def _scrub_date(identifiers: PatientIdentifiers, match: re.Match[str]) -> str:
     return MARKER if any(identifiers.is_birth(c) for c in _candidates(match, epochs=False)) else match.group(0)
 
 
-_DIGIT_RUN = re.compile(r"\d+")
-
-
 
 # ------------------------------------------------------------------ collecting
 
@@ -338,6 +335,7 @@ def patient_identifiers(records: Iterable[Any]) -> PatientIdentifiers:
     for record in records:
         _collect(record, None, found, changes, 0)
     pending = changes
+    links_and_keys = Redactor(None)
     while pending:  # an old name found in one change can reveal the next one
         redactor = Redactor(None, found)
         still = []
@@ -346,7 +344,7 @@ def patient_identifiers(records: Iterable[Any]) -> PatientIdentifiers:
             # The field it changes named like a patient's (``{"field": "subject.name", …}``).
             named = any(isinstance(v, str) and (key_kind(v) not in (None, DROP) or _flat(v).startswith("subject"))
                         for k, v in change.items() if isinstance(k, str) and _flat(k) not in _CHANGE_KEYS)
-            if named or any(_mentions(redactor, side) for side in sides):
+            if named or any(redactor(side) != links_and_keys(side) for side in sides):
                 for side in sides:
                     _collect(side, BIRTH if birth_dates(side) else PERSON, found, [], 0)
             else:
@@ -360,10 +358,6 @@ def patient_identifiers(records: Iterable[Any]) -> PatientIdentifiers:
 @lru_cache(maxsize=8192)
 def _flat(key: str) -> str:
     return re.sub(r"[\s_\-.]+", "", key).casefold()
-
-
-def _mentions(redactor: Redactor, value: Any) -> bool:
-    return redactor(value) != value
 
 
 @lru_cache(maxsize=8192)
