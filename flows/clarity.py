@@ -59,6 +59,7 @@ from sources.clarity.client import (
 from sources.http import HttpSettings
 from transforms.clarity import FetchedProject, transform_projects
 from transforms.frames import TableBatch
+from transforms.redact import redact_unknown_source
 from warehouse.load import UnitState
 
 log = logging.getLogger("pwh.clarity")
@@ -121,10 +122,6 @@ def watermark(known: Mapping[str, UnitState], overlap: timedelta) -> datetime | 
     return since
 
 
-def _identity(value: Any) -> Any:
-    return value
-
-
 class ClarityAdapter(ClientAdapter):
     source = "clarity"
     tables = tables.TABLES
@@ -149,7 +146,8 @@ class ClarityAdapter(ClientAdapter):
         self.overlap = overlap
         self.since = since
         self.udf_parse_errors = 0
-        self.redact = _identity  # no patient data in Clarity projects: raw records kept as sent
+        # No patient subject in Clarity projects: the key and link rules only.
+        self.redact = redact_unknown_source
 
     def since_for(self, known: Mapping[str, UnitState]) -> datetime | None:
         if self.mode == "full_refresh":

@@ -261,7 +261,7 @@ def transform_and_load(
     rejected: list[RejectedRecord] = list(batch.rejected)
     issues: list[RowIssue] = []
     for name, buffer in batch.buffers.items():
-        valid, bad = split_valid(buffer, adapter.redact)
+        valid, bad = split_valid(buffer, adapter.redact, batch.unit_redactors)
         frames[name] = valid
         rejected.extend(bad)
         issues.extend(buffer.row_issues())

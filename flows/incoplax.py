@@ -60,7 +60,8 @@ from sources.incoplax.client import (
     has_fields,
 )
 from transforms.frames import TableBatch
-from transforms.incoplax import FetchedProject, no_redaction, transform_projects
+from transforms.incoplax import FetchedProject, transform_projects
+from transforms.redact import redact_unknown_source
 from warehouse.load import UnitState
 
 log = logging.getLogger("pwh.incoplax")
@@ -91,7 +92,7 @@ def project_cursor(entity: Mapping[str, Any]) -> str | None:
 class IncoplaxAdapter(ClientAdapter):
     source = "incoplax"
     tables = tables.TABLES
-    redact = staticmethod(no_redaction)
+    redact = staticmethod(redact_unknown_source)
 
     def __init__(self, client: IncoplaxClient, *, account: str, mode: str = "incremental",
                  listing: str = "auto", order: Sequence[Any] | None = DEFAULT_ORDER) -> None:

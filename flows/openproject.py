@@ -29,7 +29,8 @@ from sources.openproject.client import (
     is_abbreviated,
 )
 from transforms.frames import TableBatch
-from transforms.openproject import no_redaction, transform_projects
+from transforms.openproject import transform_projects
+from transforms.redact import redact_unknown_source
 from warehouse.load import UnitState
 
 log = logging.getLogger("pwh.openproject")
@@ -39,7 +40,7 @@ class OpenProjectAdapter(ClientAdapter):
     source = "openproject"
     strategy = None
     tables = tables.TABLES
-    redact = staticmethod(no_redaction)
+    redact = staticmethod(redact_unknown_source)
 
     def __init__(self, client: OpenProjectClient, *, account: str, probe_work_packages: bool = True) -> None:
         self.client = client

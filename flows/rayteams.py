@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from transforms.coerce import CoercionError, as_timestamp_ms
 from transforms.frames import TableBatch
 from transforms.pseudonym import Pseudonymizer, choose_key
 from transforms.rayteams import FetchedProject, transform_projects
-from transforms.redact import redact
+from transforms.redact import Redactor
 from warehouse.load import UnitState
 
 log = logging.getLogger("pwh.rayteams")
@@ -61,7 +60,7 @@ class RayteamsAdapter(ClientAdapter):
             raise ValueError(f"unknown strategy {strategy!r}; expected one of {tuple(PARTIAL_TABLES)}")
         self.partial_tables = PARTIAL_TABLES[strategy]
         self.pseudonyms = pseudonyms
-        self.redact = partial(redact, pseudonyms=pseudonyms)
+        self.redact = Redactor(pseudonyms)  # a unit without its own (the transform gives each one)
 
     async def list_units(self, known: Mapping[str, UnitState]) -> Listing:
         # GET /project has no server-side filter: list everything, compare cursors.

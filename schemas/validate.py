@@ -9,7 +9,7 @@ pass finds something goes through ``DataFrameSchema.validate`` for the reasons."
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pandera.errors
@@ -26,10 +26,13 @@ class SchemaMismatchError(RuntimeError):
     input, so the batch fails as a whole rather than quarantining every row."""
 
 
-def split_valid(buffer: RowBuffer, redact: Callable[[Any], Any]) -> tuple[pl.DataFrame, list[RejectedRecord]]:
+def split_valid(buffer: RowBuffer, redact: Callable[[Any], Any],
+                unit_redactors: Mapping[str, Callable[[Any], Any]] | None = None,
+                ) -> tuple[pl.DataFrame, list[RejectedRecord]]:
     """The rows that load and the records quarantined. A quarantined row's field issues
     become reasons of its record and leave ``buffer.issues``, which then holds the issues
-    of the rows that load only."""
+    of the rows that load only. ``redact`` is the source's; a unit in ``unit_redactors`` is
+    redacted by its own (which knows its patient's identifiers)."""
     frame = buffer.frame()
     table = buffer.table
     if frame.height == 0:
@@ -53,9 +56,11 @@ def split_valid(buffer: RowBuffer, redact: Callable[[Any], Any]) -> tuple[pl.Dat
         _collect(table.qualified_name, failures, reasons)
     for i, why in reasons.items():
         why.extend(str(issue) for issue in buffer.issues.pop(i, ()))
+    own = unit_redactors or {}
     rejected = [
         RejectedRecord(
-            table.name, buffer.units[i], buffer.keys[i], tuple(reasons[i]), raw_json(buffer.raws[i], redact)
+            table.name, buffer.units[i], buffer.keys[i], tuple(reasons[i]),
+            raw_json(buffer.raws[i], own.get(buffer.units[i], redact)),
         )
         for i in sorted(reasons)
     ]

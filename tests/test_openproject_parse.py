@@ -25,7 +25,8 @@ from sources.openproject.client import (
     read_hal,
 )
 from sources.paging import collect_pages
-from transforms.openproject import no_redaction, render_value, transform_projects
+from transforms.openproject import render_value, transform_projects
+from transforms.redact import redact_unknown_source
 
 HAL = {"Content-Type": "application/hal+json"}
 
@@ -159,7 +160,7 @@ def frames(payloads, account="acme"):
     batch = transform_projects(payloads, account=account)
     out, rejected = {}, list(batch.rejected)
     for name, buffer in batch.buffers.items():
-        valid, bad = split_valid(buffer, no_redaction)
+        valid, bad = split_valid(buffer, redact_unknown_source)
         out[name] = valid
         rejected.extend(bad)
     return out, rejected

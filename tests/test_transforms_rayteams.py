@@ -35,7 +35,7 @@ def run(records=(), files=(), listed=None):
     batch = transform_projects([FetchedProject(PID, listed, list(records), list(files))], account="lab", pseudonyms=KEY)
     frames, rejected = {}, list(batch.rejected)
     for name, buffer in batch.buffers.items():
-        frame, bad = split_valid(buffer, partial(redact, pseudonyms=KEY))
+        frame, bad = split_valid(buffer, partial(redact, pseudonyms=KEY), batch.unit_redactors)
         frames[name] = frame
         rejected.extend(bad)
     return frames, rejected
@@ -156,10 +156,10 @@ def test_files_one_row_each_with_size_and_expiry_but_never_the_link():
 
 
 def test_unknown_kind_lands_in_other_records_redacted():
-    frames, _ = run([{"_id": PID, "sk": "scan:1669", "subject": {"name": "Scan Patient"}, "downloadLink": "https://x/s"}])
+    frames, _ = run([{"_id": PID, "sk": "scan:1669", "subject": {"name": "Sabine Scanlon"}, "downloadLink": "https://x/s"}])
     row = only_row(frames["other_records"])
     assert row["kind"] == "scan"
-    assert "Scan Patient" not in row["record"] and "https://x/s" not in row["record"]
+    assert "Sabine Scanlon" not in row["record"] and "https://x/s" not in row["record"]
 
 
 def test_bad_records_are_rejected_with_every_reason_and_nothing_is_dropped():

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from schemas import clarity as tables
 from transforms.coerce import CoercionError, FieldIssues, as_date, as_float, as_json
 from transforms.frames import TableBatch
+from transforms.redact import redact_unknown_source
 
 log = logging.getLogger("pwh.clarity")
 
@@ -85,12 +86,6 @@ def last_segment(uri: str | None) -> str | None:
     return segment or None
 
 
-def _identity(value: Any) -> Any:
-    # Clarity projects carry no patient data the pipeline must pseudonymise: raw records
-    # are kept as they came.
-    return value
-
-
 class _Transform:
     def __init__(self, account: str) -> None:
         self.account = account
@@ -102,7 +97,7 @@ class _Transform:
         """``errors`` reject the record (it cannot be keyed or placed); ``issues`` are
         fields loaded NULL."""
         if errors:
-            self.batch.reject(table, limsid, key, errors, raw, _identity)
+            self.batch.reject(table, limsid, key, errors, raw, redact_unknown_source)
             return
         row["account"] = self.account
         row["project_limsid"] = limsid

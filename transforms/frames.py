@@ -88,6 +88,8 @@ class TableBatch:
 
     buffers: dict[str, RowBuffer]
     rejected: list[RejectedRecord] = field(default_factory=list)
+    # A unit's own redaction (its patient's identifiers), for raws quarantined later.
+    unit_redactors: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
 
     @classmethod
     def for_tables(cls, tables: Iterable[Table]) -> TableBatch:

@@ -21,6 +21,7 @@ from transforms.coerce import (
     describe,
 )
 from transforms.frames import TableBatch
+from transforms.redact import redact_unknown_source
 
 _TOP_FIELDS = frozenset({"id", "code", "name", "opts", "ext"})
 _OPTS_FIELDS = frozenset({"title", "comment"})
@@ -35,11 +36,6 @@ class FetchedProject:
     record: Any
 
 
-def no_redaction(raw: Any) -> Any:
-    """Incoplax projects carry no patient data or link: raw records are kept as they are."""
-    return raw
-
-
 def transform_projects(fetched: Iterable[FetchedProject], *, account: str) -> TableBatch:
     batch = TableBatch.for_tables(tables.TABLES)
     for project in fetched:
@@ -50,11 +46,11 @@ def transform_projects(fetched: Iterable[FetchedProject], *, account: str) -> Ta
 def _project(batch: TableBatch, account: str, fetched: FetchedProject) -> None:
     pid, r = fetched.project_id, fetched.record
     if not isinstance(r, Mapping):
-        batch.reject("projects", pid, pid, [f"project is a {type(r).__name__}, not an object"], r, no_redaction)
+        batch.reject("projects", pid, pid, [f"project is a {type(r).__name__}, not an object"], r, redact_unknown_source)
         return
     if r.get("id") != pid:
         batch.reject("projects", pid, pid, [f"id {describe(r.get('id'))} is not the project it was fetched for"],
-                     r, no_redaction)
+                     r, redact_unknown_source)
         return
     e = FieldIssues()
     opts = e.nested(r, "opts")

@@ -29,6 +29,7 @@ from transforms.coerce import (
     as_text,
 )
 from transforms.frames import TableBatch
+from transforms.redact import redact_unknown_source
 
 log = logging.getLogger("pwh.openproject")
 
@@ -36,11 +37,6 @@ CUSTOM = re.compile(r"^custom(Field|Comment)([1-9]\d*)$")
 _HREF_ID = re.compile(r"/([1-9]\d*)/?$")
 _WORKSPACE_HREF = re.compile(r"/api/v3/(?:projects|programs|portfolios|workspaces)/([1-9]\d*)/?$")
 _PRINCIPAL_TYPES = {"users": "user", "groups": "group", "placeholder_users": "placeholder_user"}
-
-
-def no_redaction(value: Any) -> Any:
-    """OpenProject records carry no patient data or signed links: kept as they are."""
-    return value
 
 
 def _links(record: Mapping[str, Any], e: FieldErrors) -> Mapping[str, Any]:
@@ -115,7 +111,7 @@ class _Transform:
     # ---------------------------------------------------------------- shared pieces
     def _add(self, table: str, pid: str, key: str, row: dict[str, Any], raw: Any, errors: list[str]) -> bool:
         if errors:
-            self.batch.reject(table, pid, key, errors, raw, no_redaction)
+            self.batch.reject(table, pid, key, errors, raw, redact_unknown_source)
             return False
         row["account"] = self.account
         row["project_id"] = pid
@@ -175,7 +171,7 @@ class _Transform:
         r = fetched.project
         key = pid
         if not isinstance(r, Mapping):
-            self.batch.reject("projects", pid, key, [f"project is a {type(r).__name__}, not an object"], r, no_redaction)
+            self.batch.reject("projects", pid, key, [f"project is a {type(r).__name__}, not an object"], r, redact_unknown_source)
             return
         e = FieldErrors()
         if str(r.get("id")) != pid:
@@ -243,7 +239,7 @@ class _Transform:
             for position, element in enumerate(fetched.linked.get(kind, [])):
                 if not isinstance(element, Mapping):
                     self.batch.reject(kind, pid, f"{pid}/{kind}/#{position}",
-                                      [f"element is a {type(element).__name__}, not an object"], element, no_redaction)
+                                      [f"element is a {type(element).__name__}, not an object"], element, redact_unknown_source)
                     continue
                 e = FieldErrors()
                 element_id = e.take(as_int, element, "id")

@@ -11,8 +11,7 @@ is dropped.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from functools import partial
+from dataclasses import dataclass, replace
 from typing import Any
 
 from schemas import rayteams as tables
@@ -28,7 +27,7 @@ from transforms.coerce import (
 )
 from transforms.frames import TableBatch
 from transforms.pseudonym import Pseudonymizer, birth_year
-from transforms.redact import redact
+from transforms.redact import Redactor, patient_identifiers
 
 PROJECT_SK = "project"
 OWNER_GROUP_SK = "project:institute:owner"
@@ -40,6 +39,15 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("his:", "histories"),
     ("order:", "orders"),
 )
+# Columns whose text is not scrubbed of the project's patient identifiers: the unit key,
+# the pseudonyms, and JSON made by the project's Redactor. Every other text is.
+NOT_FREE_TEXT = frozenset({
+    "account", "project_id", "patient_pseudonym", "subject_pseudonym",
+    "extra", "data", "medical_records", "treatments", "workflow", "record",
+})
+SK_COLUMNS = frozenset({"sk", "memo_sk"})
+# Parts of an sk or record key that say what a record is, never whose.
+_KIND_PREFIXES = tuple(sorted((PROJECT_SK, "files/", *(p for p, _ in ROUTES)), key=len, reverse=True))
 
 
 @dataclass(frozen=True)
@@ -79,7 +87,7 @@ class _ProjectTransform:
     def __init__(self, account: str, pseudonyms: Pseudonymizer) -> None:
         self.account = account
         self.pseudonyms = pseudonyms
-        self.redact = partial(redact, pseudonyms=pseudonyms)
+        self.redact = Redactor(pseudonyms)
         self.batch = TableBatch.for_tables(tables.TABLES)
 
     # -- shared pieces -------------------------------------------------------------------
@@ -104,9 +112,28 @@ class _ProjectTransform:
 
     def _add(self, table: str, project_id: str, key: str, row: dict[str, Any],
              raw: Any, issues: FieldIssues) -> None:
+        key = self._scrub_key(project_id, key)
+        for column, value in row.items():
+            if isinstance(value, str) and column not in NOT_FREE_TEXT:
+                row[column] = self._scrub_sk(value) if column in SK_COLUMNS else self.redact.text(value)
         row["account"] = self.account
         row["project_id"] = project_id
-        self.batch.buffers[table].append(row, raw, project_id, key, issues)
+        # An issue describes digit-and-punctuation values as they are: a birth date typed
+        # into another field would show; scrubbed like every other text.
+        scrubbed = [replace(i, field=self.redact.text(i.field), value=self.redact.text(i.value)) for i in issues]
+        self.batch.buffers[table].append(row, raw, project_id, key, scrubbed)
+
+    def _scrub_sk(self, sk: str) -> str:
+        """An sk without patient identifiers; its documented kind prefix kept as it is."""
+        for prefix in _KIND_PREFIXES:
+            if sk.startswith(prefix):
+                return prefix + self.redact.text(sk[len(prefix):])
+        return self.redact.text(sk)
+
+    def _scrub_key(self, project_id: str, key: str) -> str:
+        """``<project id>/<sk>…`` without patient identifiers."""
+        unit = f"{project_id}/"
+        return unit + self._scrub_sk(key[len(unit):]) if key.startswith(unit) else self.redact.text(key)
 
     # -- one project -----------------------------------------------------------------------
     def project(self, fetched: FetchedProject) -> None:
@@ -116,10 +143,23 @@ class _ProjectTransform:
         if not has_project_record and fetched.listed is not None:
             # The per-resource strategy does not fetch /info: the list entry is the project record.
             records.insert(0, fetched.listed)
+        # The project's patient identifiers, gathered before any of its records is kept.
+        identifiers = patient_identifiers([fetched.listed, *records, *fetched.files])
+        self.redact = Redactor(self.pseudonyms, identifiers)
+        # For records validation quarantines later: a redactor without this one's text cache,
+        # so a batch holds its projects' identifiers only.
+        self.batch.unit_redactors[pid] = Redactor(self.pseudonyms, identifiers)
+        first_rejected = len(self.batch.rejected)
         for record in records:
             self.record(pid, record)
         for position, file in enumerate(fetched.files):
             self.file(pid, position, file)
+        # Reasons may quote a value (``created: … got 'Kim …'``): scrubbed like the rest.
+        text = self.redact.text
+        self.batch.rejected[first_rejected:] = [
+            replace(r, record_key=self._scrub_key(pid, r.record_key), reasons=tuple(text(reason) for reason in r.reasons))
+            for r in self.batch.rejected[first_rejected:]
+        ]
 
     def record(self, pid: str, record: Any) -> None:
         if not isinstance(record, Mapping):
