@@ -1,7 +1,7 @@
 """Tolerant-but-honest coercions: accept every documented type of a field, normalise it,
-and raise :class:`CoercionError` for anything else. A transform either keeps the row with
-the field NULL and records a :class:`FieldIssue` (:class:`FieldIssues`), or, where a source
-still rejects whole records, makes the error a rejection reason (:class:`FieldErrors`).
+and raise :class:`CoercionError` for anything else. A transform keeps the row with the
+field NULL and records a :class:`FieldIssue` (:class:`FieldIssues`); only a record that
+cannot be placed or keyed is rejected.
 
 Polars' own constructors are not strict (``"123" -> 123``, ``1.9 -> 1``, ``True -> 1``), so
 values are coerced here, explicitly, before a frame is built.
@@ -309,21 +309,3 @@ class FieldIssues(list[FieldIssue]):
 
     def add(self, field: str, reason: str, value: Any, *, private: bool = False) -> None:
         self.append(FieldIssue(field, reason, describe_value(value, private)))
-
-
-class FieldErrors(list[str]):
-    """Collects every reason a record cannot load, instead of stopping at the first."""
-
-    def take(self, coerce: Callable[[Any, str], Any], record: Mapping[str, Any], field: str) -> Any:
-        try:
-            return coerce(record.get(field), field)
-        except CoercionError as exc:
-            self.append(str(exc))
-            return None
-
-    def nested(self, record: Mapping[str, Any], field: str) -> Mapping[str, Any]:
-        try:
-            return as_object(record.get(field), field) or {}
-        except CoercionError as exc:
-            self.append(str(exc))
-            return {}
