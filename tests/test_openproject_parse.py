@@ -486,18 +486,26 @@ def test_a_membership_keeps_its_role_arrays_aligned_when_a_role_cannot_be_read()
         ("3/memberships/12", "_links.roles")}
 
 
-def test_a_custom_value_that_cannot_be_rendered_loads_with_an_issue():
+def test_a_custom_value_that_cannot_be_rendered_or_stored_loads_with_an_issue():
     project = copy.deepcopy(PROJECT)
     # A non-finite number (a lenient JSON decoder's 1e400), and a "custom field" whose
     # number does not fit 64 bits: no custom field's, kept in extra.
     project["customField7"] = float("inf")
     project["customField" + "9" * 25] = "x"
+    # Nested deeper than orjson writes (it reads up to 1,024 levels): cannot be stored.
+    project["_links"]["customField8"] = orjson.loads(b"[" * 600 + b"]" * 600)
     out, rejected, issues = transformed([ProjectPayload("1", project, {})])
     assert rejected == []
     custom = {r["field"]: r for r in out["custom_values"].to_dicts()}
     assert custom["customField7"]["value_text"] is None and custom["customField7"]["custom_field_id"] == 7
+    assert custom["customField8"]["value"] is custom["customField8"]["value_text"] is None
+    assert custom["customField123"]["value_text"] == "123"  # the project's other custom values load as ever
     assert "customField" + "9" * 25 in orjson.loads(out["projects"]["extra"][0])
-    assert issue_map(issues) == {("1/project/1/customField7/value", "customField7"): ("expected text", "inf")}
+    assert issue_map(issues) == {
+        ("1/project/1/customField7/value", "customField7"): ("expected text", "inf"),
+        ("1/project/1/customField8/link", "_links.customField8"): (
+            "cannot be stored as JSON (nested too deep or a number too large)", "an array of 1 item(s)"),
+    }
 
 
 def test_a_project_answered_under_another_id_is_rejected():

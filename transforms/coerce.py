@@ -273,6 +273,15 @@ def as_json(value: Any) -> str | None:
     return orjson.dumps(value).decode()
 
 
+def as_json_text(value: Any, field: str) -> str | None:
+    """:func:`as_json` of a field's value, refusing one orjson cannot write: nested deeper
+    than its 254 levels (it reads 1,024) or an integer beyond 64 bits."""
+    try:
+        return as_json(value)
+    except TypeError:  # orjson.JSONEncodeError is one
+        raise _refuse(field, "cannot be stored as JSON (nested too deep or a number too large)", value) from None
+
+
 @dataclass(frozen=True)
 class FieldIssue:
     """A field that could not be read: its column loads NULL, and this says why and what

@@ -29,6 +29,7 @@ from transforms.coerce import (
     as_int,
     as_iso_datetime_ms,
     as_json,
+    as_json_text,
     as_text,
     describe,
 )
@@ -186,10 +187,12 @@ class _Transform:
             found += [(name, "link", links, f"_links.{name}") for name in links if CUSTOM.match(name)]
         for name, kind, holder, path in found:
             e = FieldIssues()
+            value = e.take(as_json_text, holder, name, path=path)
             row = {
                 "owner_type": owner_type, "owner_id": owner_id, "field": name, "kind": kind,
                 "custom_field_id": int(CUSTOM.match(name).group(2)),
-                "value": as_json(holder[name]), "value_text": e.take(render_value, holder, name, path=path),
+                # A value that cannot be stored cannot be rendered either (and is one issue).
+                "value": value, "value_text": None if e else e.take(render_value, holder, name, path=path),
             }
             self._add("custom_values", pid, f"{pid}/{owner_type}/{owner_id}/{name}/{kind}", row, {name: holder[name]}, e)
 
