@@ -359,7 +359,8 @@ def test_unreadable_fields_load_null_and_only_a_record_that_cannot_be_keyed_or_p
     not_a_link["_links"]["project"] = "/api/v3/projects/1"
     foreign_member = copy.deepcopy(MEMBERSHIPS["_embedded"]["elements"][0])  # of project 3
     linked = {"work_packages": [work_package(8), bad, out_of_range, "junk", unkeyed, unplaced, not_a_link],
-              "types": [{"_type": "Type", "name": "no id"}], "memberships": [foreign_member]}
+              "types": [{"_type": "Type", "name": "no id"}], "memberships": [foreign_member],
+              "categories": CATEGORIES[:1]}  # of project 11
     out, rejected, issues = transformed([ProjectPayload("1", PROJECT, linked)])
 
     wps = {row["id"]: row for row in out["work_packages"].to_dicts()}
@@ -383,7 +384,7 @@ def test_unreadable_fields_load_null_and_only_a_record_that_cannot_be_keyed_or_p
 
     by_key = {r.record_key: r.reasons for r in rejected}
     assert set(by_key) == {"1/work_packages/10", "1/work_packages/#3", "1/work_packages/eleven", "1/work_packages/12",
-                           "1/work_packages/13", "1/types/None", "1/memberships/11"}
+                           "1/work_packages/13", "1/types/None", "1/memberships/11", "1/categories/10"}
     assert "percentage_done" in by_key["1/work_packages/10"][0]
     # An id that cannot be read: the row's key is unknown, quarantined with the issue as a reason.
     assert by_key["1/work_packages/eleven"] == ("id: must not be empty", "id: expected an integer (value: text of 6 character(s))")
@@ -393,6 +394,7 @@ def test_unreadable_fields_load_null_and_only_a_record_that_cannot_be_keyed_or_p
     assert by_key["1/work_packages/12"] == ("_links.project: href '/api/v3/projects/one' does not end in an id",)
     assert by_key["1/work_packages/13"][0].startswith("_links.project: expected a link object")
     assert by_key["1/memberships/11"] == ("_links.project: membership of project 3, listed for project 1",)
+    assert by_key["1/categories/10"] == ("_links.project: category of project 11, listed for project 1",)
 
 
 def test_a_link_that_cannot_be_read_is_null_as_a_whole_with_one_issue():

@@ -7,9 +7,10 @@ property and link a table does not model is kept in its ``extra`` JSON; every
 ``customFieldN`` / ``customCommentN`` (property or link) of a project or work package
 becomes a ``custom_values`` row. A field or link that cannot be read loads NULL with a
 field issue and the row loads; only a record that cannot be placed (not an object, a
-project answered under another id, a work package or membership whose ``_links.project``
-cannot be read or names another project) is rejected, and one whose id cannot be read is
-quarantined by its schema. Nothing is dropped silently.
+project answered under another id, a work package, category or membership whose
+``_links.project`` cannot be read, or a category or membership naming another project)
+is rejected, and one whose id cannot be read is quarantined by its schema. Nothing is
+dropped silently.
 """
 
 from __future__ import annotations
@@ -121,6 +122,14 @@ def owner_project(record: Mapping[str, Any]) -> int | None:
     if not isinstance(link, Mapping):
         raise CoercionError(f"_links.project: expected a link object, got {describe(link)}")
     return href_id(link.get("href"), "_links.project")
+
+
+def require_this_project(record: Mapping[str, Any], pid: str, what: str) -> None:
+    """Raise :class:`CoercionError` when a record listed for project ``pid`` cannot be
+    placed: its ``_links.project`` cannot be read or names another project."""
+    owner = owner_project(record)
+    if owner is not None and str(owner) != pid:
+        raise CoercionError(f"_links.project: {what} of project {owner}, listed for project {pid}")
 
 
 def render_value(value: Any, field: str = "value") -> str | None:
@@ -361,6 +370,7 @@ class _Transform:
         self._add("versions", pid, key, row, r, e)
 
     def category(self, pid: str, key: str, cid: int | None, r: Mapping[str, Any], e: FieldIssues) -> None:
+        require_this_project(r, pid, "category")
         links = e.nested(r, "_links")
         assignee_id, assignee_title = linked(links, "defaultAssignee", e)
         row = {
@@ -391,9 +401,7 @@ class _Transform:
         self._add("types", pid, key, row, r, e)
 
     def membership(self, pid: str, key: str, mid: int | None, r: Mapping[str, Any], e: FieldIssues) -> None:
-        owner = owner_project(r)
-        if owner is not None and str(owner) != pid:
-            raise CoercionError(f"_links.project: membership of project {owner}, listed for project {pid}")
+        require_this_project(r, pid, "membership")
         links = e.nested(r, "_links")
         principal = links.get("principal")
         principal_id, principal_title = linked(links, "principal", e)
