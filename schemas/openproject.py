@@ -22,7 +22,7 @@ UPDATED = timestamp("updated_at", "When it was last changed (UTC; `updatedAt`)."
 
 
 def _link_id(name: str, what: str) -> object:
-    return integer(f"{name}_id", f"Id of the {what} (from the `_links` href); NULL when unset or hidden.", checks=POSITIVE)
+    return integer(f"{name}_id", f"Id of the {what} (from the `_links` href); NULL when unset, hidden or unreadable (see `pipeline.field_issues`).", checks=POSITIVE)
 
 
 def _link_title(name: str, what: str) -> object:
@@ -44,10 +44,10 @@ PROJECTS = Table(
         text("status_code", "Project status code from `_links.status` (e.g. `on_track`, `at_risk`, `off_track`); NULL when none."),
         text("status_title", "Project status title (e.g. `On track`)."),
         text("status_explanation_raw", "Why the project has its status (`statusExplanation.raw`)."),
-        integer("parent_id", "Id of the parent project/program/portfolio when disclosed to the key (`_links.parent`); NULL for a root or an undisclosed parent.", checks=POSITIVE),
+        integer("parent_id", "Id of the parent project/program/portfolio when disclosed to the key (`_links.parent`); NULL for a root, an undisclosed parent or a link that cannot be read.", checks=POSITIVE),
         text("parent_title", "Title of the parent when disclosed."),
         boolean("parent_undisclosed", "True when the project has a parent the key may not see (`urn:openproject-org:api:v3:undisclosed`)."),
-        json_text("ancestor_ids", "Ids of the disclosed ancestors, root first, as a JSON array (undisclosed ones as null)."),
+        json_text("ancestor_ids", "Ids of the ancestors, root first, as a JSON array; an undisclosed ancestor, or one whose link cannot be read (see `pipeline.field_issues`), is null in its place."),
         text("description_format", "`plain`, `markdown` or `custom` (`description.format`)."),
         text("description_raw", "Description as written (`description.raw`)."),
         text("description_html", "Description rendered as HTML (`description.html`)."),
@@ -144,8 +144,8 @@ MEMBERSHIPS = Table(
         text("principal_type", "`user`, `group` or `placeholder_user` (from the principal's href)."),
         _link_id("principal", "member (user, group or placeholder user)"),
         _link_title("principal", "member"),
-        json_text("role_ids", "Ids of the member's roles in the project, as a JSON array."),
-        json_text("role_titles", "Names of the member's roles, as a JSON array."),
+        json_text("role_ids", "Ids of the member's roles in the project, as a JSON array; a role whose href cannot be read is null (see `pipeline.field_issues`)."),
+        json_text("role_titles", "Names of the member's roles, as a JSON array aligned with `role_ids` (null where the role or its title cannot be read)."),
         CREATED, UPDATED, EXTRA,
     ),
     key=("account", "project_id", "id"),

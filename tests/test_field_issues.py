@@ -3,7 +3,9 @@
 Unit tests of the coercions (every written form of a time stamp and a birth date, epoch
 seconds against milliseconds, the range check, garbage), the transform (the row loads,
 only an unreadable key quarantines), and end to end: a sync of the simulator on 127.0.0.1
-serving projects with unreadable, odd and out-of-range fields.
+serving projects with unreadable, odd and out-of-range fields (RAYTeams), and unreadable
+dates, numbers and links (OpenProject; its transform's cases are in
+tests/test_openproject_parse.py).
 """
 
 from __future__ import annotations
@@ -14,10 +16,15 @@ from functools import partial
 from pathlib import Path
 
 import duckdb
+import orjson
 import pytest
 
+from flows.openproject import sync_openproject
 from flows.rayteams import project_cursor, sync_rayteams
+from schemas import openproject
 from schemas.validate import split_valid
+from sources.openproject import dataset as op_dataset
+from sources.openproject import simulator as op_simulator
 from sources.rayteams.dataset import DatasetConfig, RayteamsDataset
 from sources.rayteams.simulator import SimulatorOptions, running_simulator
 from transforms.coerce import (
@@ -334,3 +341,114 @@ async def test_sync_loads_rows_with_unreadable_fields_and_keeps_the_issues(tmp_p
     births = {r["subject"]["birth"] for r in dataset.project_list()} | set(ODD_BIRTHS)
     assert not [b for b in births if b in stored], "a raw birth date is in the warehouse"
     assert "Hong Gildong" not in stored and "Kim Minji" not in stored
+
+
+# ------------------------------------------------------------------ end to end: OpenProject
+
+OP_KEY = "op-key-FIELDS-71c3"
+
+
+def openproject_instance(hostile: bool) -> op_dataset.OpenProjectDataset:
+    """The simulator's instance; ``hostile``: a project, a work package and a membership
+    carry an unreadable date, a garbage number and links whose hrefs do not parse, and
+    another work package names its project by an href without an id."""
+    dataset = op_dataset.OpenProjectDataset(op_dataset.DatasetConfig(seed=43, n_projects=12, max_work_packages=6))
+    if hostile:
+        ids = dataset.project_ids()
+        first, child = dataset.projects[ids[0]], dataset.projects[ids[5]]  # 5: has a visible parent
+        child.project.update(createdAt="31/12/2023", public="n/a")
+        child.project["_links"]["parent"] = {"href": "/api/v3/users/3", "title": "Ada Lovelace"}
+        unreadable, unplaced = first.work_packages[:2]
+        unreadable.update(startDate="2024-02-30", percentageDone="40%")
+        unreadable["_links"].update(type={"href": "/api/v3/types/Bug", "title": "Bug"}, author="Ada Lovelace")
+        unplaced["_links"]["project"] = {"href": "/api/v3/projects/first"}
+        member = first.memberships[0]
+        member["_links"]["roles"] = [{"href": "/api/v3/roles/lead", "title": "Lead"}, *member["_links"]["roles"]]
+    return dataset
+
+
+async def sync_instance(dataset: op_dataset.OpenProjectDataset, db: Path, **params) -> dict:
+    options = op_simulator.SimulatorOptions(api_key=OP_KEY)
+    async with op_simulator.running_simulator(dataset, options) as base_url:
+        return await sync_openproject(base_url=base_url, db_path=str(db), page_size=5, batch_size=4, **params)
+
+
+def differing_rows(db: Path, clean: Path) -> dict[str, set[tuple]]:
+    """Per table, the keys of rows that differ from the clean warehouse's, either way."""
+    out = {}
+    with duckdb.connect(str(db), read_only=True) as con:
+        con.execute(f"ATTACH '{clean}' AS clean (READ_ONLY)")
+        for table in openproject.TABLES:
+            keys = ", ".join(table.key)
+            name = table.qualified_name
+            rows = con.execute(f"(SELECT {keys} FROM (SELECT * FROM {name} EXCEPT SELECT * FROM clean.{name})) UNION "
+                               f"(SELECT {keys} FROM (SELECT * FROM clean.{name} EXCEPT SELECT * FROM {name}))").fetchall()
+            if rows:
+                out[table.name] = set(rows)
+    return out
+
+
+@pytest.mark.usefixtures("prefect_harness")
+async def test_openproject_sync_loads_records_with_unreadable_fields_and_links_and_keeps_the_issues(
+        tmp_path, monkeypatch):
+    # Issue 15, item 14: the project and the work package used to be quarantined whole.
+    monkeypatch.setenv("OPENPROJECT_API_KEY", OP_KEY)
+    dataset = openproject_instance(hostile=True)
+    ids = dataset.project_ids()
+    first, child = str(ids[0]), str(ids[5])
+    unreadable, unplaced = (wp["id"] for wp in dataset.projects[ids[0]].work_packages[:2])
+    member = dataset.projects[ids[0]].memberships[0]["id"]
+    db, clean = tmp_path / "w.duckdb", tmp_path / "clean.duckdb"
+    summary = await sync_instance(dataset, db)
+    refreshed = await sync_instance(dataset, db, mode="full_refresh")
+    await sync_instance(openproject_instance(hostile=False), clean)
+    assert summary["status"] == refreshed["status"] == "success"
+    assert summary["rows_rejected"] == refreshed["rows_rejected"] == 1
+
+    # Every other row is as in a sync of the untouched instance; the custom values of the
+    # work package that cannot be placed are inside its quarantined record.
+    differing = differing_rows(db, clean)
+    unplaced_wp = dataset.projects[ids[0]].work_packages[1]
+    custom = [(name, "value") for name in unplaced_wp if name.startswith("customField")]
+    custom += [(name, "link") for name in unplaced_wp["_links"] if name.startswith("customField")]
+    assert custom and differing.pop("custom_values") == {
+        ("default", first, "work_package", unplaced, name, kind) for name, kind in custom}
+    assert differing == {
+        "projects": {("default", child)},
+        "work_packages": {("default", first, unreadable), ("default", first, unplaced)},
+        "memberships": {("default", first, member)},
+    }
+    with duckdb.connect(str(db), read_only=True) as con:
+        project = con.execute("SELECT name, created_at, public, parent_id, parent_title, updated_at IS NOT NULL "
+                              "FROM openproject.projects WHERE project_id = ?", [child]).fetchone()
+        wp = con.execute("SELECT subject, start_date, percentage_done, type_id, type_title, author_id, status_id "
+                         "FROM openproject.work_packages WHERE id = ?", [unreadable]).fetchone()
+        roles = con.execute("SELECT role_ids, role_titles FROM openproject.memberships WHERE id = ?", [member]).fetchone()
+        issues = con.execute("SELECT unit_key, table_name, field, reason, value_description FROM pipeline.field_issues "
+                             "WHERE source = 'openproject'").fetchall()
+        rejected = con.execute("SELECT table_name, record_key, reasons FROM pipeline.rejected_records "
+                               "WHERE source = 'openproject'").fetchall()
+    assert project[0] is not None and project[1:5] == (None, None, None, None) and project[5]
+    assert wp[0] is not None and wp[1:6] == (None, None, None, None, None) and wp[6] is not None
+    role_ids, role_titles = (orjson.loads(text) for text in roles)
+    assert len(role_ids) == len(role_titles) >= 2 and role_ids[0] is role_titles[0] is None
+    assert None not in role_ids[1:] and None not in role_titles[1:]
+
+    def text(value: str) -> str:
+        return f"text of {len(value)} character(s)"
+
+    # Replaced by each sync, never added up.
+    assert sorted(issues) == sorted([
+        (child, "projects", "createdAt", "expected an ISO 8601 date-time", "'31/12/2023'"),
+        (child, "projects", "public", "expected a boolean", text("n/a")),
+        (child, "projects", "_links.parent", "href is not a project, program or portfolio", text("/api/v3/users/3")),
+        (first, "work_packages", "startDate", "expected a date YYYY-MM-DD", "'2024-02-30'"),
+        (first, "work_packages", "percentageDone", "expected an integer", text("40%")),
+        (first, "work_packages", "_links.type", "href does not end in an id", text("/api/v3/types/Bug")),
+        (first, "work_packages", "_links.author", "expected a link object", text("Ada Lovelace")),
+        (first, "memberships", "_links.roles[0]", "href does not end in an id", text("/api/v3/roles/lead")),
+    ])
+    # Which project a work package belongs to is no value: one that cannot be placed is quarantined whole.
+    [(table, key, reasons)] = rejected
+    assert (table, key) == ("work_packages", f"{first}/work_packages/{unplaced}")
+    assert orjson.loads(reasons) == ["_links.project: href '/api/v3/projects/first' does not end in an id"]

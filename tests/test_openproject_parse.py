@@ -156,13 +156,20 @@ def work_package(wid: int, project: int = 1, **changes) -> dict:
     return wp
 
 
-def frames(payloads, account="acme"):
+def transformed(payloads, account="acme"):
+    """The frames that load, the records rejected, and the field issues of the rows that load."""
     batch = transform_projects(payloads, account=account)
-    out, rejected = {}, list(batch.rejected)
+    out, rejected, issues = {}, list(batch.rejected), []
     for name, buffer in batch.buffers.items():
         valid, bad = split_valid(buffer, redact_unknown_source)
         out[name] = valid
         rejected.extend(bad)
+        issues.extend(buffer.row_issues())
+    return out, rejected, issues
+
+
+def frames(payloads, account="acme"):
+    out, rejected, _ = transformed(payloads, account)
     return out, rejected
 
 
@@ -338,21 +345,172 @@ def test_a_subproject_work_package_listed_under_its_parent_is_left_to_its_own_pr
     assert rejected == [] and out["work_packages"]["id"].to_list() == [7]
 
 
-def test_unreadable_records_are_rejected_with_every_reason_and_the_rest_loads():
-    bad = work_package(9, createdAt="yesterday", percentageDone="lots", startDate="2024-13-45")
-    out_of_range = work_package(10, percentageDone=150)
-    linked = {"work_packages": [work_package(8), bad, out_of_range, "junk"], "types": [{"_type": "Type", "name": "no id"}]}
-    out, rejected = frames([ProjectPayload("1", PROJECT, linked)])
-    assert out["work_packages"]["id"].to_list() == [8]
-    by_key = {r.record_key: r for r in rejected}
-    assert set(by_key) == {"1/work_packages/9", "1/work_packages/10", "1/work_packages/#3", "1/types/None"}
-    reasons = " | ".join(by_key["1/work_packages/9"].reasons)
-    assert "createdAt" in reasons and "percentageDone" in reasons and "startDate" in reasons
-    assert "percentage_done" in by_key["1/work_packages/10"].reasons[0]
-    assert "Task 9" in by_key["1/work_packages/9"].raw_json
-    # the rejected work package's custom values are not loaded without it
+def issue_map(issues):
+    """(record key, field) → (reason, value description)."""
+    return {(i.record_key, i.issue.field): (i.issue.reason, i.issue.value) for i in issues}
+
+
+def test_unreadable_fields_load_null_and_only_a_record_that_cannot_be_keyed_or_placed_is_quarantined():
+    # Issue 15, item 14: work package 9 used to be quarantined whole for its unreadable fields.
+    bad = work_package(9, createdAt="yesterday", percentageDone="lots", startDate="2024-13-45", lockVersion=2**64,
+                       scheduleManually="sometimes", description="plain text, not a Formattable")
+    out_of_range = work_package(10, percentageDone=150)  # readable, but the schema's range check: quarantined as before
+    unkeyed = work_package(11, id="eleven")
+    unplaced = work_package(12)
+    unplaced["_links"]["project"] = {"href": "/api/v3/projects/one", "title": "P"}
+    not_a_link = work_package(13)
+    not_a_link["_links"]["project"] = "/api/v3/projects/1"
+    foreign_member = copy.deepcopy(MEMBERSHIPS["_embedded"]["elements"][0])  # of project 3
+    linked = {"work_packages": [work_package(8), bad, out_of_range, "junk", unkeyed, unplaced, not_a_link],
+              "types": [{"_type": "Type", "name": "no id"}], "memberships": [foreign_member],
+              "categories": CATEGORIES[:1]}  # of project 11
+    out, rejected, issues = transformed([ProjectPayload("1", PROJECT, linked)])
+
+    wps = {row["id"]: row for row in out["work_packages"].to_dicts()}
+    assert sorted(wps) == [8, 9]
+    nine = wps[9]
+    assert nine["subject"] == "Task 9" and nine["type_id"] == 1 and nine["due_date"].isoformat() == "2024-03-08"
+    assert nine["created_at"] is nine["percentage_done"] is nine["start_date"] is nine["lock_version"] is None
+    assert nine["schedule_manually"] is nine["description_raw"] is None
+    assert issue_map(issues) == {
+        ("1/work_packages/9", "createdAt"): ("expected an ISO 8601 date-time", "text of 9 character(s)"),
+        ("1/work_packages/9", "percentageDone"): ("expected an integer", "text of 4 character(s)"),
+        ("1/work_packages/9", "startDate"): ("expected a date YYYY-MM-DD", "'2024-13-45'"),
+        ("1/work_packages/9", "lockVersion"): ("integer out of the 64-bit range", str(2**64)),
+        ("1/work_packages/9", "scheduleManually"): ("expected a boolean", "text of 9 character(s)"),
+        ("1/work_packages/9", "description"): ("expected an object", "text of 29 character(s)"),
+    }
+    # Work package 9 loads, so its custom values do (10's load too, as before: the schema
+    # quarantines 10 after the transform, and its custom values are rows of their own).
     owners = set(out["custom_values"].filter(pl.col("owner_type") == "work_package")["owner_id"].to_list())
-    assert 9 not in owners and 8 in owners
+    assert owners == {8, 9, 10}
+
+    by_key = {r.record_key: r.reasons for r in rejected}
+    assert set(by_key) == {"1/work_packages/10", "1/work_packages/#3", "1/work_packages/eleven", "1/work_packages/12",
+                           "1/work_packages/13", "1/types/None", "1/memberships/11", "1/categories/10"}
+    assert "percentage_done" in by_key["1/work_packages/10"][0]
+    # An id that cannot be read: the row's key is unknown, quarantined with the issue as a reason.
+    assert by_key["1/work_packages/eleven"] == ("id: must not be empty", "id: expected an integer (value: text of 6 character(s))")
+    assert by_key["1/types/None"] == ("id: must not be empty",)
+    # Which project a record belongs to is not a value: a link that cannot be read, or names
+    # another project, rejects the record.
+    assert by_key["1/work_packages/12"] == ("_links.project: href '/api/v3/projects/one' does not end in an id",)
+    assert by_key["1/work_packages/13"][0].startswith("_links.project: expected a link object")
+    assert by_key["1/memberships/11"] == ("_links.project: membership of project 3, listed for project 1",)
+    assert by_key["1/categories/10"] == ("_links.project: category of project 11, listed for project 1",)
+
+
+def test_a_link_that_cannot_be_read_is_null_as_a_whole_with_one_issue():
+    wp = work_package(5)
+    wp["_links"].update({
+        "type": {"href": "/api/v3/types/Task", "title": "Task"},       # no id: neither id nor title kept
+        "status": {"href": "/api/v3/statuses/7", "title": {"en": "In progress"}},  # title unreadable alone
+        "author": "Ada",                                               # not a link object
+        "version": {"href": "/api/v3/versions/" + "9" * 25},            # beyond 64 bits
+        "category": {"href": 17},
+        "assignee": {"href": UNDISCLOSED, "title": "Undisclosed"},      # hidden: not an issue
+    })
+    version = copy.deepcopy(VERSIONS[0])
+    version["_links"]["definingProject"] = {"href": "/api/v3/projects/ten", "title": "Death Star"}
+    category = {"_type": "Category", "id": 10, "name": "Foo", "_links": ["not", "an", "object"]}
+    out, rejected, issues = transformed([ProjectPayload("1", PROJECT, {
+        "work_packages": [wp], "versions": [version], "categories": [category]})])
+    assert rejected == []
+    [row] = out["work_packages"].to_dicts()
+    assert row["type_id"] is row["type_title"] is None
+    assert (row["status_id"], row["status_title"]) == (7, None)
+    assert row["author_id"] is row["version_id"] is row["category_id"] is row["assignee_id"] is None
+    assert (row["priority_id"], row["priority_title"]) == (8, "High")
+    assert out["versions"]["defining_project_id"].to_list() == [None]
+    assert out["categories"].select("id", "name", "default_assignee_id").rows() == [(10, "Foo", None)]
+    assert issue_map(issues) == {
+        ("1/work_packages/5", "_links.type"): ("href does not end in an id", "text of 18 character(s)"),
+        ("1/work_packages/5", "_links.status.title"): ("expected text", "an object of 1 key(s)"),
+        ("1/work_packages/5", "_links.author"): ("expected a link object", "text of 3 character(s)"),
+        ("1/work_packages/5", "_links.version"): ("href does not end in an id", "text of 42 character(s)"),
+        ("1/work_packages/5", "_links.category"): ("href does not end in an id", "17"),
+        ("1/versions/3", "_links.definingProject"): ("href does not end in an id", "text of 20 character(s)"),
+        ("1/categories/10", "_links"): ("expected an object", "an array of 3 item(s)"),
+    }
+
+
+def test_a_project_with_unreadable_fields_and_links_loads_with_its_issues():
+    # Issue 15, item 14: the project (and so its row in openproject.projects) used to be quarantined.
+    project = copy.deepcopy(PROJECT)
+    project.update(createdAt="21.05.2014 08:51", active="yes", statusExplanation="fine")
+    project["_links"]["parent"] = {"href": "/api/v3/users/3", "title": "Ada"}  # not a workspace
+    project["_links"]["ancestors"] = [
+        {"href": "/api/v3/portfolios/2"}, {"href": 7}, {"title": "no href"}, {"href": UNDISCLOSED}, "/api/v3/programs/12"]
+    project["_links"]["status"] = {"href": 5, "title": "On track"}
+    out, rejected, issues = transformed([ProjectPayload("1", project, {})])
+    assert rejected == []
+    [row] = out["projects"].to_dicts()
+    assert row["name"] == "Project example" and row["updated_at"].isoformat() == "2014-05-21T08:51:20.396000+00:00"
+    assert row["created_at"] is row["active"] is row["status_explanation_raw"] is None
+    assert row["parent_id"] is row["parent_title"] is None and row["parent_undisclosed"] is False
+    assert row["status_code"] is row["status_title"] is None
+    # Each ancestor keeps its place: undisclosed and unreadable ones are null (the issues say which).
+    assert orjson.loads(row["ancestor_ids"]) == [2, None, None, None, None]
+    assert issue_map(issues) == {
+        ("1", "createdAt"): ("expected an ISO 8601 date-time", "'21.05.2014 08:51'"),
+        ("1", "active"): ("expected a boolean", "text of 3 character(s)"),
+        ("1", "statusExplanation"): ("expected an object", "text of 4 character(s)"),
+        ("1", "_links.parent"): ("href is not a project, program or portfolio", "text of 15 character(s)"),
+        ("1", "_links.ancestors[1]"): ("href is not a project, program or portfolio", "7"),
+        ("1", "_links.ancestors[2]"): ("link has no href", "an object of 1 key(s)"),
+        ("1", "_links.ancestors[4]"): ("expected a link object", "text of 19 character(s)"),
+        ("1", "_links.status"): ("href is not text", "5"),
+    }
+    assert len(out["custom_values"]) == 3  # the project's custom values load with it
+
+
+def test_a_membership_keeps_its_role_arrays_aligned_when_a_role_cannot_be_read():
+    member = copy.deepcopy(MEMBERSHIPS["_embedded"]["elements"][0])
+    member["_links"]["roles"] = [
+        {"href": "/api/v3/roles/lord", "title": "Ghost"},  # unknown role: null in both arrays
+        {"href": "/api/v3/roles/4", "title": "Sith Lord"},
+        {"href": "/api/v3/roles/5", "title": ["Reader"]},  # the title alone is unreadable
+        "/api/v3/roles/6",                                  # a bare href: a role without a title
+    ]
+    member["_links"]["principal"] = {"href": "/api/v3/users/vader", "title": "Darth Vader"}
+    no_roles = copy.deepcopy(member)
+    no_roles["id"] = 12
+    no_roles["_links"]["roles"] = {"href": "/api/v3/roles/4"}
+    project = copy.deepcopy(PROJECT)
+    project["id"] = 3
+    out, rejected, issues = transformed([ProjectPayload("3", project, {"memberships": [member, no_roles]})])
+    assert rejected == []
+    rows = {m["id"]: m for m in out["memberships"].to_dicts()}
+    assert orjson.loads(rows[11]["role_ids"]) == [None, 4, 5, 6]
+    assert orjson.loads(rows[11]["role_titles"]) == [None, "Sith Lord", None, None]
+    assert rows[11]["principal_type"] is rows[11]["principal_id"] is rows[11]["principal_title"] is None
+    assert rows[12]["role_ids"] is rows[12]["role_titles"] is None
+    assert set(issue_map(issues)) == {
+        ("3/memberships/11", "_links.roles[0]"), ("3/memberships/11", "_links.roles[2].title"),
+        ("3/memberships/11", "_links.principal"), ("3/memberships/12", "_links.principal"),
+        ("3/memberships/12", "_links.roles")}
+
+
+def test_a_custom_value_that_cannot_be_rendered_or_stored_loads_with_an_issue():
+    project = copy.deepcopy(PROJECT)
+    # A non-finite number (a lenient JSON decoder's 1e400), and a "custom field" whose
+    # number does not fit 64 bits: no custom field's, kept in extra.
+    project["customField7"] = float("inf")
+    project["customField" + "9" * 25] = "x"
+    # Nested deeper than orjson writes (it reads up to 1,024 levels): cannot be stored.
+    project["_links"]["customField8"] = orjson.loads(b"[" * 600 + b"]" * 600)
+    out, rejected, issues = transformed([ProjectPayload("1", project, {})])
+    assert rejected == []
+    custom = {r["field"]: r for r in out["custom_values"].to_dicts()}
+    assert custom["customField7"]["value_text"] is None and custom["customField7"]["custom_field_id"] == 7
+    assert custom["customField8"]["value"] is custom["customField8"]["value_text"] is None
+    assert custom["customField123"]["value_text"] == "123"  # the project's other custom values load as ever
+    assert "customField" + "9" * 25 in orjson.loads(out["projects"]["extra"][0])
+    assert issue_map(issues) == {
+        ("1/project/1/customField7/value", "customField7"): ("expected text", "inf"),
+        ("1/project/1/customField8/link", "_links.customField8"): (
+            "cannot be stored as JSON (nested too deep or a number too large)", "an array of 1 item(s)"),
+    }
 
 
 def test_a_project_answered_under_another_id_is_rejected():

@@ -1,7 +1,7 @@
 """Tolerant-but-honest coercions: accept every documented type of a field, normalise it,
-and raise :class:`CoercionError` for anything else. A transform either keeps the row with
-the field NULL and records a :class:`FieldIssue` (:class:`FieldIssues`), or, where a source
-still rejects whole records, makes the error a rejection reason (:class:`FieldErrors`).
+and raise :class:`CoercionError` for anything else. A transform keeps the row with the
+field NULL and records a :class:`FieldIssue` (:class:`FieldIssues`); only a record that
+cannot be placed or keyed is rejected.
 
 Polars' own constructors are not strict (``"123" -> 123``, ``1.9 -> 1``, ``True -> 1``), so
 values are coerced here, explicitly, before a frame is built.
@@ -273,6 +273,15 @@ def as_json(value: Any) -> str | None:
     return orjson.dumps(value).decode()
 
 
+def as_json_text(value: Any, field: str) -> str | None:
+    """:func:`as_json` of a field's value, refusing one orjson cannot write: nested deeper
+    than its 254 levels (it reads 1,024) or an integer beyond 64 bits."""
+    try:
+        return as_json(value)
+    except TypeError:  # orjson.JSONEncodeError is one
+        raise _refuse(field, "cannot be stored as JSON (nested too deep or a number too large)", value) from None
+
+
 @dataclass(frozen=True)
 class FieldIssue:
     """A field that could not be read: its column loads NULL, and this says why and what
@@ -309,21 +318,3 @@ class FieldIssues(list[FieldIssue]):
 
     def add(self, field: str, reason: str, value: Any, *, private: bool = False) -> None:
         self.append(FieldIssue(field, reason, describe_value(value, private)))
-
-
-class FieldErrors(list[str]):
-    """Collects every reason a record cannot load, instead of stopping at the first."""
-
-    def take(self, coerce: Callable[[Any, str], Any], record: Mapping[str, Any], field: str) -> Any:
-        try:
-            return coerce(record.get(field), field)
-        except CoercionError as exc:
-            self.append(str(exc))
-            return None
-
-    def nested(self, record: Mapping[str, Any], field: str) -> Mapping[str, Any]:
-        try:
-            return as_object(record.get(field), field) or {}
-        except CoercionError as exc:
-            self.append(str(exc))
-            return {}
