@@ -545,6 +545,26 @@ def sql(
 
 
 @app.command()
+def status(
+    db: DbOption = Path("warehouse.duckdb"),
+    primary: Annotated[bool, typer.Option("--primary", help="Read the primary file, not its replica (fails while a sync holds it).")] = False,
+    config: Annotated[Optional[Path], typer.Option("--config", help="Schedules file (default ./pwh.toml if present).")] = None,
+    max_age: Annotated[Optional[str], typer.Option("--max-age", help="Allowed data age for every account, e.g. 90m, 6h, 2d (default: 2 × its schedule's interval, else 24h).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document (shape in docs/operations.md).")] = False,
+) -> None:
+    """Last run, data age, failed projects and rejected rows per source and account.
+    Exit 0 all fine, 5 a last run failing, 6 data stale, 7 both (for cron and monitoring)."""
+    from pwh.status import StatusError, check
+
+    try:
+        text, code = check(db, primary=primary, config=config, max_age=max_age, as_json=as_json)
+    except StatusError as exc:
+        fail(str(exc))
+    typer.echo(text)
+    raise typer.Exit(code)
+
+
+@app.command()
 def publish(db: DbOption = Path("warehouse.duckdb")) -> None:
     """Refresh the marts and comments and publish the readers' replica now (every sync does this itself)."""
     from warehouse.connection import WarehouseBusyError
