@@ -263,22 +263,22 @@ def demo(
 
 @app.command()
 def docs(
-    readme: Annotated[Optional[Path], typer.Option(help="Rewrite the table reference inside this README instead of printing it.")] = None,
+    write: Annotated[Optional[Path], typer.Option(
+        "--write", help="Rewrite the generated references in this docs folder (tables.md, the marts of analytics.md) instead of printing.")] = None,
 ) -> None:
     """Print the warehouse's table reference (every table and column) as Markdown."""
-    from schemas.catalog import markdown_reference, with_reference
+    from schemas.catalog import markdown_reference, with_marts_reference, with_reference
 
-    if readme is None:
+    if write is None:
         typer.echo(markdown_reference(), nl=False)
         return
-    readme.write_text(with_reference(readme.read_text()))
-    typer.echo(f"table reference in {readme} updated")
-    analytics = readme.resolve().parent / "docs" / "analytics.md"
-    if analytics.exists():  # the marts' columns, in the analysts' guide too
-        from schemas.catalog import with_marts_reference
-
-        analytics.write_text(with_marts_reference(analytics.read_text()))
-        typer.echo(f"marts reference in {analytics} updated")
+    for name, rewrite in (("tables.md", with_reference), ("analytics.md", with_marts_reference)):
+        path = write / name
+        try:
+            path.write_text(rewrite(path.read_text()))
+        except FileNotFoundError:
+            fail(f"no {path}: --write takes the project's docs folder")
+        typer.echo(f"{path} updated")
 
 
 @app.command()
