@@ -28,7 +28,6 @@ from warehouse.replica import publish_replica
 from warehouse.runs import RunRecord, save_run
 
 ROOT = Path(__file__).resolve().parent.parent
-NOW = datetime.now(timezone.utc)
 ACCOUNT_KEYS = {
     "source", "account", "ok", "problems", "last_run", "running_since", "last_success_at", "last_success_age_s",
     "data_at", "data_age_s", "max_age_s", "max_age_rule", "quarantined_rows",
@@ -43,7 +42,7 @@ def pwh(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 
 def run(run_id: str, source: str, account: str, *, hours_ago: float, status: str = "success",
         took_h: float = 0.1, **counts) -> RunRecord:
-    started = NOW - timedelta(hours=hours_ago)
+    started = datetime.now(timezone.utc) - timedelta(hours=hours_ago)  # now: the full suite runs for minutes
     return RunRecord(run_id, source, account, "incremental", None, started, status=status,
                      ended_at=None if status == "running" else started + timedelta(hours=took_h), **counts)
 
@@ -176,6 +175,9 @@ cron = "*/30 * * * *"
     found = accounts(tight)
     assert {k for k, a in found.items() if a["ok"]} == {"openproject/default"}
     assert all(a["max_age_s"] == 5400 and a["max_age_rule"] == "--max-age" for a in found.values())
+
+    empty = pwh("--db", str(warehouse(tmp_path / "e.duckdb", [])))
+    assert empty.returncode == 6 and "no sync has run yet" in empty.stdout, "nothing synced is not fresh"
 
     failing_too = warehouse(tmp_path / "f.duckdb", [run("bad", "rayteams", "seoul", hours_ago=30, status="failed")])
     done = pwh("--db", str(failing_too), "--config", str(tmp_path / "pwh.toml"))
