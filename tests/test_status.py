@@ -7,6 +7,7 @@ default and the primary on request, one-line errors."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -35,9 +36,10 @@ ACCOUNT_KEYS = {
 LAST_RUN_KEYS = {"run_id", "status", "mode", "started_at", "ended_at", "error", "units_failed", "failed_units", "rows_rejected"}
 
 
-def pwh(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+def pwh(*args: str, cwd: Path = ROOT / "tests") -> subprocess.CompletedProcess:
+    """`pwh status` in a folder without a pwh.toml unless the test writes one there."""
     return subprocess.run([sys.executable, "-m", "pwh.cli", "status", *args], capture_output=True, text=True,
-                          timeout=120, cwd=cwd)
+                          timeout=120, cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
 def run(run_id: str, source: str, account: str, *, hours_ago: float, status: str = "success",
