@@ -17,9 +17,9 @@ import pytest
 
 from flows.engine import PLAIN_STAGES, run_sync
 from flows.incoplax import IncoplaxAdapter
+from sources.errors import AuthError
 from sources.incoplax.client import IncoplaxClient
 from sources.incoplax.dataset import DatasetConfig, IncoplaxDataset
-from sources.errors import AuthError
 from sources.incoplax.simulator import SimulatorOptions, build_app
 from sources.simulation import serving
 from warehouse.connection import connect

@@ -104,7 +104,7 @@ def load_run(con: duckdb.DuckDBPyConnection, run_id: str) -> RunRecord | None:
     row = con.execute(f"SELECT {', '.join(names)} FROM pipeline.runs WHERE run_id = ?", [run_id]).fetchone()
     if row is None:
         return None
-    values = dict(zip(names, row))
+    values = dict(zip(names, row, strict=True))
     for name in ("failed_units", "rows_loaded"):
         values[name] = orjson.loads(values[name]) if values[name] else {}
     return RunRecord(**values)
