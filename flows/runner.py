@@ -7,7 +7,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager, ExitStack
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import Any
 
 from prefect.context import FlowRunContext
@@ -15,6 +15,7 @@ from prefect.runtime import flow_run
 
 from flows.engine import DEFAULT_MAX_DELETE_SHARE, SourceAdapter, Stages, run_sync
 from flows.progress import new_progress
+from flows.records import flow_run_logs, summary_artifact
 from flows.tasks import TASK_STAGES
 from schemas.spec import Table
 from transforms.pseudonym import PseudonymKey
@@ -80,7 +81,8 @@ async def sync_into_warehouse(
     A source that pseudonymises passes the key its adapter uses: it must be the warehouse's
     (``rekey``: it becomes the warehouse's, and the run a full refresh)."""
     run_id = str(flow_run.get_id() or uuid.uuid4())
-    with ExitStack() as stack:
+    async with AsyncExitStack() as stack:
+        stack.enter_context(flow_run_logs())  # the engine's log lines in the flow run's logs
         # Waiting for the lock must not block the flow's event loop.
         con = await asyncio.to_thread(stack.enter_context, open_writer(db_path, wait_s=lock_wait_s()))
         # A damaged file is neither written into nor published (warehouse/integrity.py).
@@ -90,6 +92,8 @@ async def sync_into_warehouse(
         if pseudonym_key is not None and settle_key(con, pseudonym_key, source=adapter.source, tables=tables,
                                                     run_id=run_id, rekey=rekey):
             mode = "full_refresh"  # every pseudonym is recomputed with the new key
+        # Left last, after publishing: the run's counts as it ended, failed or not.
+        await stack.enter_async_context(summary_artifact(con, run_id))
         async with adapter as opened:
             run = await run_sync(
                 opened, con, run_id=run_id, mode=mode, batch_size=batch_size,

@@ -263,22 +263,22 @@ def demo(
 
 @app.command()
 def docs(
-    readme: Annotated[Optional[Path], typer.Option(help="Rewrite the table reference inside this README instead of printing it.")] = None,
+    write: Annotated[Optional[Path], typer.Option(
+        "--write", help="Rewrite the generated references in this docs folder (tables.md, the marts of analytics.md) instead of printing.")] = None,
 ) -> None:
     """Print the warehouse's table reference (every table and column) as Markdown."""
-    from schemas.catalog import markdown_reference, with_reference
+    from schemas.catalog import markdown_reference, with_marts_reference, with_reference
 
-    if readme is None:
+    if write is None:
         typer.echo(markdown_reference(), nl=False)
         return
-    readme.write_text(with_reference(readme.read_text()))
-    typer.echo(f"table reference in {readme} updated")
-    analytics = readme.resolve().parent / "docs" / "analytics.md"
-    if analytics.exists():  # the marts' columns, in the analysts' guide too
-        from schemas.catalog import with_marts_reference
-
-        analytics.write_text(with_marts_reference(analytics.read_text()))
-        typer.echo(f"marts reference in {analytics} updated")
+    for name, rewrite in (("tables.md", with_reference), ("analytics.md", with_marts_reference)):
+        path = write / name
+        try:
+            path.write_text(rewrite(path.read_text()))
+        except FileNotFoundError:
+            fail(f"no {path}: --write takes the project's docs folder")
+        typer.echo(f"{path} updated")
 
 
 @app.command()
@@ -542,6 +542,26 @@ def sql(
         fail(f"cannot write {output}: {exc.strerror}")
     except duckdb.Error as exc:
         fail(str(exc).splitlines()[0])
+
+
+@app.command()
+def status(
+    db: DbOption = Path("warehouse.duckdb"),
+    primary: Annotated[bool, typer.Option("--primary", help="Read the primary file, not its replica (fails while a sync holds it).")] = False,
+    config: Annotated[Optional[Path], typer.Option("--config", help="Schedules file (default ./pwh.toml if present).")] = None,
+    max_age: Annotated[Optional[str], typer.Option("--max-age", help="Allowed data age for every account, e.g. 90m, 6h, 2d (default: 2 × its schedule's interval, else 24h).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document (shape in docs/operations.md).")] = False,
+) -> None:
+    """Last run, data age, failed projects and rejected rows per source and account.
+    Exit 0 all fine, 5 a last run failing, 6 data stale, 7 both (for cron and monitoring)."""
+    from pwh.status import StatusError, check
+
+    try:
+        text, code = check(db, primary=primary, config=config, max_age=max_age, as_json=as_json)
+    except StatusError as exc:
+        fail(str(exc))
+    typer.echo(text)
+    raise typer.Exit(code)
 
 
 @app.command()

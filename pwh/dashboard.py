@@ -23,6 +23,7 @@ from typing import Any
 
 import duckdb
 
+from pwh.ages import human_age
 from warehouse.replica import open_replica, replica_path
 
 TITLE = "Project warehouse"
@@ -287,14 +288,6 @@ def _theme_script() -> str:
     return "<script>" + THEME_SCRIPT % json.dumps(templates).replace("</", "<\\/") + "</script>"
 
 
-def _age(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f} {unit}" if seconds / size >= 10 or unit == "min" else f"{seconds / size:.1f} {unit}"
-    return f"{seconds:.0f} s"
-
-
 def _primary(replica: str) -> str:
     return replica.removesuffix(".replica.duckdb") + ".duckdb" if replica.endswith(".replica.duckdb") else replica
 
@@ -311,10 +304,10 @@ def data_age(s: Snapshot) -> str:
             text = f"{who}: no successful sync yet"
         else:
             partial = " (partial: some projects failed)" if ok_status == "partial" else ""
-            text = f"{who}: data {_age((s.generated_at - ok_at).total_seconds())} old, last synced {_esc(ok_at)}{partial}"
+            text = f"{who}: data {human_age((s.generated_at - ok_at).total_seconds())} old, last synced {_esc(ok_at)}{partial}"
         if failed_at is not None and (ok_at is None or failed_at > ok_at):
             cause = (str(error).splitlines() or [""])[0][:200] if error else "no cause recorded"
-            text += (f' · <span class="failed">last run failed {_age((s.generated_at - failed_at).total_seconds())} ago '
+            text += (f' · <span class="failed">last run failed {human_age((s.generated_at - failed_at).total_seconds())} ago '
                      f"({_esc(failed_at)}): {html.escape(cause)}</span>")
         items.append(f"<li>{text}</li>")
     return f'<ul id="data-age">{"".join(items)}</ul>'

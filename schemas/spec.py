@@ -1,7 +1,7 @@
 """Table specifications: the one source of truth for a table's columns.
 
 From a :class:`Table` come the polars dtypes the transforms build, the pandera schema
-that validates a batch, the DuckDB DDL, and the documentation (README and COMMENT ON),
+that validates a batch, the DuckDB DDL, and the documentation (docs/tables.md and COMMENT ON),
 so none of them can drift from the others.
 """
 

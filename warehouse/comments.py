@@ -1,11 +1,11 @@
 """Documentation inside the warehouse: ``COMMENT ON`` every table, view, table macro and column, from
-the same specs that render the README (``schemas.catalog``), so what an analyst's tool
+the same specs that render docs/tables.md (``schemas.catalog``), so what an analyst's tool
 shows (DBeaver, Superset, Metabase, ``duckdb_columns()``) cannot drift from the schema.
 
 Re-applied after every sync: comments vanish when an object is re-created (``CREATE OR
 REPLACE``, as the marts are), and a new pwh version's docs reach old files this way.
 DuckDB 2.0 cannot comment on a schema ("not implemented"): schema docs live in the
-README reference and in ``pwh docs`` only.
+table reference and in ``pwh docs`` only.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The analysts' marts: cross-source views in the ``analytics`` schema.
 
 Each view is declared once, here, as a :class:`View`: its documented columns (the same
-:class:`~schemas.spec.Column` specs the tables use, so the README reference, ``pwh docs``
+:class:`~schemas.spec.Column` specs the tables use, so the table reference (docs/tables.md), ``pwh docs``
 and the warehouse's ``COMMENT ON`` all come from this one place) and one SQL *part* per
 source that feeds it. A part names the tables it reads; the view is built from the parts
 whose tables exist in the file, so a source whose tables are not there (yet) is simply

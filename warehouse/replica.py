@@ -36,7 +36,13 @@ import duckdb
 from warehouse.comments import apply_comments
 from warehouse.connection import WarehouseBusyError, connect, private_files, transaction
 from warehouse.crashpoints import fail_point
-from warehouse.integrity import WarehouseDamagedError, check_copy, first_line, recovery_hint, row_counts
+from warehouse.integrity import (
+    WarehouseDamagedError,
+    check_copy,
+    first_line,
+    recovery_hint,
+    row_counts,
+)
 from warehouse.lock import writer_lock
 from warehouse.marts import create_views
 

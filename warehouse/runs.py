@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 
 import duckdb
@@ -96,6 +96,18 @@ def record_failure(con: duckdb.DuckDBPyConnection, run: RunRecord, error: str) -
         save_run(con, run)
     except duckdb.Error as exc:
         log.error("could not record run %s as failed: %s", run.run_id, exc)
+
+
+def load_run(con: duckdb.DuckDBPyConnection, run_id: str) -> RunRecord | None:
+    """A run's ledger row, as written (None when the run never started)."""
+    names = [f.name for f in fields(RunRecord)]
+    row = con.execute(f"SELECT {', '.join(names)} FROM pipeline.runs WHERE run_id = ?", [run_id]).fetchone()
+    if row is None:
+        return None
+    values = dict(zip(names, row, strict=True))
+    for name in ("failed_units", "rows_loaded"):
+        values[name] = orjson.loads(values[name]) if values[name] else {}
+    return RunRecord(**values)
 
 
 def _write(con: duckdb.DuckDBPyConnection, run: RunRecord) -> None:
