@@ -131,7 +131,7 @@ def publish_ledger(con: duckdb.DuckDBPyConnection, db_path: Path | str, target: 
     source = Path(db_path)
     target = Path(target) if target is not None else replica_path(source)
     runs = con.sql(f"SELECT * FROM {LEDGER}").to_arrow_table()
-    if not target.exists() and con.execute(f"SELECT count(*) FROM {LEDGER} WHERE {LOADED}").fetchone()[0]:
+    if not target.exists() and con.execute(f"SELECT count(*) FROM {LEDGER} WHERE {LOADED}").fetchall()[0][0]:
         # An empty replica beside a primary with data would tell readers there is none.
         raise FileNotFoundError(f"no readers' replica at {target} to add the run ledger to: "
                                 f"run `pwh publish --db {source}`")
@@ -190,7 +190,7 @@ def _replace_ledger(path: Path, runs: pyarrow.Table) -> dict[str, int]:
 
 
 def _ledger_digest(con: duckdb.DuckDBPyConnection) -> tuple:
-    return con.execute(f"SELECT count(*), sum(hash(r)) FROM {LEDGER} r").fetchone()
+    return con.execute(f"SELECT count(*), sum(hash(r)) FROM {LEDGER} r").fetchall()[0]
 
 
 def _replica_ledger_digest(replica: Path) -> tuple | None:
