@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
@@ -165,9 +166,7 @@ def hand_warehouse(db: Path) -> Path:
     return db
 
 
-def _at(hour: int):
-    from datetime import datetime, timezone
-
+def _at(hour: int) -> datetime:
     return datetime(2026, 12, 1, hour, tzinfo=timezone.utc)
 
 
@@ -188,9 +187,8 @@ def test_a_ledger_that_does_not_read_in_the_primary_is_never_published(tmp_path,
             handle.write(b"\0" * 262144)
 
     caplog.set_level(logging.ERROR, logger="pwh.replica")
-    with open_writer(db) as con, pytest.raises(RuntimeError, match="the run's own error"):
-        with ledger_for_readers(con, db):
-            raise RuntimeError("the run's own error")
+    with open_writer(db) as con, pytest.raises(RuntimeError, match="the run's own error"), ledger_for_readers(con, db):
+        raise RuntimeError("the run's own error")
 
     assert digest(replica) == before
     assert "the readers' replica still shows the previous run ledger" in caplog.text
@@ -218,7 +216,6 @@ def test_a_replica_older_than_the_primarys_schema_gets_the_columns_it_has(tmp_pa
         con.execute("ALTER TABLE pipeline.runs DROP COLUMN retries")
     finally:
         con.close()
-    with open_writer(db) as con:
-        with ledger_for_readers(con, db):
-            pass
+    with open_writer(db) as con, ledger_for_readers(con, db):
+        pass
     assert [status for status, _ in runs(replica)] == ["success", "success", "failed"]

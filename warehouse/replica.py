@@ -127,7 +127,7 @@ def ledger_for_readers(con: duckdb.DuckDBPyConnection, db_path: Path | str) -> I
         try:
             if _ledger_digest(con) != _replica_ledger_digest(replica_path(db_path)):
                 publish_ledger(con, db_path)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - best effort: the run's own outcome must propagate
             log.error("the readers' replica still shows the previous run ledger: %s: %s",
                       type(exc).__name__, first_line(str(exc)))
 
