@@ -339,7 +339,7 @@ async def run_sync(
     Unless ``allow_mass_delete``, a run that would mark more than ``max_delete_share`` of
     the account's live projects deleted (listing gaps and 404s alike) marks none and fails
     with :class:`MassDeleteError`, after loading what it fetched: those projects are good
-    data, but the run is ``failed`` and the flow publishes no replica."""
+    data, but the run is ``failed`` and readers get only its ledger (warehouse/replica.py)."""
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
     if batch_size < 1:

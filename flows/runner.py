@@ -23,7 +23,7 @@ from warehouse.integrity import check_primary
 from warehouse.lock import open_writer
 from warehouse.migrations import check_tables, migrate
 from warehouse.pseudonym_keys import settle_key
-from warehouse.replica import publish_replica, refresh_analyst_layer
+from warehouse.replica import ledger_for_readers, publish_replica, refresh_analyst_layer
 from warehouse.runs import record_failure
 
 # A run started by a deployment (a schedule) waits this long for another writer of the
@@ -88,6 +88,8 @@ async def sync_into_warehouse(
         # A damaged file is neither written into nor published (warehouse/integrity.py).
         await asyncio.to_thread(check_primary, con, db_path)
         migrate(con)
+        # However the run ends, readers get its ledger (never a failed run's data).
+        stack.enter_context(ledger_for_readers(con, db_path))
         check_tables(con, tables)
         if pseudonym_key is not None and settle_key(con, pseudonym_key, source=adapter.source, tables=tables,
                                                     run_id=run_id, rekey=rekey):

@@ -6,7 +6,6 @@ middleware of the test's own on 127.0.0.1, the engine's plain stages, a real Duc
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import re
 import threading
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from sources.rayteams.client import STRATEGIES, RayteamsClient
 from sources.rayteams.dataset import DatasetConfig, RayteamsDataset
 from sources.rayteams.simulator import API_PREFIX, SimulatorOptions, build_app
 from sources.simulation import serving
+from tests.warehouse_checks import content_hashes
 from transforms.frames import RejectedRecord
 from transforms.pseudonym import Pseudonymizer
 from warehouse.connection import connect
@@ -186,13 +186,21 @@ def test_cli_refuses_an_empty_list_keeps_the_replica_and_says_how_to_confirm(tmp
         args = ["sync", "rayteams", "--base-url", url, "--db", str(db), "--quiet"]
         first = runner.invoke(app, args)
         assert first.exit_code == 0, first.output
-        replica = hashlib.sha256(replica_path(db).read_bytes()).hexdigest()
+        replica = content_hashes(replica_path(db))
         hostility.list_keep = 0
         refused = runner.invoke(app, args)
         assert refused.exit_code == 1
         lines = [line for line in refused.output.splitlines() if line.strip()]
         assert len(lines) == 1 and "--allow-mass-delete" in lines[0] and "12 of 12" in lines[0], refused.output
-        assert hashlib.sha256(replica_path(db).read_bytes()).hexdigest() == replica
+        # The replica's data is as it was; only its ledger shows the refusal (issue 18).
+        assert content_hashes(replica_path(db)) == replica
+        con = duckdb.connect(str(replica_path(db)), read_only=True)
+        try:
+            [(status, error)] = con.execute(
+                "SELECT status, error FROM pipeline.runs ORDER BY started_at DESC LIMIT 1").fetchall()
+        finally:
+            con.close()
+        assert status == "failed" and error.startswith("MassDeleteError") and "12 of 12" in error
         confirmed = runner.invoke(app, [*args, "--allow-mass-delete"])
     assert confirmed.exit_code == 0 and "12 deleted" in confirmed.output, confirmed.output
     con = duckdb.connect(str(replica_path(db)), read_only=True)
