@@ -35,7 +35,7 @@ def read_secret(variable: str) -> str:
 
 def missing_secrets_message(variables: list[str], flags: str = "") -> str:
     """One line naming the unset variables and the ways to set them."""
-    names = " and ".join(variables)
+    names = variables[0] if len(variables) == 1 else f"{', '.join(variables[:-1])} and {variables[-1]}"
     blocks = ", ".join(f"'{block_name(v)}'" for v in variables)
     one = len(variables) == 1
     return (f"{names} {'is' if one else 'are'} not set: export {'it' if one else 'them'}"

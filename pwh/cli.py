@@ -92,7 +92,6 @@ def run_flow(coro_factory, *, show_progress: bool = True) -> dict:
 
     from flows import progress as progress_hook
 
-    keep_run_logs_off_console()
     bar = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("projects · {task.fields[requests]} requests · {task.fields[retries]} retries"),
@@ -105,7 +104,7 @@ def run_flow(coro_factory, *, show_progress: bool = True) -> dict:
 
     progress_hook.set_listener(listener)
     try:
-        with bar:
+        with keep_run_logs_off_console(), bar:
             return asyncio.run(coro_factory())
     except KeyboardInterrupt:
         fail("interrupted; projects loaded so far are committed, the next run resumes", 130)

@@ -10,6 +10,8 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 LOG_FILE_VARIABLE = "PWH_LOG_FILE"
@@ -31,13 +33,20 @@ def debugging() -> bool:
     return _debug
 
 
-def keep_run_logs_off_console() -> None:
+@contextmanager
+def keep_run_logs_off_console() -> Iterator[None]:
     """Prefect's flow and task run loggers repeat every failure with its traceback on the
-    console (through the root logger); they still reach the run's records on the server
-    (their own API handler). --debug keeps them."""
-    if not _debug:
-        for name in ("prefect.flow_runs", "prefect.task_runs"):
-            logging.getLogger(name).propagate = False
+    console (through the root logger); meanwhile they reach only the run's records on the
+    server (their own API handler). --debug keeps them on the console."""
+    loggers = [] if _debug else [logging.getLogger(n) for n in ("prefect.flow_runs", "prefect.task_runs")]
+    before = [logger.propagate for logger in loggers]
+    for logger in loggers:
+        logger.propagate = False
+    try:
+        yield
+    finally:
+        for logger, propagate in zip(loggers, before):
+            logger.propagate = propagate
 
 
 def log_file() -> Path:

@@ -112,6 +112,19 @@ def test_missing_credentials_fail_in_one_line_before_prefect(pwh, tmp_path, comm
     assert_nothing_slow_started(run, tmp_path)
 
 
+def test_configured_accounts_without_their_secrets_fail_before_prefect(pwh, tmp_path):
+    (tmp_path / "pwh.toml").write_text('[rayteams.accounts.lab-seoul]\nregion = "ap-northeast-2"\n'
+                                       '[rayteams.accounts.fra]\nregion = "eu-central-1"\nclient_id = "cid-fra"\n')
+    run = pwh("sync", "rayteams", *DB)
+    assert run.code == 1 and run.line == (
+        "pwh: error: RAYTEAMS_LAB_SEOUL_CLIENT_ID, RAYTEAMS_LAB_SEOUL_CLIENT_SECRET and RAYTEAMS_LAB_SEOUL_REFRESH_TOKEN "
+        "are not set: export them, or (with a Prefect server) create Secret blocks named "
+        "'rayteams-lab-seoul-client-id', 'rayteams-lab-seoul-client-secret', 'rayteams-lab-seoul-refresh-token'")
+    assert_nothing_slow_started(run, tmp_path)
+    only = pwh("sync", "rayteams", "--account", "fra", *DB)
+    assert only.code == 1 and only.line.startswith("pwh: error: RAYTEAMS_FRA_CLIENT_SECRET and RAYTEAMS_FRA_REFRESH_TOKEN")
+
+
 def test_a_token_given_by_flag_counts_and_the_other_is_still_named(pwh, tmp_path):
     run = pwh(*SYNCS["rayteams"], "--base-url", "https://api.example.org/v1.0", "--token", "tok-given-by-flag")
     assert run.code == 1 and run.line.startswith("pwh: error: RAYTEAMS_CLIENT_ID is not set")
