@@ -16,6 +16,7 @@ import json
 import math
 import os
 import re
+import ssl
 import string
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -322,6 +323,12 @@ class HttpClient:
                 ) from None
             except aiohttp.ClientPayloadError as exc:
                 raise TransientError(f"{method} {path}: body cut short ({type(exc).__name__})") from None
+            except aiohttp.ClientConnectorCertificateError as exc:
+                # Not a hiccup: the host is not who it says (or the trust store lacks its CA).
+                raise SourceError(
+                    f"{method} {path}: the TLS certificate of {_shown_host(exc.host)}:{exc.port} is not "
+                    "trusted; check the base URL's host (or add its CA: SSL_CERT_FILE)"
+                ) from None
             except aiohttp.ClientConnectorDNSError as exc:
                 raise UnresolvedHostError(f"{method} {path}: cannot resolve host {_shown_host(exc.host)}") from None
             except aiohttp.ClientConnectorError as exc:
@@ -473,6 +480,8 @@ def _shown_host(host: object) -> str:
 
 def _reason(error: OSError | None) -> str:
     """Why a connection failed, in the operating system's words (``connection refused``)."""
+    if isinstance(error, ssl.SSLError):  # its errno is OpenSSL's, not the system's
+        return "TLS handshake failed"
     if error is not None and error.errno:
         return os.strerror(error.errno).lower()
     return "connection failed"

@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 from aiohttp import web
 
-from sources.errors import ApiError, NotFoundError, RetriesExhaustedError
+from sources.errors import ApiError, NotFoundError, RetriesExhaustedError, SourceError
 from sources.http import HttpClient, HttpSettings, StaticHeaders, decode_json
 from sources.openproject.client import read_hal
 from sources.rayteams.client import RayteamsClient, read_envelope
@@ -104,3 +104,31 @@ async def test_a_host_that_does_not_resolve_is_tried_twice_and_named(host):
         assert http.stats.retries == 1
     assert str(caught.value) == (f"GET /project: still failing after 2 attempts "
                                  f"(GET /project: cannot resolve host {host})")
+
+
+async def test_an_untrusted_certificate_is_final_and_names_host_and_port(tmp_path):
+    """A self-signed certificate is not a hiccup: one attempt, the host and port named."""
+    import ssl
+    import subprocess
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    hits: Counter = Counter()
+    runner = web.AppRunner(answering(200, b"{}", "application/json", hits))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    try:
+        async with client(f"https://127.0.0.1:{port}/api") as http:
+            with pytest.raises(SourceError) as caught:
+                await http.request("GET", "/projects", decode_json)
+            assert http.stats.retries == 0
+    finally:
+        await runner.cleanup()
+    assert str(caught.value) == (f"GET /projects: the TLS certificate of 127.0.0.1:{port} is not trusted; "
+                                 "check the base URL's host (or add its CA: SSL_CERT_FILE)")
+    assert not isinstance(caught.value, RetriesExhaustedError)
