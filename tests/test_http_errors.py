@@ -5,6 +5,8 @@ under ``.invalid`` (RFC 2606: never resolves)."""
 from __future__ import annotations
 
 import socket
+import ssl
+import subprocess
 from collections import Counter
 
 import pytest
@@ -106,20 +108,23 @@ async def test_a_host_that_does_not_resolve_is_tried_twice_and_named(host):
                                  f"(GET /project: cannot resolve host {host})")
 
 
-async def test_an_untrusted_certificate_is_final_and_names_host_and_port(tmp_path):
-    """A self-signed certificate is not a hiccup: one attempt, the host and port named."""
-    import ssl
-    import subprocess
-
+@pytest.fixture
+def self_signed(tmp_path) -> ssl.SSLContext:
+    """A server context with a certificate no trust store holds."""
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
                     "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
+    return context
+
+
+async def test_an_untrusted_certificate_is_final_and_names_host_and_port(self_signed):
+    """A self-signed certificate is not a hiccup: one attempt, the host and port named."""
     hits: Counter = Counter()
     runner = web.AppRunner(answering(200, b"{}", "application/json", hits))
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=self_signed)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]
     try:
