@@ -72,14 +72,22 @@ def describe_failure(exc: BaseException) -> str:
         return str(exc)
     if is_project_error(exc):
         return f"{type(exc).__name__}: {exc}".splitlines()[0]
+    what = f"unexpected {type(exc).__name__}{_os_reason(exc)}"
     if _debug:
-        return f"unexpected {type(exc).__name__} (traceback above)"
+        return f"{what} (traceback above)"
     try:
         path = write_traceback(exc)
     except OSError as failed:
-        return (f"unexpected {type(exc).__name__}; its details could not be written to {log_file()} "
-                f"({failed.strerror}): run again with --debug")
-    return f"unexpected {type(exc).__name__}; details in {path}"
+        return f"{what}; its details could not be written to {log_file()} ({failed.strerror}): run again with --debug"
+    return f"{what}; details in {path}"
+
+
+def _os_reason(exc: BaseException) -> str:
+    """The operating system's own words and file name, for an OSError: the only parts of a
+    foreign exception known to be safe to print (its message may hold anything)."""
+    if not isinstance(exc, OSError) or not exc.strerror:
+        return ""
+    return f" ({exc.strerror.lower()}" + (f": {exc.filename}" if isinstance(exc.filename, str) else "") + ")"
 
 
 def write_traceback(exc: BaseException) -> Path:

@@ -305,12 +305,14 @@ def test_an_unexpected_error_is_one_line_with_its_traceback_in_an_owner_only_log
     (tmp_path / "not-a-folder").write_text("")
     run = pwh("docs", "--write", "not-a-folder")
     log = tmp_path / "log" / "pwh.log"
-    assert run.code == 1 and run.line == f"pwh: error: unexpected NotADirectoryError; details in {log}"
+    assert run.code == 1 and run.line == ("pwh: error: unexpected NotADirectoryError (not a directory: "
+                                          f"not-a-folder/tables.md); details in {log}")
     assert stat.S_IMODE(log.stat().st_mode) == 0o600 and stat.S_IMODE(log.parent.stat().st_mode) == 0o700
     assert "Traceback" in log.read_text() and "pwh docs\n" in log.read_text()
     debug = pwh("--debug", "docs", "--write", "not-a-folder")
     assert debug.code == 1 and "Traceback" in debug.err and "NotADirectoryError" in debug.err
-    assert debug.err.splitlines()[-1] == "pwh: error: unexpected NotADirectoryError (traceback above)"
+    assert debug.err.splitlines()[-1] == ("pwh: error: unexpected NotADirectoryError (not a directory: "
+                                          "not-a-folder/tables.md) (traceback above)")
 
 
 def test_a_dashboard_port_in_use_is_one_line_and_no_url(pwh, tmp_path):
