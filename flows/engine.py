@@ -48,6 +48,10 @@ DEFAULT_MAX_DELETE_SHARE = 0.25
 MASS_DELETE_FLOOR = 2
 
 
+class ListingNotFoundError(SourceError):
+    """The project list itself answered 404: a wrong base URL, not a vanished project."""
+
+
 class MassDeleteError(RuntimeError):
     """A run would mark more of an account's projects deleted than the guard allows."""
 
@@ -372,7 +376,15 @@ async def run_sync(
 async def _sync(adapter, con, run: RunRecord, mode: str, batch_size: int, stages: Stages, progress: Progress,
                 max_delete_share: float | None) -> None:
     state = read_state(con, adapter.source, adapter.account)
-    listing = await stages.list_units(adapter, state)
+    try:
+        listing = await stages.list_units(adapter, state)
+    except NotFoundError as exc:
+        if exc.url is None:
+            raise
+        # The list of every project is not there: the base URL points elsewhere.
+        raise ListingNotFoundError(
+            f"{adapter.source}: the project list {exc.url} answered HTTP 404: check --base-url"
+        ) from None
     units = listing.units
     duplicates = len(units) - len({u.key for u in units})
     if duplicates:

@@ -17,7 +17,7 @@ import inspect
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,30 @@ def check_parameters(schedule: Schedule) -> None:
                             f"{', '.join(map(repr, unknown))}; it takes {', '.join(accepted)}")
 
 
+# Prefect's shorthands, as the five fields cronsim reads.
+_CRON_ALIASES = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
+                 "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@hourly": "0 * * * *"}
+
+
+def cron_fields(cron: str) -> str:
+    """The five-field form of a cron expression (Prefect's ``@hourly``… spelt out)."""
+    return _CRON_ALIASES.get(cron.strip().lower(), cron)
+
+
+def check_cron(where: str, cron: object) -> None:
+    """A cron expression Prefect would accept, checked without importing Prefect: the
+    error names ``where`` (the key) and the value."""
+    from cronsim import CronSim, CronSimError
+
+    if not isinstance(cron, str):
+        raise ScheduleError(f"{where} must be a cron expression in quotes, e.g. '0 * * * *', not {cron!r}")
+    try:
+        CronSim(cron_fields(cron), datetime(2000, 1, 1))
+    except CronSimError as exc:
+        raise ScheduleError(f"{where} = {cron!r} is not a valid cron expression ({exc}; "
+                            "five fields: minute hour day month weekday, e.g. '0 * * * *')") from None
+
+
 def parse_schedules(config: Mapping[str, Any]) -> list[Schedule]:
     """The ``[schedules.*]`` tables of a parsed pwh.toml."""
     tables = config.get("schedules", {})
@@ -85,10 +109,20 @@ def parse_schedules(config: Mapping[str, Any]) -> list[Schedule]:
         if not table.get("enabled", True):
             continue
         interval = table.get("interval_seconds")
+        if interval is not None and (isinstance(interval, bool) or not isinstance(interval, (int, float))
+                                     or not interval > 0):
+            raise ScheduleError(f"[schedules.{name}] interval_seconds must be a positive number, not {interval!r}")
+        source = table.get("source", name)
+        if source not in SCHEDULABLE_FLOWS:
+            raise ScheduleError(f"[schedules.{name}] source: unknown source {source!r}; "
+                                f"schedulable: {', '.join(sorted(SCHEDULABLE_FLOWS))}")
+        cron = None if interval is not None else table.get("cron", DEFAULT_CRON)
+        if cron is not None:
+            check_cron(f"[schedules.{name}] cron", cron)
         schedules.append(Schedule(
             name=name,
-            source=table.get("source", name),
-            cron=None if interval is not None else table.get("cron", DEFAULT_CRON),
+            source=source,
+            cron=cron,
             interval_seconds=None if interval is None else float(interval),
             parameters={k: v for k, v in table.items() if k not in _RESERVED},
         ))
@@ -104,7 +138,9 @@ def load_schedules(path: Path | None) -> list[Schedule]:
     try:
         with open(path, "rb") as handle:
             schedules = parse_schedules(tomllib.load(handle))
-    except tomllib.TOMLDecodeError as exc:
+    except FileNotFoundError:
+        raise ScheduleError(f"{path}: no such configuration file") from None
+    except (tomllib.TOMLDecodeError, ScheduleError) as exc:
         raise ScheduleError(f"{path}: {exc}") from None
     # A relative warehouse path means beside the config file, wherever runs start.
     base = Path(path).resolve().parent

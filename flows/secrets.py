@@ -30,7 +30,14 @@ def read_secret(variable: str) -> str:
             return Secret.load(block_name(variable), _sync=True).get()
         except ValueError:
             pass  # no such block: fall through to the clear error below
-    raise MissingSecretError(
-        f"{variable} is not set: export it, or (with a Prefect server) create a Secret block "
-        f"named '{block_name(variable)}'"
-    )
+    raise MissingSecretError(missing_secrets_message([variable]))
+
+
+def missing_secrets_message(variables: list[str], flags: str = "") -> str:
+    """One line naming the unset variables and the ways to set them."""
+    names = variables[0] if len(variables) == 1 else f"{', '.join(variables[:-1])} and {variables[-1]}"
+    blocks = ", ".join(f"'{block_name(v)}'" for v in variables)
+    one = len(variables) == 1
+    return (f"{names} {'is' if one else 'are'} not set: export {'it' if one else 'them'}"
+            + (f" (or pass {flags})" if flags else "")
+            + f", or (with a Prefect server) create {'a Secret block' if one else 'Secret blocks'} named {blocks}")

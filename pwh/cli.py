@@ -12,10 +12,14 @@ from typing import Annotated, Optional
 
 import typer
 
+from pwh.choices import Auth, DemoSource, Listing, LookupKey, Strategy
+from pwh.failures import describe_failure, enable_debug, keep_run_logs_off_console
 from pwh.formats import Format as SqlFormat
 from pwh.process import exit_without_teardown, tune_collector
+from pwh.validate import check_base_url, check_config, check_secrets
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="project-warehouse: project APIs → DuckDB.")
+# Shell completion (commands, options, choices): `pwh --install-completion`.
+app = typer.Typer(no_args_is_help=True, help="project-warehouse: project APIs → DuckDB.")
 sync_app = typer.Typer(no_args_is_help=True, help="Sync a source into the warehouse.")
 simulate_app = typer.Typer(no_args_is_help=True, help="Serve a built-in API simulator on loopback.")
 app.add_typer(sync_app, name="sync")
@@ -25,7 +29,7 @@ DbOption = Annotated[Path, typer.Option("--db", help="DuckDB warehouse file.")]
 # Options every sync or simulate command takes alike.
 ConcurrencyOption = Annotated[int, typer.Option(min=1, max=512, help="Requests in flight.")]
 BatchSizeOption = Annotated[int, typer.Option(min=1, help="Projects per load transaction.")]
-TimeoutOption = Annotated[float, typer.Option(help="Per-request timeout, seconds.")]
+TimeoutOption = Annotated[float, typer.Option(min=0.001, help="Per-request timeout, seconds.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", help="No progress bar.")]
 FullRefreshOption = Annotated[bool, typer.Option("--full-refresh", help="Refetch every project and reconcile.")]
 AllowMassDeleteOption = Annotated[bool, typer.Option(
@@ -52,8 +56,12 @@ def _print_version(value: bool) -> None:
 def _options(
     version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
                                           help="Print the version and exit.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Tracebacks and debug logs on the console "
+                                        "(otherwise an unexpected error's traceback goes to the log file it names).")] = False,
 ) -> None:
     """project-warehouse: project APIs → DuckDB."""
+    if debug:
+        enable_debug()
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -96,12 +104,12 @@ def run_flow(coro_factory, *, show_progress: bool = True) -> dict:
 
     progress_hook.set_listener(listener)
     try:
-        with bar:
+        with keep_run_logs_off_console(), bar:
             return asyncio.run(coro_factory())
     except KeyboardInterrupt:
         fail("interrupted; projects loaded so far are committed, the next run resumes", 130)
     except Exception as exc:  # one line, no traceback: the cause, not the machinery
-        fail(f"{type(exc).__name__}: {exc}".splitlines()[0])
+        fail(describe_failure(exc))
     finally:
         progress_hook.set_listener(None)
     raise AssertionError("unreachable")
@@ -136,7 +144,7 @@ def sync_rayteams_command(
     concurrency: ConcurrencyOption = 32,
     full_refresh: FullRefreshOption = False,
     allow_mass_delete: AllowMassDeleteOption = False,
-    strategy: Annotated[str, typer.Option(help="aggregate (GET /project/{_id}) or per_resource.")] = "aggregate",
+    strategy: Annotated[Strategy, typer.Option(help="aggregate (GET /project/{_id}) or per_resource.")] = Strategy.aggregate,
     batch_size: BatchSizeOption = 500,  # flows.rayteams.DEFAULT_BATCH_SIZE (not imported: the CLI starts without Prefect)
     timeout: TimeoutOption = 30.0,
     max_response_mb: Annotated[Optional[float], typer.Option(
@@ -150,10 +158,9 @@ def sync_rayteams_command(
 ) -> None:
     """Sync every RAYTeams project (and sub-resource, and file) into the warehouse."""
     _quiet_prefect()
-    from sources.rayteams.client import CLIENT_ID_VARIABLE, STRATEGIES, TOKEN_VARIABLE
+    from sources.rayteams.client import CLIENT_ID_VARIABLE, TOKEN_VARIABLE
 
-    if strategy not in STRATEGIES:
-        fail(f"--strategy must be one of {', '.join(STRATEGIES)}")
+    strategy = strategy.value
     max_response_bytes = None if max_response_mb is None else int(max_response_mb * 1024 * 1024)
     if base_url is None:
         if token or client_id:
@@ -168,11 +175,14 @@ def sync_rayteams_command(
         return
     if all_accounts:
         fail("--all-accounts syncs the accounts of pwh.toml: drop --base-url")
+    check_base_url(base_url)
+    check_config(config)
     # Secrets reach the flow through its environment, never as (stored) flow parameters.
     if token:
         os.environ[TOKEN_VARIABLE] = token
     if client_id:
         os.environ[CLIENT_ID_VARIABLE] = client_id
+    check_secrets([TOKEN_VARIABLE, CLIENT_ID_VARIABLE], flags="--token, --client-id")
     from flows.rayteams import sync_rayteams
 
     summary = run_flow(lambda: sync_rayteams(
@@ -190,19 +200,28 @@ def _sync_rayteams_accounts(*, config: Optional[Path], db: Path, account: Option
                             quiet: bool, timeout: float, **params) -> None:
     """``pwh sync rayteams`` without --base-url: the accounts of pwh.toml, each renewing its
     OAuth token; one summary per account; exit 1 if any account failed (the rest still ran)."""
-    from pwh.config import ConfigError, load_config
+    from pwh.config import ConfigError
+    from pwh.validate import SettingError
 
     if account and all_accounts:
         fail("give --account NAME or --all-accounts, not both")
+    loaded = check_config(config)
     try:
-        loaded = load_config(config)
-        if account:
-            loaded.rayteams_account(account)
+        chosen = [loaded.rayteams_account(account)] if account else list(loaded.rayteams_accounts.values())
     except ConfigError as exc:
         fail(str(exc))
-    if not loaded.rayteams_accounts:
+    if not chosen:
         fail("give --base-url, or configure RAYTeams accounts in pwh.toml ([rayteams.accounts.<name>], "
              "see docs/accounts.md)")
+    refusals = []
+    for configured in chosen:  # an account without its secrets fails alone, the others still run
+        try:
+            check_secrets(([] if configured.client_id else [configured.client_id_variable])
+                          + [configured.client_secret_variable, configured.refresh_token_variable])
+        except SettingError as exc:
+            refusals.append(exc)
+    if len(refusals) == len(chosen):
+        raise refusals[0]
     from flows.rayteams import AccountsFailedError, sync_rayteams_accounts
 
     async def run() -> dict:
@@ -250,15 +269,13 @@ def demo(
     db: DbOption = Path("warehouse.duckdb"),
     projects: Annotated[int, typer.Option(min=1, help="Simulated projects.")] = 200,
     seed: Annotated[int, typer.Option(help="Seed of the simulated data.")] = 7,
-    source: Annotated[str, typer.Option(help="rayteams, openproject or all: which simulated sources to sync.")] = "rayteams",
+    source: Annotated[DemoSource, typer.Option(help="Which simulated sources to sync.")] = DemoSource.rayteams,
 ) -> None:
     """Simulator on a free loopback port → full sync into a local DuckDB file → summary."""
     _quiet_prefect()
-    from pwh.demo import DEMO_SOURCES, run_demo
+    from pwh.demo import run_demo
 
-    if source not in DEMO_SOURCES:
-        fail(f"--source must be one of {', '.join(DEMO_SOURCES)}")
-    run_demo(db=db, projects=projects, seed=seed, run_flow=run_flow, print_summary=print_summary, source=source)
+    run_demo(db=db, projects=projects, seed=seed, run_flow=run_flow, print_summary=print_summary, source=source.value)
 
 
 @app.command()
@@ -297,6 +314,7 @@ def serve(
     _quiet_prefect()
     from flows.schedules import (
         ScheduleError,
+        check_cron,
         describe,
         load_schedules,
         select,
@@ -315,6 +333,8 @@ def serve(
     if db is not None:
         parameters["db_path"] = str(db.resolve())
     try:
+        if cron is not None:
+            check_cron("--cron", cron)
         schedules = select(load_schedules(config), only=source or (), cron=cron,
                            interval_seconds=interval, parameters=parameters)
     except (ScheduleError, OSError) as exc:
@@ -335,12 +355,14 @@ def serve(
 
 incoplax_app = typer.Typer(no_args_is_help=True, help="Incoplax calls (LOOKUP).")
 app.add_typer(incoplax_app, name="incoplax")
-AuthOption = Annotated[str, typer.Option("--auth", help="bearer (INCOPLAX_TOKEN) or basic (INCOPLAX_USERNAME, INCOPLAX_PASSWORD).")]
+AuthOption = Annotated[Auth, typer.Option("--auth", help="bearer (INCOPLAX_TOKEN) or basic (INCOPLAX_USERNAME, INCOPLAX_PASSWORD).")]
 
 
-def _check_auth(auth: str) -> None:
-    if auth not in ("bearer", "basic"):
-        fail("--auth must be bearer or basic")
+def _check_incoplax(base_url: str, auth: Auth) -> None:
+    from sources.incoplax.client import PASSWORD_VARIABLE, TOKEN_VARIABLE, USERNAME_VARIABLE
+
+    check_base_url(base_url)
+    check_secrets([TOKEN_VARIABLE] if auth is Auth.bearer else [USERNAME_VARIABLE, PASSWORD_VARIABLE])
 
 
 @sync_app.command("incoplax")
@@ -348,10 +370,10 @@ def sync_incoplax_command(
     base_url: Annotated[str, typer.Option(help="Server root, e.g. https://incoplax.example.com (the client adds /rest/v1/domain/projects).")],
     db: DbOption = Path("warehouse.duckdb"),
     account: Annotated[str, typer.Option(help="Name recorded with every row (the instance/domain).")] = "default",
-    auth: AuthOption = "bearer",
+    auth: AuthOption = Auth.bearer,
     full_refresh: FullRefreshOption = False,
     allow_mass_delete: AllowMassDeleteOption = False,
-    listing: Annotated[str, typer.Option(help="auto, minimal (complete list, mask id,ext.lwt) or recent (newest first, stop at the cursor; no deletions).")] = "auto",
+    listing: Annotated[Listing, typer.Option(help="auto, minimal (complete list, mask id,ext.lwt) or recent (newest first, stop at the cursor; no deletions).")] = Listing.auto,
     order: Annotated[str, typer.Option(help="List order as JSON, passed through (default [\"id\"]; '' sends none).")] = '["id"]',
     page_size: Annotated[int, typer.Option(min=1, help="limit of each list request.")] = 500,
     concurrency: ConcurrencyOption = 16,
@@ -361,21 +383,20 @@ def sync_incoplax_command(
 ) -> None:
     """Sync every project of an Incoplax domain into the warehouse."""
     _quiet_prefect()
-    _check_auth(auth)
-    from flows.incoplax import LISTINGS, sync_incoplax
-
-    if listing not in LISTINGS:
-        fail(f"--listing must be one of {', '.join(LISTINGS)}")
+    _check_incoplax(base_url, auth)
+    check_config(None)
     try:
         order_value = json.loads(order) if order.strip() else None
     except ValueError:
         fail("--order must be JSON, e.g. '[\"id\"]' or '[{\"ext.lwt\": \"desc\"}]'")
     if order_value is not None and not isinstance(order_value, list):
         fail("--order must be a JSON array")
+    from flows.incoplax import sync_incoplax
+
     summary = run_flow(lambda: sync_incoplax(
         base_url=base_url, db_path=str(db), account=account,
-        mode="full_refresh" if full_refresh else "incremental", listing=listing, order=order_value,
-        page_size=page_size, concurrency=concurrency, batch_size=batch_size, auth_scheme=auth, timeout_s=timeout,
+        mode="full_refresh" if full_refresh else "incremental", listing=listing.value, order=order_value,
+        page_size=page_size, concurrency=concurrency, batch_size=batch_size, auth_scheme=auth.value, timeout_s=timeout,
         allow_mass_delete=allow_mass_delete,
     ), show_progress=not quiet and sys.stderr.isatty())
     print_summary(summary)
@@ -387,24 +408,22 @@ def sync_incoplax_command(
 def incoplax_lookup_command(
     key: Annotated[str, typer.Argument(help="The project code (or id) to look up.")],
     base_url: Annotated[str, typer.Option(help="Server root (the client adds /rest/v1/domain/projects).")],
-    by: Annotated[str, typer.Option(help="code or id: which key field must match.")] = "code",
-    auth: AuthOption = "bearer",
+    by: Annotated[LookupKey, typer.Option(help="Which key field must match.")] = LookupKey.code,
+    auth: AuthOption = Auth.bearer,
     timeout: TimeoutOption = 30.0,
 ) -> None:
     """LOOKUP a project by code or id; prints the matching ids, one per line."""
-    _check_auth(auth)
-    if by not in ("code", "id"):
-        fail("--by must be code or id")
+    _check_incoplax(base_url, auth)
     from flows.incoplax import read_credentials
     from sources.errors import SourceError
     from sources.http import HttpSettings
     from sources.incoplax.client import IncoplaxClient, LookupNotFoundError
 
     async def lookup() -> list[str]:
-        client = IncoplaxClient.connect(base_url, auth_scheme=auth, settings=HttpSettings(timeout_s=timeout),
-                                        **read_credentials(auth))
+        client = IncoplaxClient.connect(base_url, auth_scheme=auth.value, settings=HttpSettings(timeout_s=timeout),
+                                        **read_credentials(auth.value))
         async with client:
-            return await client.lookup(key, by=by)
+            return await client.lookup(key, by=by.value)
 
     try:
         ids = asyncio.run(lookup())
@@ -425,18 +444,17 @@ def simulate_incoplax_command(
     list_opts: Annotated[bool, typer.Option("--list-opts", help="The list outputs opts (no detail requests needed).")] = False,
     latency_ms: LatencyOption = 0.0,
     fault_rate: FaultRateOption = 0.0,
-    auth: AuthOption = "bearer",
+    auth: AuthOption = Auth.bearer,
     token: Annotated[str, typer.Option(help="Token the simulator accepts (bearer).")] = "sim-token",
     username: Annotated[str, typer.Option(help="User the simulator accepts (basic).")] = "sim-user",
     password: Annotated[str, typer.Option(help="Password the simulator accepts (basic).")] = "sim-password",
 ) -> None:
     """Serve the Incoplax simulator (CRUD, LOOKUP, paging, masks, flat form) until interrupted."""
-    _check_auth(auth)
     from sources.incoplax.dataset import DatasetConfig, IncoplaxDataset
     from sources.incoplax.simulator import SimulatorOptions, serve_forever
 
     dataset = IncoplaxDataset(DatasetConfig(seed=seed, n_projects=projects))
-    options = SimulatorOptions(auth=auth, token=token, username=username, password=password,
+    options = SimulatorOptions(auth=auth.value, token=token, username=username, password=password,
                                max_limit=max_limit or None, list_opts=list_opts, latency_ms=latency_ms,
                                fault_rate=fault_rate)
     typer.echo(f"Incoplax simulator: http://127.0.0.1:{port} ({projects} projects, seed {seed}, {auth} auth); "
@@ -466,8 +484,11 @@ def sync_clarity_command(
     """Sync Clarity LIMS projects (UDFs typed, files, external ids) into the warehouse.
     Credentials: CLARITY_USERNAME and CLARITY_PASSWORD."""
     _quiet_prefect()
-    from sources.clarity.client import filter_params, parse_timestamp
+    from sources.clarity.client import PASSWORD_VARIABLE, USERNAME_VARIABLE, filter_params, parse_timestamp
 
+    check_base_url(base_url)
+    check_config(None)
+    check_secrets([USERNAME_VARIABLE, PASSWORD_VARIABLE])
     try:  # before importing Prefect: a typo fails in a blink
         filter_params(name or (), open_date, udf or ())
         if since:
@@ -609,13 +630,20 @@ def dashboard(
     refresh: Annotated[int, typer.Option(min=0, help="Reload the page every N seconds (0: never).")] = 60,
 ) -> None:
     """Serve the dashboard over the readers' replica on http://127.0.0.1:PORT until interrupted."""
-    from pwh.dashboard import serve
+    from pwh.dashboard import PortInUseError, serve
     from warehouse.replica import replica_path
 
     if not replica_path(db).exists() and not str(db).endswith(".replica.duckdb"):
         fail(f"no readers' replica at {replica_path(db)}: run a sync (or `pwh publish --db {db}`) first")
-    typer.echo(f"dashboard on http://127.0.0.1:{port}/ over {replica_path(db)}; Ctrl-C stops it.")
-    serve(db, port=port, refresh_s=refresh or None)
+
+    def listening() -> None:
+        typer.echo(f"dashboard on http://127.0.0.1:{port}/ over {replica_path(db)}; Ctrl-C stops it.")
+        sys.stdout.flush()
+
+    try:
+        serve(db, port=port, refresh_s=refresh or None, on_listening=listening)
+    except PortInUseError as exc:
+        fail(str(exc))
 
 
 @app.command()
@@ -653,8 +681,11 @@ def sync_openproject_command(
     _quiet_prefect()
     from sources.openproject.client import TOKEN_VARIABLE
 
+    check_base_url(base_url)
+    check_config(None)
     if api_key:
         os.environ[TOKEN_VARIABLE] = api_key  # the flow reads it from its environment, never as a parameter
+    check_secrets([TOKEN_VARIABLE], flags="--api-key")
     from flows.openproject import sync_openproject
 
     summary = run_flow(lambda: sync_openproject(
@@ -696,10 +727,34 @@ def main() -> None:
     tune_collector()
     # Every file any command creates (warehouse, replica, key, report, Prefect's) is owner-only.
     os.umask(0o077)
+    exit_without_teardown(run_app())
+
+
+def run_app() -> object:
+    """Run the commands; every failure is one line on stderr (pwh.failures), the exit
+    status is returned."""
+    # click's UsageError and ClickException, whichever click typer uses (it vendors one).
+    usage_error = typer.BadParameter.__mro__[1]
+    click_exception = usage_error.__mro__[1]
     try:
-        app()
+        return app(standalone_mode=False)  # click's errors come here, not to its boxed output
     except SystemExit as done:
-        exit_without_teardown(done.code)
+        return done.code
+    except usage_error as exc:
+        if exc.__class__.__name__ != "NoArgsIsHelpError":  # that one: typer has printed the help
+            ctx = getattr(exc, "ctx", None)
+            where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+            typer.echo(f"pwh: error: {exc.format_message()}{where}", err=True)
+        return exc.exit_code
+    except click_exception as exc:
+        typer.echo(f"pwh: error: {exc.format_message()}", err=True)
+        return exc.exit_code
+    except typer.Abort:
+        typer.echo("pwh: aborted", err=True)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, never a traceback
+        typer.echo(f"pwh: error: {describe_failure(exc)}", err=True)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -418,7 +418,34 @@ def build_app(db: Path | str, *, refresh_s: int = 60):
     return app
 
 
-def serve(db: Path | str, *, port: int, refresh_s: int = 60) -> None:
+class PortInUseError(OSError):
+    """The dashboard's port cannot be listened on."""
+
+
+def serve(db: Path | str, *, port: int, refresh_s: int = 60, on_listening=lambda: None) -> None:
+    """Serve until SIGINT or SIGTERM. ``on_listening`` is called once the port is bound
+    (the URL is worth printing only then); a port that cannot be bound is one
+    :class:`PortInUseError`, not aiohttp's traceback."""
+    import signal
+
     from aiohttp import web
 
-    web.run_app(build_app(db, refresh_s=refresh_s), host="127.0.0.1", port=port, print=None)
+    async def run() -> None:
+        runner = web.AppRunner(build_app(db, refresh_s=refresh_s))
+        await runner.setup()
+        try:
+            try:
+                await web.TCPSite(runner, "127.0.0.1", port).start()
+            except OSError as exc:
+                reason = os.strerror(exc.errno).lower() if exc.errno else "cannot listen"
+                raise PortInUseError(f"127.0.0.1:{port}: {reason}; choose another port with --port") from None
+            on_listening()
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, stop.set)
+            await stop.wait()
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(run())

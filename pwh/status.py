@@ -33,7 +33,7 @@ from typing import Any
 import duckdb
 import orjson
 
-from flows.schedules import Schedule
+from flows.schedules import Schedule, cron_fields
 from pwh.ages import human_age
 
 DEFAULT_MAX_AGE = timedelta(hours=24)
@@ -72,7 +72,7 @@ def schedule_interval(schedule: Schedule, now: datetime) -> timedelta:
     from cronsim import CronSim, CronSimError
 
     try:
-        fires = CronSim(schedule.cron or "", now.astimezone(timezone.utc).replace(tzinfo=None))
+        fires = CronSim(cron_fields(schedule.cron or ""), now.astimezone(timezone.utc).replace(tzinfo=None))
         previous = next(fires)
     except (CronSimError, StopIteration) as exc:
         raise StatusError(f"schedule {schedule.name!r}: cron {schedule.cron!r} is not valid ({exc})") from None

@@ -34,7 +34,11 @@ class AuthError(SourceError):
 
 
 class NotFoundError(SourceError):
-    """The resource does not exist or is not visible to these credentials."""
+    """The resource does not exist or is not visible to these credentials. ``url``: the
+    address that answered HTTP 404 (scheme, host, port and path only, set by the HTTP
+    client), so that a 404 of a whole listing can say which base URL to check."""
+
+    url: str | None = None
 
 
 class ApiError(SourceError):
@@ -57,6 +61,13 @@ class TransientError(SourceError):
     def __init__(self, message: str, *, retry_after: float | None = None):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class UnresolvedHostError(TransientError):
+    """The host name did not resolve. Retried once (a resolver hiccup), not until the
+    attempts run out: a misspelt host does not start to exist."""
+
+    attempts = 2
 
 
 class RetriesExhaustedError(SourceError):

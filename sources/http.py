@@ -16,6 +16,7 @@ import json
 import math
 import os
 import re
+import ssl
 import string
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -28,18 +29,20 @@ from tenacity import (
     AsyncRetrying,
     RetryCallState,
     retry_if_exception_type,
-    stop_after_attempt,
     wait_exponential_jitter,
 )
 from yarl import URL
 
 from sources.errors import (
+    ApiError,
     AuthError,
+    NotFoundError,
     RedirectRefusedError,
     ResponseTooLargeError,
     RetriesExhaustedError,
     SourceError,
     TransientError,
+    UnresolvedHostError,
 )
 
 T = TypeVar("T")
@@ -259,7 +262,7 @@ class HttpClient:
             return await attempt()
 
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.settings.max_attempts),
+            stop=self._stop,
             wait=self._wait,
             retry=retry_if_exception_type(TransientError),
             before=self._count_retry,
@@ -268,9 +271,17 @@ class HttpClient:
         try:
             return await retrying(replay_first_then_attempt)
         except TransientError as last:
+            attempts = min(self.settings.max_attempts, getattr(last, "attempts", self.settings.max_attempts))
             raise RetriesExhaustedError(
-                f"{method} {path}: still failing after {self.settings.max_attempts} attempts ({last})"
+                f"{method} {path}: still failing after {attempts} attempts ({last})"
             ) from None
+
+    def _stop(self, state: RetryCallState) -> bool:
+        """After ``max_attempts``, or sooner for an error that caps its own attempts (a
+        host name that does not resolve)."""
+        error = state.outcome.exception() if state.outcome else None
+        cap = min(self.settings.max_attempts, getattr(error, "attempts", self.settings.max_attempts))
+        return state.attempt_number >= cap
 
     def _count_retry(self, state: RetryCallState) -> None:
         if state.attempt_number > 1:
@@ -312,6 +323,18 @@ class HttpClient:
                 ) from None
             except aiohttp.ClientPayloadError as exc:
                 raise TransientError(f"{method} {path}: body cut short ({type(exc).__name__})") from None
+            except aiohttp.ClientConnectorCertificateError as exc:
+                # Not a hiccup: the host is not who it says (or the trust store lacks its CA).
+                raise SourceError(
+                    f"{method} {path}: the TLS certificate of {_shown_host(exc.host)}:{exc.port} is not "
+                    "trusted; check the base URL's host (or add its CA: SSL_CERT_FILE)"
+                ) from None
+            except aiohttp.ClientConnectorDNSError as exc:
+                raise UnresolvedHostError(f"{method} {path}: cannot resolve host {_shown_host(exc.host)}") from None
+            except aiohttp.ClientConnectorError as exc:
+                raise TransientError(
+                    f"{method} {path}: cannot connect to {_shown_host(exc.host)}:{exc.port}: {_reason(exc.os_error)}"
+                ) from None
             except aiohttp.ClientError as exc:
                 raise TransientError(f"{method} {path}: connection failed ({type(exc).__name__})") from None
             except SourceError as exc:
@@ -332,12 +355,27 @@ class HttpClient:
         try:
             return decode(answer)
         except TransientError as exc:
+            if answer.status >= 400:
+                # An error status is the server's final word whatever its body looks like
+                # (a proxy's HTML 404 page is not a truncated answer): never retried.
+                raise self._final_error(method, path, answer.status) from None
             raise _scrubbed(TransientError(f"{method} {path}: {exc}", retry_after=exc.retry_after),
                             sent, self._credentials) from None
         except SourceError as exc:
             # A server may echo the credentials it was sent; decoders keep no server text,
             # but what they keep (an error code, a path) is scrubbed all the same.
-            raise _scrubbed(exc, sent, self._credentials) from None
+            exc = _scrubbed(exc, sent, self._credentials)
+            if isinstance(exc, NotFoundError) and answer.status == 404:
+                exc.url = describe_url(URL(self.url(path)))
+            raise exc from None
+
+    def _final_error(self, method: str, path: str, status: int) -> SourceError:
+        text = f"{method} {_without_query(path)}: HTTP {status}"
+        if status == 404:
+            error = NotFoundError(text)
+            error.url = describe_url(URL(self.url(path)))
+            return error
+        return ApiError(text, status=status)
 
     async def _exchange(
         self,
@@ -426,6 +464,29 @@ def describe_origin(url: URL) -> str:
     return f"{scheme}://{shown}" + (f":{url.port}" if url.port is not None else "")
 
 
+_PATH = re.compile(r"[A-Za-z0-9._~/%+-]{0,512}")
+
+
+def describe_url(url: URL) -> str:
+    """``scheme://host:port/path`` of a URL (:func:`describe_origin` plus the path), never
+    its user info, query or fragment; a path of other characters is not quoted."""
+    path = url.raw_path
+    return describe_origin(url) + (path if _PATH.fullmatch(path) else "/…")
+
+
+def _shown_host(host: object) -> str:
+    return host if isinstance(host, str) and _HOST.fullmatch(host) else "an unnamed host"
+
+
+def _reason(error: OSError | None) -> str:
+    """Why a connection failed, in the operating system's words (``connection refused``)."""
+    if isinstance(error, ssl.SSLError):  # its errno is OpenSSL's, not the system's
+        return "TLS handshake failed"
+    if error is not None and error.errno:
+        return os.strerror(error.errno).lower()
+    return "connection failed"
+
+
 def _without_query(path: str) -> str:
     return path.split("?", 1)[0]
 
@@ -441,6 +502,7 @@ __all__ = [
     "StaticHeaders",
     "decode_json",
     "describe_origin",
+    "describe_url",
     "loads_json",
     "max_response_bytes_from_env",
     "parse_retry_after",

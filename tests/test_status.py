@@ -210,7 +210,7 @@ def test_errors_are_one_line_naming_what_to_do(tmp_path, case):
     expected = {
         "nothing": "pwh sync <source> --db", "no replica": f"pwh publish --db {db}",
         "not a warehouse": "not a pwh warehouse", "bad max age": "--max-age takes a positive duration",
-        "bad cron": "schedule 'rayteams': cron '0 25 * * *' is not valid",
+        "bad cron": "pwh.toml: [schedules.rayteams] cron = '0 25 * * *' is not a valid cron expression (Bad hour",
     }[case]
     if case == "no replica":
         warehouse(db, [], publish=False)

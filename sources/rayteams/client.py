@@ -24,6 +24,7 @@ from sources.http import (
     SourceClient,
     StaticHeaders,
     decode_json,
+    loads_json,
 )
 from sources.rayteams.oauth import OAuthCredentials
 
@@ -71,12 +72,17 @@ def read_envelope(answer: Answer) -> Any:
     carry the status and the API's error code, never its ``message`` (free text a
     server may fill with anything, patient data included).
     """
-    body = decode_json(answer)
-    code = safe_token(body.get("errorCode", body.get("code"))) if isinstance(body, dict) else None
-    if answer.status == 404:
-        raise NotFoundError("HTTP 404" + (f" {code}" if code else ""))
-    if answer.status >= 400:
+    if answer.status >= 400:  # the status first: an error page need not be JSON
+        try:
+            error = loads_json(answer.body)
+        except ValueError:
+            error = None
+        code = safe_token(error.get("errorCode", error.get("code"))) if isinstance(error, dict) else None
+        if answer.status == 404:
+            raise NotFoundError("HTTP 404" + (f" {code}" if code else ""))
         raise ApiError(f"HTTP {answer.status}" + (f" {code}" if code else ""), status=answer.status, code=code)
+    body = decode_json(answer)  # not JSON / cut short: transient, retried
+    code = safe_token(body.get("errorCode", body.get("code"))) if isinstance(body, dict) else None
     if isinstance(body, dict) and "errorCode" in body:
         if code == "NO_ITEM":
             raise ProjectNotFoundError("custom error NO_ITEM (no such project)")

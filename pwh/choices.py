@@ -1,0 +1,45 @@
+"""The fixed sets of values CLI options take, as enums: typer lists them in ``--help``,
+refuses anything else in one line, and completes them in the shell. A module of its own
+so the CLI knows them without importing Prefect or aiohttp; tests/test_cli_errors.py
+checks each against the tuple its module accepts."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Strategy(str, Enum):
+    """RAYTeams fetch strategy (sources.rayteams.client.STRATEGIES)."""
+
+    aggregate = "aggregate"
+    per_resource = "per_resource"
+
+
+class Listing(str, Enum):
+    """Incoplax listing (flows.incoplax.LISTINGS)."""
+
+    auto = "auto"
+    minimal = "minimal"
+    recent = "recent"
+
+
+class DemoSource(str, Enum):
+    """Simulated sources ``pwh demo`` syncs (pwh.demo.DEMO_SOURCES)."""
+
+    rayteams = "rayteams"
+    openproject = "openproject"
+    all = "all"
+
+
+class Auth(str, Enum):
+    """Incoplax authentication scheme (sources.incoplax.client)."""
+
+    bearer = "bearer"
+    basic = "basic"
+
+
+class LookupKey(str, Enum):
+    """Which key ``pwh incoplax lookup`` matches."""
+
+    code = "code"
+    id = "id"

@@ -1,0 +1,115 @@
+"""How a failed command reads on a user's console: one line. The project's own errors say
+what to fix (their messages are written for that, and kept free of secrets and server
+text); anything else is a bug or an environment problem: its type on the console, its
+traceback in an owner-only log file. ``pwh --debug`` prints tracebacks to the console."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+LOG_FILE_VARIABLE = "PWH_LOG_FILE"
+# Exceptions defined in these packages carry messages meant for the user.
+_PROJECT_PACKAGES = frozenset({"sources", "flows", "pwh", "warehouse", "transforms", "schemas"})
+
+_debug = False
+
+
+def enable_debug() -> None:
+    """Tracebacks and debug logs on the console (``pwh --debug``)."""
+    global _debug
+    _debug = True
+    logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "DEBUG")
+
+
+def debugging() -> bool:
+    return _debug
+
+
+@contextmanager
+def keep_run_logs_off_console() -> Iterator[None]:
+    """Prefect's flow and task run loggers repeat every failure with its traceback on the
+    console (through the root logger); meanwhile they reach only the run's records on the
+    server (their own API handler). --debug keeps them on the console."""
+    loggers = [] if _debug else [logging.getLogger(n) for n in ("prefect.flow_runs", "prefect.task_runs")]
+    before = [logger.propagate for logger in loggers]
+    for logger in loggers:
+        logger.propagate = False
+    try:
+        yield
+    finally:
+        for logger, propagate in zip(loggers, before):
+            logger.propagate = propagate
+
+
+def log_file() -> Path:
+    """``PWH_LOG_FILE``, else ``$XDG_STATE_HOME/pwh/pwh.log`` (``~/.local/state/pwh/pwh.log``)."""
+    if os.environ.get(LOG_FILE_VARIABLE):
+        return Path(os.environ[LOG_FILE_VARIABLE]).expanduser()
+    state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(state) / "pwh" / "pwh.log"
+
+
+def is_project_error(exc: BaseException) -> bool:
+    return type(exc).__module__.split(".")[0] in _PROJECT_PACKAGES
+
+
+def describe_failure(exc: BaseException) -> str:
+    """The one line a failed command prints (after ``pwh: error:``); an unexpected
+    exception's traceback goes to the log file (or, with --debug, to stderr)."""
+    if _debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    from pwh.validate import SettingError
+
+    if isinstance(exc, SettingError):  # says what to fix, nothing else
+        return str(exc)
+    if is_project_error(exc):
+        return f"{type(exc).__name__}: {exc}".splitlines()[0]
+    what = f"unexpected {type(exc).__name__}{_os_reason(exc)}"
+    if _debug:
+        return f"{what} (traceback above)"
+    try:
+        path = write_traceback(exc)
+    except OSError as failed:
+        return f"{what}; its details could not be written to {log_file()} ({failed.strerror}): run again with --debug"
+    return f"{what}; details in {path}"
+
+
+def _os_reason(exc: BaseException) -> str:
+    """The operating system's own words and file name, for an OSError: the only parts of a
+    foreign exception known to be safe to print (its message may hold anything)."""
+    if not isinstance(exc, OSError) or not exc.strerror:
+        return ""
+    return f" ({exc.strerror.lower()}" + (f": {exc.filename}" if isinstance(exc.filename, str) else "") + ")"
+
+
+def write_traceback(exc: BaseException) -> Path:
+    """Append the traceback to the log file, created owner-only (0600, its folder 0700)."""
+    path = log_file()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a", encoding="utf-8", errors="replace") as handle:
+        os.fchmod(fd, 0o600)  # a file created by an older version or another umask
+        handle.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S%z')} pwh {_command()}\n")
+        handle.writelines(traceback.format_exception(exc))
+    return path
+
+
+def _command() -> str:
+    """The subcommand's words (``sync rayteams``), never its options: they may hold a token."""
+    args = sys.argv[1:]
+    while args and args[0].startswith("--"):  # the global flags (--debug)
+        args = args[1:]
+    words = []
+    for arg in args:
+        if not arg.isidentifier():
+            break
+        words.append(arg)
+    return " ".join(words)
