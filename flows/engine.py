@@ -297,7 +297,14 @@ async def sync_batch(
     rejected = 0
     if fetched.units:
         async with writer:
-            rows, rejected = await asyncio.to_thread(transform_and_load, adapter, con, fetched, run_id)
+            load = asyncio.ensure_future(asyncio.to_thread(transform_and_load, adapter, con, fetched, run_id))
+            try:
+                rows, rejected = await asyncio.shield(load)
+            except asyncio.CancelledError:
+                # Interrupted: the load's transaction runs on in its thread, on the run's
+                # connection, which must outlive it; it commits whole or not at all.
+                await asyncio.gather(load, return_exceptions=True)
+                raise
     return BatchOutcome(rows, rejected, fetched.failed, fetched.vanished)
 
 
@@ -339,7 +346,11 @@ async def run_sync(
     Unless ``allow_mass_delete``, a run that would mark more than ``max_delete_share`` of
     the account's live projects deleted (listing gaps and 404s alike) marks none and fails
     with :class:`MassDeleteError`, after loading what it fetched: those projects are good
-    data, but the run is ``failed`` and the flow publishes no replica."""
+    data, but the run is ``failed`` and the flow publishes no replica.
+
+    A run cancelled (Ctrl-C, SIGTERM: the CLI cancels its task) stops fetching at once,
+    lets a load in flight commit, and is recorded ``interrupted``; the next run resumes
+    (committed batches are unchanged units)."""
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
     if batch_size < 1:
@@ -353,6 +364,10 @@ async def run_sync(
     try:
         guard = None if allow_mass_delete else max_delete_share
         await _sync(adapter, con, run, mode, batch_size, stages, progress, guard)
+    except (asyncio.CancelledError, KeyboardInterrupt) as exc:
+        run.status = "interrupted"
+        run.error = str(exc) or "interrupted"  # the CLI names the signal in the cancellation
+        raise
     except BaseException as exc:
         run.status = "failed"
         run.error = f"{type(exc).__name__}: {exc}"[:2000]
@@ -416,6 +431,10 @@ async def _sync(adapter, con, run: RunRecord, mode: str, batch_size: int, stages
         while pending:
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             absorb(done)
+    except asyncio.CancelledError:
+        for future in pending:  # interrupted: stop fetching (a load in flight finishes: sync_batch)
+            future.cancel()
+        raise
     finally:
         if pending:
             # A batch failed: let the one still in flight finish (its load may be running

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -34,6 +35,9 @@ AllowMassDeleteOption = Annotated[bool, typer.Option(
 SeedOption = Annotated[int, typer.Option(help="Seed of the generated data.")]
 LatencyOption = Annotated[float, typer.Option(help="Added to every answer.")]
 FaultRateOption = Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of requests failing once.")]
+PrefectOption = Annotated[Optional[bool], typer.Option(
+    "--prefect/--no-prefect", help="Run as a Prefect flow run, or in this process alone. Default: a flow run when "
+                                   "a Prefect API is configured (PREFECT_API_URL or the active profile).")]
 
 
 def _print_version(value: bool) -> None:
@@ -72,6 +76,36 @@ def _quiet_prefect() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
+def sync_module(source: str, prefect: Optional[bool]):
+    """The module whose sync functions a hand run calls: the Prefect flows of
+    flows/<source>.py when a Prefect API is configured (or --prefect), else the very same
+    functions run in this process (flows/<source>_sync.py): no Prefect import and no
+    temporary Prefect server (10-30 s) on every run (docs/operations.md)."""
+    import importlib
+
+    from flows.host import configured_api_url
+
+    use_prefect = prefect if prefect is not None else configured_api_url() is not None
+    return importlib.import_module(f"flows.{source}" if use_prefect else f"flows.{source}_sync")
+
+
+async def _stoppable(coro_factory, stopped_by: list[int]):
+    """Run the sync as this task; SIGINT (Ctrl-C, sent to the whole process group) and
+    SIGTERM cancel it: the engine stops fetching, lets a load in flight commit, records
+    the run ``interrupted`` and the command exits 128 + the signal (130, 143)."""
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+
+    def stop(signum: int) -> None:
+        if not stopped_by:  # once: a second Ctrl-C must not cut short the load that is committing
+            stopped_by.append(signum)
+            task.cancel(f"interrupted by {signal.Signals(signum).name}")
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop, signum)
+    return await coro_factory()
+
+
 def run_flow(coro_factory, *, show_progress: bool = True) -> dict:
     """Run a flow with a progress bar; return its summary or exit with a one-line cause."""
     from rich.progress import (
@@ -95,11 +129,14 @@ def run_flow(coro_factory, *, show_progress: bool = True) -> dict:
         bar.update(task_id, total=p.total, completed=p.done, requests=p.requests, retries=p.retries)
 
     progress_hook.set_listener(listener)
+    stopped_by: list[int] = []
     try:
         with bar:
-            return asyncio.run(coro_factory())
-    except KeyboardInterrupt:
-        fail("interrupted; projects loaded so far are committed, the next run resumes", 130)
+            return asyncio.run(_stoppable(coro_factory, stopped_by))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        signum = stopped_by[0] if stopped_by else signal.SIGINT
+        fail(f"interrupted by {signal.Signals(signum).name}; projects loaded so far are committed, "
+             "the next run resumes", 128 + signum)
     except Exception as exc:  # one line, no traceback: the cause, not the machinery
         fail(f"{type(exc).__name__}: {exc}".splitlines()[0])
     finally:
@@ -147,6 +184,7 @@ def sync_rayteams_command(
         "--rekey", help="Make the pseudonym key at hand the warehouse's: every pseudonym is recomputed by a full "
                         "refresh; those of deleted projects become NULL (docs/operations.md).")] = False,
     quiet: QuietOption = False,
+    prefect: PrefectOption = None,
 ) -> None:
     """Sync every RAYTeams project (and sub-resource, and file) into the warehouse."""
     _quiet_prefect()
@@ -163,7 +201,7 @@ def sync_rayteams_command(
             config=config, db=db, account=account, all_accounts=all_accounts, concurrency=concurrency,
             mode="full_refresh" if full_refresh else "incremental", strategy=strategy,
             batch_size=batch_size, timeout=timeout, max_response_bytes=max_response_bytes, quiet=quiet,
-            allow_mass_delete=allow_mass_delete, rekey=rekey,
+            allow_mass_delete=allow_mass_delete, rekey=rekey, prefect=prefect,
         )
         return
     if all_accounts:
@@ -173,8 +211,7 @@ def sync_rayteams_command(
         os.environ[TOKEN_VARIABLE] = token
     if client_id:
         os.environ[CLIENT_ID_VARIABLE] = client_id
-    from flows.rayteams import sync_rayteams
-
+    sync_rayteams = sync_module("rayteams", prefect).sync_rayteams
     summary = run_flow(lambda: sync_rayteams(
         base_url=base_url, db_path=str(db), account=account or "default",
         mode="full_refresh" if full_refresh else "incremental", strategy=strategy,
@@ -187,7 +224,7 @@ def sync_rayteams_command(
 
 
 def _sync_rayteams_accounts(*, config: Optional[Path], db: Path, account: Optional[str], all_accounts: bool,
-                            quiet: bool, timeout: float, **params) -> None:
+                            quiet: bool, timeout: float, prefect: Optional[bool], **params) -> None:
     """``pwh sync rayteams`` without --base-url: the accounts of pwh.toml, each renewing its
     OAuth token; one summary per account; exit 1 if any account failed (the rest still ran)."""
     from pwh.config import ConfigError, load_config
@@ -203,7 +240,9 @@ def _sync_rayteams_accounts(*, config: Optional[Path], db: Path, account: Option
     if not loaded.rayteams_accounts:
         fail("give --base-url, or configure RAYTeams accounts in pwh.toml ([rayteams.accounts.<name>], "
              "see docs/accounts.md)")
-    from flows.rayteams import AccountsFailedError, sync_rayteams_accounts
+    from flows.rayteams_sync import AccountsFailedError
+
+    sync_rayteams_accounts = sync_module("rayteams", prefect).sync_rayteams_accounts
 
     async def run() -> dict:
         try:
@@ -358,11 +397,14 @@ def sync_incoplax_command(
     batch_size: BatchSizeOption = 250,
     timeout: TimeoutOption = 30.0,
     quiet: QuietOption = False,
+    prefect: PrefectOption = None,
 ) -> None:
     """Sync every project of an Incoplax domain into the warehouse."""
     _quiet_prefect()
     _check_auth(auth)
-    from flows.incoplax import LISTINGS, sync_incoplax
+    from flows.incoplax_sync import LISTINGS
+
+    sync_incoplax = sync_module("incoplax", prefect).sync_incoplax
 
     if listing not in LISTINGS:
         fail(f"--listing must be one of {', '.join(LISTINGS)}")
@@ -395,7 +437,7 @@ def incoplax_lookup_command(
     _check_auth(auth)
     if by not in ("code", "id"):
         fail("--by must be code or id")
-    from flows.incoplax import read_credentials
+    from flows.incoplax_sync import read_credentials
     from sources.errors import SourceError
     from sources.http import HttpSettings
     from sources.incoplax.client import IncoplaxClient, LookupNotFoundError
@@ -462,6 +504,7 @@ def sync_clarity_command(
     batch_size: BatchSizeOption = 250,
     timeout: TimeoutOption = 60.0,
     quiet: QuietOption = False,
+    prefect: PrefectOption = None,
 ) -> None:
     """Sync Clarity LIMS projects (UDFs typed, files, external ids) into the warehouse.
     Credentials: CLARITY_USERNAME and CLARITY_PASSWORD."""
@@ -474,7 +517,7 @@ def sync_clarity_command(
             parse_timestamp(since)
     except ValueError as exc:
         fail(str(exc))
-    from flows.clarity import sync_clarity
+    sync_clarity = sync_module("clarity", prefect).sync_clarity
 
     summary = run_flow(lambda: sync_clarity(
         base_url=base_url, db_path=str(db), account=account,
@@ -648,6 +691,7 @@ def sync_openproject_command(
     probe_work_packages: Annotated[bool, typer.Option(help="Incremental runs also check each project's work packages (one small request a project): a project's updatedAt does not move when only they change.")] = True,
     api_key: Annotated[Optional[str], typer.Option(help="Overrides OPENPROJECT_API_KEY (prefer the variable: flags show in `ps`).")] = None,
     quiet: QuietOption = False,
+    prefect: PrefectOption = None,
 ) -> None:
     """Sync every OpenProject project with its work packages, versions, categories, types, memberships and custom values."""
     _quiet_prefect()
@@ -655,7 +699,7 @@ def sync_openproject_command(
 
     if api_key:
         os.environ[TOKEN_VARIABLE] = api_key  # the flow reads it from its environment, never as a parameter
-    from flows.openproject import sync_openproject
+    sync_openproject = sync_module("openproject", prefect).sync_openproject
 
     summary = run_flow(lambda: sync_openproject(
         base_url=base_url, db_path=str(db), account=account,

@@ -20,7 +20,8 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from flows.rayteams import AccountsFailedError, sync_rayteams_accounts
+from flows.rayteams import sync_rayteams_accounts
+from flows.rayteams_sync import AccountsFailedError
 from pwh.cli import app
 from pwh.config import ConfigError, load_config
 from schemas import rayteams as tables

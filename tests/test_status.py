@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from flows.engine import PLAIN_STAGES, run_sync
-from flows.incoplax import IncoplaxAdapter
+from flows.incoplax_sync import IncoplaxAdapter
 from sources.errors import AuthError
 from sources.incoplax.client import IncoplaxClient
 from sources.incoplax.dataset import DatasetConfig, IncoplaxDataset
