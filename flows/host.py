@@ -32,7 +32,12 @@ def configured_api_url(cwd: Path | None = None) -> str | None:
     server). When Prefect is imported, its own answer."""
     if "prefect.settings" in sys.modules:
         return loaded_prefect_api_url()
-    cwd = cwd or Path.cwd()
+    return read_api_url(cwd or Path.cwd())
+
+
+def read_api_url(cwd: Path) -> str | None:
+    """The Prefect API URL of the settings files and environment (tests compare it with
+    Prefect's own reading)."""
     dotenv = _dotenv(cwd / ".env")
     prefect_toml = _toml(cwd / "prefect.toml")
     pyproject = _toml(cwd / "pyproject.toml").get("tool", {}).get("prefect", {})

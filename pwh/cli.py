@@ -106,6 +106,19 @@ async def _stoppable(coro_factory, stopped_by: list[int]):
     return await coro_factory()
 
 
+def _stopping_signal(exc: BaseException, stopped_by: list[int]) -> int | None:
+    """The signal that stopped the sync, or None when ``exc`` is no interruption: ours
+    (Ctrl-C, SIGTERM), or, inside a Prefect flow run, Prefect's own SIGTERM handler's
+    TerminationSignal (it carries the signal; asyncio.run has cancelled the sync by then,
+    so its run is recorded interrupted all the same)."""
+    if stopped_by:
+        return stopped_by[0]
+    if isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)):
+        return signal.SIGINT
+    prefect_signal = getattr(exc, "signal", None)
+    return prefect_signal if isinstance(prefect_signal, int) else None
+
+
 def run_flow(coro_factory, *, show_progress: bool = True) -> dict:
     """Run a flow with a progress bar; return its summary or exit with a one-line cause."""
     from rich.progress import (
@@ -133,12 +146,14 @@ def run_flow(coro_factory, *, show_progress: bool = True) -> dict:
     try:
         with bar:
             return asyncio.run(_stoppable(coro_factory, stopped_by))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        signum = stopped_by[0] if stopped_by else signal.SIGINT
-        fail(f"interrupted by {signal.Signals(signum).name}; projects loaded so far are committed, "
-             "the next run resumes", 128 + signum)
-    except Exception as exc:  # one line, no traceback: the cause, not the machinery
-        fail(f"{type(exc).__name__}: {exc}".splitlines()[0])
+    except BaseException as exc:
+        signum = _stopping_signal(exc, stopped_by)
+        if signum is not None:
+            fail(f"interrupted by {signal.Signals(signum).name}; projects loaded so far are committed, "
+                 "the next run resumes", 128 + signum)
+        if not isinstance(exc, Exception):
+            raise
+        fail(f"{type(exc).__name__}: {exc}".splitlines()[0])  # one line, no traceback: the cause, not the machinery
     finally:
         progress_hook.set_listener(None)
     raise AssertionError("unreachable")

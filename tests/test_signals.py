@@ -17,7 +17,7 @@ import pytest
 from schemas.rayteams import PROJECTS as PROJECTS_TABLE
 from sources.rayteams.dataset import DatasetConfig, RayteamsDataset
 from sources.rayteams.simulator import SimulatorOptions
-from tests.live import CLIENT_ID, TOKEN, SimulatorThread, pwh, pwh_env
+from tests.live import CLIENT_ID, TOKEN, SimulatorThread, flow_runs, pwh, pwh_env
 from tests.warehouse_checks import content_hashes
 
 PROJECTS = 40
@@ -167,3 +167,29 @@ def test_without_prefect_a_missing_secret_says_to_set_the_variable(slow_sim, tmp
     out, err = process.communicate(timeout=60)
     assert process.returncode == 1
     assert err.strip() == "pwh: error: MissingSecretError: RAYTEAMS_TOKEN is not set: export it"
+
+
+def test_with_a_prefect_api_in_the_profile_a_hand_run_is_a_flow_run_and_stops_on_sigterm(
+        slow_sim, clean_sync, prefect_server, tmp_path):
+    """The API only in the active profile (not the environment): `pwh sync` is a flow run
+    on that server; SIGTERM stops it like a plain run; --no-prefect then runs plain."""
+    (tmp_path / "profiles.toml").write_text(f'active = "lab"\n[profiles.lab]\nPREFECT_API_URL = "{prefect_server}"\n')
+    db = tmp_path / "w.duckdb"
+    process = start(slow_sim, db, tmp_path)
+    wait_for_requests(process, slow_sim, 1 + 8)
+    process.send_signal(signal.SIGTERM)
+    code, out, err = finish(process)
+    assert code == 143, err[-3000:]
+    assert "pwh: error: interrupted by SIGTERM" in err
+    assert group_is_gone(process.pid)
+    code, out, err = finish(start(slow_sim, db, tmp_path, "--no-prefect"))
+    assert code == 0, err
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        runs = con.execute("SELECT run_id, status FROM pipeline.runs ORDER BY started_at").fetchall()
+    finally:
+        con.close()
+    assert [status for _, status in runs] == ["interrupted", "success"]
+    flow_run_ids = {run["id"] for run in flow_runs(prefect_server)}
+    assert runs[0][0] in flow_run_ids and runs[1][0] not in flow_run_ids
+    assert content_hashes(db) == content_hashes(clean_sync)
