@@ -312,7 +312,8 @@ def demo(
 
     if source not in DEMO_SOURCES:
         fail(f"--source must be one of {', '.join(DEMO_SOURCES)}")
-    run_demo(db=db, projects=projects, seed=seed, run_flow=run_flow, print_summary=print_summary, source=source)
+    run_demo(db=db, projects=projects, seed=seed, run_flow=run_flow, print_summary=print_summary,
+             sync_module=lambda name: sync_module(name, None), source=source)
 
 
 @app.command()
