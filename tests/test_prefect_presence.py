@@ -54,3 +54,15 @@ def test_the_api_url_is_read_as_prefect_reads_it(where, tmp_path, monkeypatch):
     expected = configure(where, cwd, home, monkeypatch)
     assert read_api_url(cwd) == expected
     assert Settings().api.url == expected  # Prefect agrees
+
+
+def test_no_source_sync_imports_prefect():
+    """What a plain run of any source imports (its sync module, the runner, the CLI)
+    pulls in no Prefect module: a fresh interpreter, then sys.modules."""
+    import subprocess
+    import sys
+
+    code = ("import sys, pwh.cli, flows.rayteams_sync, flows.openproject_sync, flows.clarity_sync, "
+            "flows.incoplax_sync; print(sorted(m for m in sys.modules if m.split('.')[0] == 'prefect'))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "[]"
