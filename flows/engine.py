@@ -301,10 +301,10 @@ async def sync_batch(
             try:
                 rows, rejected = await asyncio.shield(load)
             except asyncio.CancelledError:
-                # Interrupted: the load's transaction runs on in its thread, on the run's
-                # connection, which must outlive it; it commits whole or not at all.
-                await asyncio.gather(load, return_exceptions=True)
-                raise
+                # Interrupted while loading: the transaction runs on in its thread, on the
+                # run's connection, which must outlive it. Once it has committed, the batch
+                # is done and is counted as such.
+                rows, rejected = await load
     return BatchOutcome(rows, rejected, fetched.failed, fetched.vanished)
 
 
@@ -438,8 +438,10 @@ async def _sync(adapter, con, run: RunRecord, mode: str, batch_size: int, stages
     finally:
         if pending:
             # A batch failed: let the one still in flight finish (its load may be running
-            # on the connection in a worker thread) before the run is closed.
+            # on the connection in a worker thread) before the run is closed; what it
+            # committed counts in the ledger of the failed or interrupted run.
             await asyncio.gather(*pending, return_exceptions=True)
+            absorb({future for future in pending if not future.cancelled() and future.exception() is None})
 
     run.units_failed = len(run.failed_units)
     if max_delete_share is not None:

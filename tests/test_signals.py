@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import duckdb
+import orjson
 import pytest
 
 from schemas.rayteams import PROJECTS as PROJECTS_TABLE
@@ -88,6 +89,14 @@ def ledger(db: Path) -> list[tuple[str, str | None]]:
         con.close()
 
 
+def ledger_rows(db: Path) -> dict[str, int]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return orjson.loads(con.execute("SELECT rows_loaded FROM pipeline.runs").fetchone()[0])
+    finally:
+        con.close()
+
+
 def loaded(db: Path) -> tuple[int, int]:
     """(projects with committed state, projects with rows)."""
     con = duckdb.connect(str(db), read_only=True)
@@ -122,6 +131,7 @@ def test_a_signal_stops_the_sync_keeps_its_batches_and_the_next_run_completes(
     assert ledger(db) == [("interrupted", f"interrupted by {signal.Signals(signum).name}")]
     state, rows = loaded(db)
     assert 0 < state == rows < PROJECTS  # every committed batch kept whole, the run stopped early
+    assert ledger_rows(db)["projects"] == state  # the ledger counts every committed batch
 
     code, out, err = finish(start(slow_sim, db, tmp_path))
     assert code == 0, err
