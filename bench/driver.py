@@ -1,7 +1,8 @@
 """One RAYTeams sync in this process, with or without the Prefect flow wrapper, timed from
 inside (imports excluded). ``--wrapper flow`` runs the real ``sync-rayteams`` flow;
-``--wrapper plain`` runs the same stages with the engine's plain functions
-(``PLAIN_STAGES``): the difference is Prefect's per-run overhead."""
+``--wrapper plain`` runs the function it wraps in this process, as `pwh sync` does
+without a Prefect API (the engine's plain stages): the difference is Prefect's per-run
+overhead."""
 
 from __future__ import annotations
 
@@ -21,31 +22,7 @@ import os  # noqa: E402
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 from bench.procs import emit  # noqa: E402
-from flows.engine import PLAIN_STAGES  # noqa: E402
-from flows.rayteams import (  # noqa: E402
-    DEFAULT_BATCH_SIZE,
-    RayteamsAdapter,
-    default_key_file,
-    sync_rayteams,
-)
-from flows.runner import sync_into_warehouse  # noqa: E402
-from schemas import rayteams as tables  # noqa: E402
-from sources.http import HttpSettings  # noqa: E402
-from sources.rayteams.client import CLIENT_ID_VARIABLE, TOKEN_VARIABLE, RayteamsClient  # noqa: E402
-from transforms.pseudonym import Pseudonymizer, load_key  # noqa: E402
-
-
-async def plain_sync(base_url: str, db_path: str, *, mode: str, strategy: str, concurrency: int,
-                     batch_size: int) -> dict:
-    """What the flow does, minus Prefect: the same adapter, runner and engine stages."""
-    client = RayteamsClient.connect(
-        base_url, token=os.environ[TOKEN_VARIABLE], client_id=os.environ[CLIENT_ID_VARIABLE],
-        settings=HttpSettings(concurrency=concurrency),
-    )
-    adapter = RayteamsAdapter(client, account="default", strategy=strategy,
-                              pseudonyms=Pseudonymizer(load_key(default_key_file(db_path))))
-    return await sync_into_warehouse(adapter, db_path=db_path, tables=tables.TABLES, mode=mode,
-                                     batch_size=batch_size, stages=PLAIN_STAGES)
+from flows.rayteams_sync import DEFAULT_BATCH_SIZE  # noqa: E402
 
 
 def main() -> None:
@@ -59,14 +36,15 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     args = parser.parse_args()
 
+    # The flow wraps the very function the plain wrapper calls (flows/rayteams.py).
     if args.wrapper == "flow":
-        def run():
-            return sync_rayteams(base_url=args.base_url, db_path=args.db, mode=args.mode, strategy=args.strategy,
-                                 concurrency=args.concurrency, batch_size=args.batch_size)
+        from flows.rayteams import sync_rayteams
     else:
-        def run():
-            return plain_sync(args.base_url, args.db, mode=args.mode, strategy=args.strategy,
-                              concurrency=args.concurrency, batch_size=args.batch_size)
+        from flows.rayteams_sync import sync_rayteams
+
+    def run():
+        return sync_rayteams(base_url=args.base_url, db_path=args.db, mode=args.mode, strategy=args.strategy,
+                             concurrency=args.concurrency, batch_size=args.batch_size)
 
     imported = time.perf_counter()
     summary = asyncio.run(run())

@@ -301,7 +301,14 @@ async def sync_batch(
     rejected = 0
     if fetched.units:
         async with writer:
-            rows, rejected = await asyncio.to_thread(transform_and_load, adapter, con, fetched, run_id)
+            load = asyncio.ensure_future(asyncio.to_thread(transform_and_load, adapter, con, fetched, run_id))
+            try:
+                rows, rejected = await asyncio.shield(load)
+            except asyncio.CancelledError:
+                # Interrupted while loading: the transaction runs on in its thread, on the
+                # run's connection, which must outlive it. Once it has committed, the batch
+                # is done and is counted as such.
+                rows, rejected = await load
     return BatchOutcome(rows, rejected, fetched.failed, fetched.vanished)
 
 
@@ -343,7 +350,11 @@ async def run_sync(
     Unless ``allow_mass_delete``, a run that would mark more than ``max_delete_share`` of
     the account's live projects deleted (listing gaps and 404s alike) marks none and fails
     with :class:`MassDeleteError`, after loading what it fetched: those projects are good
-    data, but the run is ``failed`` and readers get only its ledger (warehouse/replica.py)."""
+    data, but the run is ``failed`` and readers get only its ledger (warehouse/replica.py).
+
+    A run cancelled (Ctrl-C, SIGTERM: the CLI cancels its task) stops fetching at once,
+    lets a load in flight commit, and is recorded ``interrupted``; the next run resumes
+    (committed batches are unchanged units)."""
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
     if batch_size < 1:
@@ -357,6 +368,10 @@ async def run_sync(
     try:
         guard = None if allow_mass_delete else max_delete_share
         await _sync(adapter, con, run, mode, batch_size, stages, progress, guard)
+    except (asyncio.CancelledError, KeyboardInterrupt) as exc:
+        run.status = "interrupted"
+        run.error = str(exc) or "interrupted"  # the CLI names the signal in the cancellation
+        raise
     except BaseException as exc:
         run.status = "failed"
         run.error = f"{type(exc).__name__}: {exc}"[:2000]
@@ -428,11 +443,17 @@ async def _sync(adapter, con, run: RunRecord, mode: str, batch_size: int, stages
         while pending:
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             absorb(done)
+    except asyncio.CancelledError:
+        for future in pending:  # interrupted: stop fetching (a load in flight finishes: sync_batch)
+            future.cancel()
+        raise
     finally:
         if pending:
             # A batch failed: let the one still in flight finish (its load may be running
-            # on the connection in a worker thread) before the run is closed.
+            # on the connection in a worker thread) before the run is closed; what it
+            # committed counts in the ledger of the failed or interrupted run.
             await asyncio.gather(*pending, return_exceptions=True)
+            absorb({future for future in pending if not future.cancelled() and future.exception() is None})
 
     run.units_failed = len(run.failed_units)
     if max_delete_share is not None:

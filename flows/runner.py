@@ -1,5 +1,8 @@
-"""What every source's flow does around the engine: open the warehouse (one writer),
-migrate, check the tables, run the sync with Prefect-task stages, close, summarise."""
+"""What every source's sync does around the engine: open the warehouse (one writer),
+migrate, check the tables, run the sync, close, summarise. Inside a Prefect flow run the
+stages are Prefect tasks and the run's logs and summary go to its records; a plain run
+(`pwh sync` with no Prefect API) runs the same stages in this process and never imports
+Prefect (flows/host.py)."""
 
 from __future__ import annotations
 
@@ -10,13 +13,9 @@ from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import Any
 
-from prefect.context import FlowRunContext
-from prefect.runtime import flow_run
-
-from flows.engine import DEFAULT_MAX_DELETE_SHARE, SourceAdapter, Stages, run_sync
+from flows.engine import DEFAULT_MAX_DELETE_SHARE, PLAIN_STAGES, SourceAdapter, run_sync
+from flows.host import flow_run_context
 from flows.progress import new_progress
-from flows.records import flow_run_logs, summary_artifact
-from flows.tasks import TASK_STAGES
 from schemas.spec import Table
 from transforms.pseudonym import PseudonymKey
 from warehouse.integrity import check_primary
@@ -47,7 +46,7 @@ def started_by_deployment() -> bool:
     already holds. (``prefect.runtime.deployment.get_id()`` reads the flow run back from
     the API whenever it has no deployment: a new client and a round trip, ~0.15 s of
     every `pwh sync`.)"""
-    context = FlowRunContext.get()
+    context = flow_run_context()
     return context is not None and context.flow_run is not None and context.flow_run.deployment_id is not None
 
 
@@ -69,20 +68,27 @@ async def sync_into_warehouse(
     tables: Sequence[Table],
     mode: str,
     batch_size: int,
-    stages: Stages = TASK_STAGES,
     allow_mass_delete: bool = False,
     pseudonym_key: PseudonymKey | None = None,
     rekey: bool = False,
 ) -> dict[str, Any]:
     """Run one source account's sync into the warehouse file; returns the run summary
-    (counts only: safe to store as a flow result). ``stages`` defaults to the Prefect-task
-    stages; the benchmark passes the engine's plain ones to measure Prefect's overhead.
+    (counts only: safe to store as a flow result). In a Prefect flow run the run id is the
+    flow run's and the stages are Prefect tasks; otherwise a fresh id and the plain stages.
     ``allow_mass_delete`` lifts the engine's mass-deletion guard for this run.
     A source that pseudonymises passes the key its adapter uses: it must be the warehouse's
     (``rekey``: it becomes the warehouse's, and the run a full refresh)."""
-    run_id = str(flow_run.get_id() or uuid.uuid4())
+    context = flow_run_context()
+    stages = PLAIN_STAGES
     async with AsyncExitStack() as stack:
-        stack.enter_context(flow_run_logs())  # the engine's log lines in the flow run's logs
+        if context is not None:
+            from flows.records import flow_run_logs, summary_artifact
+            from flows.tasks import TASK_STAGES
+
+            run_id, stages = str(context.flow_run.id), TASK_STAGES
+            stack.enter_context(flow_run_logs())  # the engine's log lines in the flow run's logs
+        else:
+            run_id = str(uuid.uuid4())
         # Waiting for the lock must not block the flow's event loop.
         con = await asyncio.to_thread(stack.enter_context, open_writer(db_path, wait_s=lock_wait_s()))
         # A damaged file is neither written into nor published (warehouse/integrity.py).
@@ -94,8 +100,9 @@ async def sync_into_warehouse(
         if pseudonym_key is not None and settle_key(con, pseudonym_key, source=adapter.source, tables=tables,
                                                     run_id=run_id, rekey=rekey):
             mode = "full_refresh"  # every pseudonym is recomputed with the new key
-        # Left last, after publishing: the run's counts as it ended, failed or not.
-        await stack.enter_async_context(summary_artifact(con, run_id))
+        if context is not None:
+            # Left last, after publishing: the run's counts as it ended, failed or not.
+            await stack.enter_async_context(summary_artifact(con, run_id))
         async with adapter as opened:
             run = await run_sync(
                 opened, con, run_id=run_id, mode=mode, batch_size=batch_size,

@@ -195,7 +195,7 @@ def to_deployment(schedule: Schedule):
         {"interval": timedelta(seconds=schedule.interval_seconds)}
         if schedule.interval_seconds is not None else {"cron": schedule.cron or DEFAULT_CRON}
     )
-    return flow.to_deployment(
+    deployment = flow.to_deployment(
         name=schedule.name,
         parameters=schedule.parameters,
         concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW),
@@ -204,6 +204,10 @@ def to_deployment(schedule: Schedule):
         entrypoint_type=EntrypointType.MODULE_PATH,
         **timing,
     )
+    # The flow object's module, not its function's (flows/<source>_sync.py holds the plain
+    # function the flow wraps): a run loads the flow from here.
+    deployment.entrypoint = SCHEDULABLE_FLOWS[schedule.source].replace(":", ".")
+    return deployment
 
 
 def describe(schedule: Schedule) -> str:

@@ -16,7 +16,7 @@ class Strategy(str, Enum):
 
 
 class Listing(str, Enum):
-    """Incoplax listing (flows.incoplax.LISTINGS)."""
+    """Incoplax listing (flows.incoplax_sync.LISTINGS)."""
 
     auto = "auto"
     minimal = "minimal"

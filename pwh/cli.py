@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -38,6 +39,9 @@ AllowMassDeleteOption = Annotated[bool, typer.Option(
 SeedOption = Annotated[int, typer.Option(help="Seed of the generated data.")]
 LatencyOption = Annotated[float, typer.Option(help="Added to every answer.")]
 FaultRateOption = Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of requests failing once.")]
+PrefectOption = Annotated[Optional[bool], typer.Option(
+    "--prefect/--no-prefect", help="Run as a Prefect flow run, or in this process alone. Default: a flow run when "
+                                   "a Prefect API is configured (PREFECT_API_URL or the active profile).")]
 
 
 def _print_version(value: bool) -> None:
@@ -80,6 +84,49 @@ def _quiet_prefect() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
+def sync_module(source: str, prefect: Optional[bool]):
+    """The module whose sync functions a hand run calls: the Prefect flows of
+    flows/<source>.py when a Prefect API is configured (or --prefect), else the very same
+    functions run in this process (flows/<source>_sync.py): no Prefect import and no
+    temporary Prefect server (10-30 s) on every run (docs/operations.md)."""
+    import importlib
+
+    from flows.host import configured_api_url
+
+    use_prefect = prefect if prefect is not None else configured_api_url() is not None
+    return importlib.import_module(f"flows.{source}" if use_prefect else f"flows.{source}_sync")
+
+
+async def _stoppable(coro_factory, stopped_by: list[int]):
+    """Run the sync as this task; SIGINT (Ctrl-C, sent to the whole process group) and
+    SIGTERM cancel it: the engine stops fetching, lets a load in flight commit, records
+    the run ``interrupted`` and the command exits 128 + the signal (130, 143)."""
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+
+    def stop(signum: int) -> None:
+        if not stopped_by:  # once: a second Ctrl-C must not cut short the load that is committing
+            stopped_by.append(signum)
+            task.cancel(f"interrupted by {signal.Signals(signum).name}")
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop, signum)
+    return await coro_factory()
+
+
+def _stopping_signal(exc: BaseException, stopped_by: list[int]) -> int | None:
+    """The signal that stopped the sync, or None when ``exc`` is no interruption: ours
+    (Ctrl-C, SIGTERM), or, inside a Prefect flow run, Prefect's own SIGTERM handler's
+    TerminationSignal (it carries the signal; asyncio.run has cancelled the sync by then,
+    so its run is recorded interrupted all the same)."""
+    if stopped_by:
+        return stopped_by[0]
+    if isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)):
+        return signal.SIGINT
+    prefect_signal = getattr(exc, "signal", None)
+    return prefect_signal if isinstance(prefect_signal, int) else None
+
+
 def run_flow(coro_factory, *, show_progress: bool = True) -> dict:
     """Run a flow with a progress bar; return its summary or exit with a one-line cause."""
     from rich.progress import (
@@ -103,13 +150,18 @@ def run_flow(coro_factory, *, show_progress: bool = True) -> dict:
         bar.update(task_id, total=p.total, completed=p.done, requests=p.requests, retries=p.retries)
 
     progress_hook.set_listener(listener)
+    stopped_by: list[int] = []
     try:
         with keep_run_logs_off_console(), bar:
-            return asyncio.run(coro_factory())
-    except KeyboardInterrupt:
-        fail("interrupted; projects loaded so far are committed, the next run resumes", 130)
-    except Exception as exc:  # one line, no traceback: the cause, not the machinery
-        fail(describe_failure(exc))
+            return asyncio.run(_stoppable(coro_factory, stopped_by))
+    except BaseException as exc:
+        signum = _stopping_signal(exc, stopped_by)
+        if signum is not None:
+            fail(f"interrupted by {signal.Signals(signum).name}; projects loaded so far are committed, "
+                 "the next run resumes", 128 + signum)
+        if not isinstance(exc, Exception):
+            raise
+        fail(describe_failure(exc))  # one line, no traceback: the cause, not the machinery
     finally:
         progress_hook.set_listener(None)
     raise AssertionError("unreachable")
@@ -155,6 +207,7 @@ def sync_rayteams_command(
         "--rekey", help="Make the pseudonym key at hand the warehouse's: every pseudonym is recomputed by a full "
                         "refresh; those of deleted projects become NULL (docs/operations.md).")] = False,
     quiet: QuietOption = False,
+    prefect: PrefectOption = None,
 ) -> None:
     """Sync every RAYTeams project (and sub-resource, and file) into the warehouse."""
     _quiet_prefect()
@@ -170,7 +223,7 @@ def sync_rayteams_command(
             config=config, db=db, account=account, all_accounts=all_accounts, concurrency=concurrency,
             mode="full_refresh" if full_refresh else "incremental", strategy=strategy,
             batch_size=batch_size, timeout=timeout, max_response_bytes=max_response_bytes, quiet=quiet,
-            allow_mass_delete=allow_mass_delete, rekey=rekey,
+            allow_mass_delete=allow_mass_delete, rekey=rekey, prefect=prefect,
         )
         return
     if all_accounts:
@@ -183,8 +236,7 @@ def sync_rayteams_command(
     if client_id:
         os.environ[CLIENT_ID_VARIABLE] = client_id
     check_secrets([TOKEN_VARIABLE, CLIENT_ID_VARIABLE], flags="--token, --client-id")
-    from flows.rayteams import sync_rayteams
-
+    sync_rayteams = sync_module("rayteams", prefect).sync_rayteams
     summary = run_flow(lambda: sync_rayteams(
         base_url=base_url, db_path=str(db), account=account or "default",
         mode="full_refresh" if full_refresh else "incremental", strategy=strategy,
@@ -197,7 +249,7 @@ def sync_rayteams_command(
 
 
 def _sync_rayteams_accounts(*, config: Optional[Path], db: Path, account: Optional[str], all_accounts: bool,
-                            quiet: bool, timeout: float, **params) -> None:
+                            quiet: bool, timeout: float, prefect: Optional[bool], **params) -> None:
     """``pwh sync rayteams`` without --base-url: the accounts of pwh.toml, each renewing its
     OAuth token; one summary per account; exit 1 if any account failed (the rest still ran)."""
     from pwh.config import ConfigError
@@ -222,7 +274,9 @@ def _sync_rayteams_accounts(*, config: Optional[Path], db: Path, account: Option
             refusals.append(exc)
     if len(refusals) == len(chosen):
         raise refusals[0]
-    from flows.rayteams import AccountsFailedError, sync_rayteams_accounts
+    from flows.rayteams_sync import AccountsFailedError
+
+    sync_rayteams_accounts = sync_module("rayteams", prefect).sync_rayteams_accounts
 
     async def run() -> dict:
         try:
@@ -275,7 +329,8 @@ def demo(
     _quiet_prefect()
     from pwh.demo import run_demo
 
-    run_demo(db=db, projects=projects, seed=seed, run_flow=run_flow, print_summary=print_summary, source=source.value)
+    run_demo(db=db, projects=projects, seed=seed, run_flow=run_flow, print_summary=print_summary,
+             sync_module=lambda name: sync_module(name, None), source=source.value)
 
 
 @app.command()
@@ -359,7 +414,11 @@ AuthOption = Annotated[Auth, typer.Option("--auth", help="bearer (INCOPLAX_TOKEN
 
 
 def _check_incoplax(base_url: str, auth: Auth) -> None:
-    from sources.incoplax.client import PASSWORD_VARIABLE, TOKEN_VARIABLE, USERNAME_VARIABLE
+    from sources.incoplax.client import (
+        PASSWORD_VARIABLE,
+        TOKEN_VARIABLE,
+        USERNAME_VARIABLE,
+    )
 
     check_base_url(base_url)
     check_secrets([TOKEN_VARIABLE] if auth is Auth.bearer else [USERNAME_VARIABLE, PASSWORD_VARIABLE])
@@ -380,18 +439,19 @@ def sync_incoplax_command(
     batch_size: BatchSizeOption = 250,
     timeout: TimeoutOption = 30.0,
     quiet: QuietOption = False,
+    prefect: PrefectOption = None,
 ) -> None:
     """Sync every project of an Incoplax domain into the warehouse."""
     _quiet_prefect()
     _check_incoplax(base_url, auth)
     check_config(None)
+    sync_incoplax = sync_module("incoplax", prefect).sync_incoplax
     try:
         order_value = json.loads(order) if order.strip() else None
     except ValueError:
         fail("--order must be JSON, e.g. '[\"id\"]' or '[{\"ext.lwt\": \"desc\"}]'")
     if order_value is not None and not isinstance(order_value, list):
         fail("--order must be a JSON array")
-    from flows.incoplax import sync_incoplax
 
     summary = run_flow(lambda: sync_incoplax(
         base_url=base_url, db_path=str(db), account=account,
@@ -414,7 +474,7 @@ def incoplax_lookup_command(
 ) -> None:
     """LOOKUP a project by code or id; prints the matching ids, one per line."""
     _check_incoplax(base_url, auth)
-    from flows.incoplax import read_credentials
+    from flows.incoplax_sync import read_credentials
     from sources.errors import SourceError
     from sources.http import HttpSettings
     from sources.incoplax.client import IncoplaxClient, LookupNotFoundError
@@ -480,11 +540,17 @@ def sync_clarity_command(
     batch_size: BatchSizeOption = 250,
     timeout: TimeoutOption = 60.0,
     quiet: QuietOption = False,
+    prefect: PrefectOption = None,
 ) -> None:
     """Sync Clarity LIMS projects (UDFs typed, files, external ids) into the warehouse.
     Credentials: CLARITY_USERNAME and CLARITY_PASSWORD."""
     _quiet_prefect()
-    from sources.clarity.client import PASSWORD_VARIABLE, USERNAME_VARIABLE, filter_params, parse_timestamp
+    from sources.clarity.client import (
+        PASSWORD_VARIABLE,
+        USERNAME_VARIABLE,
+        filter_params,
+        parse_timestamp,
+    )
 
     check_base_url(base_url)
     check_config(None)
@@ -495,7 +561,7 @@ def sync_clarity_command(
             parse_timestamp(since)
     except ValueError as exc:
         fail(str(exc))
-    from flows.clarity import sync_clarity
+    sync_clarity = sync_module("clarity", prefect).sync_clarity
 
     summary = run_flow(lambda: sync_clarity(
         base_url=base_url, db_path=str(db), account=account,
@@ -676,6 +742,7 @@ def sync_openproject_command(
     probe_work_packages: Annotated[bool, typer.Option(help="Incremental runs also check each project's work packages (one small request a project): a project's updatedAt does not move when only they change.")] = True,
     api_key: Annotated[Optional[str], typer.Option(help="Overrides OPENPROJECT_API_KEY (prefer the variable: flags show in `ps`).")] = None,
     quiet: QuietOption = False,
+    prefect: PrefectOption = None,
 ) -> None:
     """Sync every OpenProject project with its work packages, versions, categories, types, memberships and custom values."""
     _quiet_prefect()
@@ -686,7 +753,7 @@ def sync_openproject_command(
     if api_key:
         os.environ[TOKEN_VARIABLE] = api_key  # the flow reads it from its environment, never as a parameter
     check_secrets([TOKEN_VARIABLE], flags="--api-key")
-    from flows.openproject import sync_openproject
+    sync_openproject = sync_module("openproject", prefect).sync_openproject
 
     summary = run_flow(lambda: sync_openproject(
         base_url=base_url, db_path=str(db), account=account,

@@ -36,29 +36,34 @@ FROM rayteams.orders GROUP BY ALL ORDER BY status_type, orders DESC LIMIT 8""",
 DEMO_SOURCES = ("rayteams", "openproject", "all")
 
 
-def run_demo(*, db: Path, projects: int, seed: int, run_flow, print_summary, source: str = "rayteams") -> None:
+def run_demo(*, db: Path, projects: int, seed: int, run_flow, print_summary, sync_module,
+             source: str = "rayteams") -> None:
+    """``sync_module(source)``: the module whose sync functions to call (pwh/cli.py: Prefect flows
+    when a Prefect API is configured, else the same functions in this process)."""
     if source not in DEMO_SOURCES:
         raise typer.BadParameter(f"--source must be one of {', '.join(DEMO_SOURCES)}")
     from schemas import pipeline
 
     shown = []  # (tables, example queries) of each source synced
     if source in ("rayteams", "all"):
-        shown.append(_sync_rayteams_demo(db=db, projects=projects, seed=seed, run_flow=run_flow, print_summary=print_summary))
+        shown.append(_sync_rayteams_demo(db=db, projects=projects, seed=seed, run_flow=run_flow, print_summary=print_summary,
+                                         sync_module=sync_module))
     if source in ("openproject", "all"):
         from pwh.demo_openproject import sync_openproject_demo
 
-        shown.append(sync_openproject_demo(db=db, projects=projects, seed=seed, run_flow=run_flow, print_summary=print_summary))
+        shown.append(sync_openproject_demo(db=db, projects=projects, seed=seed, run_flow=run_flow, print_summary=print_summary,
+                                         sync_module=sync_module))
     _show(db, [t for tables, _ in shown for t in tables] + [pipeline.REJECTED_RECORDS, pipeline.RUNS],
           [q for _, queries in shown for q in queries])
 
 
-def _sync_rayteams_demo(*, db: Path, projects: int, seed: int, run_flow, print_summary):
-    from flows.rayteams import sync_rayteams
+def _sync_rayteams_demo(*, db: Path, projects: int, seed: int, run_flow, print_summary, sync_module):
     from schemas import rayteams
     from sources.rayteams.client import CLIENT_ID_VARIABLE, TOKEN_VARIABLE
     from sources.rayteams.dataset import DatasetConfig, RayteamsDataset
     from sources.rayteams.simulator import SimulatorOptions, running_simulator
 
+    sync_rayteams = sync_module("rayteams").sync_rayteams
     dataset = RayteamsDataset(DatasetConfig(seed=seed, n_projects=projects))
     # A fresh secret each demo: it only has to match between the simulator and the flow.
     options = SimulatorOptions(token=secrets.token_urlsafe(24), client_id="demo-client")

@@ -30,14 +30,14 @@ FROM openproject.custom_values WHERE value IS NOT NULL GROUP BY ALL ORDER BY own
 )
 
 
-def sync_openproject_demo(*, db: Path, projects: int, seed: int, run_flow, print_summary):
+def sync_openproject_demo(*, db: Path, projects: int, seed: int, run_flow, print_summary, sync_module):
     """Simulate, sync, print the summary; returns (tables, example queries) to show."""
-    from flows.openproject import sync_openproject
     from schemas import openproject
     from sources.openproject.client import TOKEN_VARIABLE
     from sources.openproject.dataset import DatasetConfig, OpenProjectDataset
     from sources.openproject.simulator import SimulatorOptions, running_simulator
 
+    sync_openproject = sync_module("openproject").sync_openproject
     dataset = OpenProjectDataset(DatasetConfig(seed=seed, n_projects=projects))
     # A fresh key each demo: it only has to match between the simulator and the flow.
     options = SimulatorOptions(api_key=secrets.token_urlsafe(24))

@@ -5,7 +5,7 @@ waits for a sync and never blocks one.
 The rules (docs/operations.md repeats them for operators):
 
 * **failing**: the account's last finished run did not end ``success``: ``failed``,
-  ``abandoned`` (its process died), ``partial`` (some projects failed; retried next run),
+  ``interrupted`` (Ctrl-C or SIGTERM), ``abandoned`` (its process died), ``partial`` (some projects failed; retried next run),
   or any status this version does not know. A run still ``running`` is shown, and the run
   before it is judged.
 * **stale**: its data is older than its allowed age. Data age counts from the end of the
@@ -18,7 +18,7 @@ The rules (docs/operations.md repeats them for operators):
   stale.
 
 Exit status: 0 all fine, 5 failing, 6 stale, 7 failing and stale (1 is an error such as no
-warehouse; 2 a usage error; 3 is a partial sync, 4 a failed lookup, 130 an interrupt).
+warehouse; 2 a usage error; 3 is a partial sync, 4 a failed lookup, 130/143 an interrupt by SIGINT/SIGTERM).
 """
 
 from __future__ import annotations

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from flows.host import configured_api_url
 from flows.secrets import missing_secrets_message
 
 
@@ -49,46 +49,10 @@ def check_secrets(variables: Iterable[str], *, flags: str = "") -> None:
 
 # Where Prefect 3 reads settings besides the environment and the profile: files in the
 # working directory (the table of each TOML file that holds Prefect's settings).
-_SETTINGS_TABLES = (("prefect.toml", ()), ("pyproject.toml", ("tool", "prefect")))
-_DOTENV_API_URL = re.compile(r"(?m)^\s*(?:export\s+)?PREFECT_API_URL\s*=\s*['\"]?[^\s'\"#]")
-
-
 def prefect_api_configured() -> bool:
-    """Whether Prefect would talk to an API server (PREFECT_API_URL in the environment, in
-    the working directory's .env, prefect.toml or pyproject.toml, or in the active
-    profile), read without importing Prefect. A settings file that cannot be read counts
-    as configured: deferring to the flow is only slower, never wrong."""
-    if os.environ.get("PREFECT_API_URL"):
-        return True
-    try:
-        if _DOTENV_API_URL.search(Path(".env").read_text(errors="replace")):
-            return True
-    except FileNotFoundError:
-        pass
-    except OSError:
-        return True
-    for name, table in _SETTINGS_TABLES:
-        try:
-            settings = tomllib.loads(Path(name).read_text())
-        except FileNotFoundError:
-            continue
-        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
-            return True
-        for key in (*table, "api"):
-            settings = settings.get(key, {}) if isinstance(settings, dict) else {}
-        if isinstance(settings, dict) and settings.get("url"):
-            return True
-    home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
-    profiles_path = Path(os.environ.get("PREFECT_PROFILES_PATH") or home / "profiles.toml").expanduser()
-    try:
-        profiles = tomllib.loads(profiles_path.read_text())
-    except FileNotFoundError:
-        return False
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
-        return True
-    active = os.environ.get("PREFECT_PROFILE") or profiles.get("active") or "ephemeral"
-    profile = profiles.get("profiles", {}).get(active, {})
-    return isinstance(profile, dict) and bool(profile.get("PREFECT_API_URL"))
+    """Whether Prefect would talk to an API server, read as Prefect reads its settings,
+    without importing it (flows/host.py)."""
+    return configured_api_url() is not None
 
 
 def check_config(path: Path | None):

@@ -27,7 +27,7 @@ RUNS = Table(
         text("account", "Account (lab, instance) synced."),
         text("mode", "`incremental` or `full_refresh`."),
         text("strategy", "Fetch strategy (RAYTeams: `aggregate` or `per_resource`)."),
-        text("status", "`running`, `success`, `partial` (some projects failed: see `failed_units`), `failed` (also when the data committed but publishing the readers' replica failed: `error` says so; the command exited non-zero), or `abandoned` (the process died)."),
+        text("status", "`running`, `success`, `partial` (some projects failed: see `failed_units`), `failed` (also when the data committed but publishing the readers' replica failed: `error` says so; the command exited non-zero), `interrupted` (stopped by Ctrl-C or SIGTERM; every batch loaded before is committed and the next run resumes), or `abandoned` (the process died)."),
         timestamp("started_at", "Start (UTC)."),
         timestamp("ended_at", "End (UTC); NULL while running."),
         integer("units_seen", "Projects listed by the API."),

@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from flows.clarity import ListingMark, watermark
+from flows.clarity_sync import ListingMark, watermark
 from schemas.validate import split_valid
 from sources.clarity.client import (
     ClarityApiError,

@@ -10,7 +10,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from flows.clarity import ClarityAdapter, ListingMark, sync_clarity
+from flows.clarity import sync_clarity
+from flows.clarity_sync import ClarityAdapter, ListingMark
 from flows.engine import run_sync
 from schemas import clarity
 from sources.clarity.client import ClarityClient

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from flows.incoplax import LISTINGS
+from flows.incoplax_sync import LISTINGS
 from pwh.choices import Auth, DemoSource, Listing, Strategy
 from pwh.demo import DEMO_SOURCES
 from pwh.validate import SettingError, check_secrets, prefect_api_configured

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from aiohttp import web
 
-from flows.clarity import ClarityAdapter, ListingMark, watermark
+from flows.clarity_sync import ClarityAdapter, ListingMark, watermark
 from flows.engine import run_sync
 from sources.clarity.client import ClarityClient
 from sources.clarity.dataset import ClarityDataset, DatasetConfig

@@ -24,7 +24,7 @@ import duckdb
 import httpx
 import pytest
 
-from flows.rayteams import project_cursor
+from flows.rayteams_sync import project_cursor
 from schemas import rayteams
 from sources.rayteams.dataset import DatasetConfig, RayteamsDataset
 from sources.rayteams.simulator import SimulatorOptions

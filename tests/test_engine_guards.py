@@ -21,7 +21,7 @@ from aiohttp import web
 from typer.testing import CliRunner
 
 from flows.engine import MASS_DELETE_FLOOR, MassDeleteError, check_deletions, run_sync
-from flows.rayteams import PARTIAL_TABLES, RayteamsAdapter
+from flows.rayteams_sync import PARTIAL_TABLES, RayteamsAdapter
 from schemas import rayteams as tables
 from sources.rayteams.client import STRATEGIES, RayteamsClient
 from sources.rayteams.dataset import DatasetConfig, RayteamsDataset

@@ -20,7 +20,8 @@ import orjson
 import pytest
 
 from flows.openproject import sync_openproject
-from flows.rayteams import project_cursor, sync_rayteams
+from flows.rayteams import sync_rayteams
+from flows.rayteams_sync import project_cursor
 from schemas import openproject
 from schemas.validate import split_valid
 from sources.openproject import dataset as op_dataset

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from flows import progress
-from flows.rayteams import default_key_file, sync_rayteams
+from flows.rayteams import sync_rayteams
+from flows.rayteams_sync import default_key_file
 from sources.rayteams.dataset import DatasetConfig, RayteamsDataset
 from sources.rayteams.simulator import SimulatorOptions, running_simulator
 

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from flows.engine import run_sync
-from flows.incoplax import IncoplaxAdapter
+from flows.incoplax_sync import IncoplaxAdapter
 from sources.clarity.client import ClarityClient
 from sources.errors import ApiError
 from sources.incoplax.client import IncoplaxClient

@@ -25,8 +25,7 @@ import orjson
 import pytest
 from aiohttp import ClientSession, web
 
-from flows.engine import PLAIN_STAGES
-from flows.rayteams import RayteamsAdapter
+from flows.rayteams_sync import RayteamsAdapter
 from flows.runner import sync_into_warehouse
 from schemas import rayteams as tables
 from sources.clarity.client import ClarityClient
@@ -408,7 +407,7 @@ async def plain_sync(base_url: str, db: Path) -> dict:
     adapter = RayteamsAdapter(client, account="default", strategy="aggregate",
                               pseudonyms=Pseudonymizer(b"k" * 32))
     return await sync_into_warehouse(adapter, db_path=str(db), tables=tables.TABLES, mode="incremental",
-                                     batch_size=8, stages=PLAIN_STAGES)
+                                     batch_size=8)
 
 
 async def sync_behind(dataset: RayteamsDataset, db: Path,

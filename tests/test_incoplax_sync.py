@@ -15,7 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.engine import run_sync
-from flows.incoplax import IncoplaxAdapter, sync_incoplax
+from flows.incoplax import sync_incoplax
+from flows.incoplax_sync import IncoplaxAdapter
 from schemas import incoplax as tables
 from sources.incoplax.client import IncoplaxClient
 from sources.incoplax.dataset import DatasetConfig, IncoplaxDataset

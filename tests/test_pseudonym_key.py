@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from flows.rayteams import default_key_file
+from flows.rayteams_sync import default_key_file
 from sources.rayteams.dataset import DatasetConfig, RayteamsDataset
 from sources.rayteams.simulator import SimulatorOptions
 from tests.live import CLIENT_ID, TOKEN, SimulatorThread, pwh, pwh_env

@@ -20,7 +20,8 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from flows.rayteams import AccountsFailedError, sync_rayteams_accounts
+from flows.rayteams import sync_rayteams_accounts
+from flows.rayteams_sync import AccountsFailedError
 from pwh.cli import app
 from pwh.config import ConfigError, load_config
 from schemas import rayteams as tables
@@ -371,11 +372,12 @@ def two_regions_in_a_thread(**kw):
         loop.close()
 
 
-def test_cli_syncs_every_account_then_reports_the_one_whose_refresh_token_was_revoked(tmp_path, monkeypatch):
+@pytest.mark.parametrize("how", ["--prefect", "--no-prefect"])  # subflow runs, or all in this process
+def test_cli_syncs_every_account_then_reports_the_one_whose_refresh_token_was_revoked(tmp_path, monkeypatch, how):
     db = tmp_path / "w.duckdb"
     with two_regions_in_a_thread(n_projects=6, latency_ms=0) as served:
         config = write_config(tmp_path, served, monkeypatch)
-        args = ["sync", "rayteams", "--config", str(config), "--db", str(db), "--quiet", "--batch-size", "4"]
+        args = ["sync", "rayteams", "--config", str(config), "--db", str(db), "--quiet", "--batch-size", "4", how]
         first = CliRunner().invoke(app, args)
         assert first.exit_code == 0, first.output
         assert f"account {SEOUL.account} ({SEOUL.region}):" in first.output

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from flows.engine import PLAIN_STAGES, run_sync
-from flows.incoplax import IncoplaxAdapter
+from flows.incoplax_sync import IncoplaxAdapter
 from sources.errors import AuthError
 from sources.incoplax.client import IncoplaxClient
 from sources.incoplax.dataset import DatasetConfig, IncoplaxDataset
@@ -103,9 +103,12 @@ def test_a_last_run_that_did_not_succeed_is_failing_exit_5(tmp_path):
             failed_units=failed_units, rows_rejected=7),
         run("ok-3", "incoplax", "dom", hours_ago=4),
         run("died", "incoplax", "dom", hours_ago=2, status="abandoned"),
-        # A status this version does not know is not taken for a success (fails closed).
+        # An interrupted run (Ctrl-C, SIGTERM) is no success either.
         run("ok-4", "clarity", "lims", hours_ago=4),
         run("stop", "clarity", "lims", hours_ago=1, status="interrupted", error="interrupted by SIGTERM"),
+        # A status this version does not know is not taken for a success (fails closed).
+        run("ok-6", "clarity", "other", hours_ago=4),
+        run("odd", "clarity", "other", hours_ago=1, status="paused"),
         # A run in progress does not hide the last finished one, nor count as a failure.
         run("ok-5", "openproject", "default", hours_ago=2),
         run("now", "openproject", "default", hours_ago=0.1, status="running"),
@@ -114,7 +117,7 @@ def test_a_last_run_that_did_not_succeed_is_failing_exit_5(tmp_path):
     assert done.returncode == 5, done.stderr
     found = accounts(done)
     assert {k for k, a in found.items() if a["problems"] == ["failing"]} == {
-        "rayteams/seoul", "rayteams/busan", "incoplax/dom", "clarity/lims"}
+        "rayteams/seoul", "rayteams/busan", "incoplax/dom", "clarity/lims", "clarity/other"}
     seoul = found["rayteams/seoul"]
     assert seoul["last_run"]["status"] == "failed"
     assert seoul["last_run"]["error"] == "AuthError: the server refused the token (401); check RAYTEAMS_SEOUL_REFRESH_TOKEN"

@@ -121,7 +121,7 @@ def _write(con: duckdb.DuckDBPyConnection, run: RunRecord) -> None:
 
 def interrupted_full_refreshes(con: duckdb.DuckDBPyConnection, source: str, account: str, current_run_id: str) -> set[str]:
     """The runs of a full refresh that has not finished yet: the latest runs of this source
-    account, back to the first that is not a killed (abandoned) or failed full refresh. A
+    account, back to the first that is not a killed (abandoned), interrupted or failed full refresh. A
     new full refresh skips the units they loaded, unless those units changed since."""
     rows = con.execute(
         "SELECT run_id, mode, status FROM pipeline.runs WHERE source = ? AND account = ? AND run_id <> ? "
@@ -130,7 +130,7 @@ def interrupted_full_refreshes(con: duckdb.DuckDBPyConnection, source: str, acco
     ).fetchall()
     runs = set()
     for run_id, mode, status in rows:
-        if mode != "full_refresh" or status not in ("abandoned", "failed"):
+        if mode != "full_refresh" or status not in ("abandoned", "interrupted", "failed"):
             break
         runs.add(run_id)
     return runs
