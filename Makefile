@@ -19,6 +19,7 @@ demo: $(STAMP)
 # module-level objects), after pytest's summary; it is dropped so the summary stays the
 # last line. pipefail keeps pytest's exit status.
 test: $(STAMP)
+	$(BIN)/ruff check --quiet .
 	set -o pipefail; $(BIN)/python -m pytest -q 2>&1 | grep -v -E '^(nanobind: |[[:space:]]*- (leaked |\.\.\. skipped remainder)|See https://nanobind)'
 
 bench: $(STAMP)

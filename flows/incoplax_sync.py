@@ -201,7 +201,8 @@ async def sync_incoplax(
     account: str = "default",
     mode: str = "incremental",
     listing: str = "auto",
-    order: list[Any] | None = list(DEFAULT_ORDER),
+    # A list, not the tuple: Prefect shows and stores the default as JSON. Never mutated.
+    order: list[Any] | None = list(DEFAULT_ORDER),  # noqa: B006
     page_size: int = DEFAULT_PAGE_SIZE,
     concurrency: int = 16,
     batch_size: int = 250,
