@@ -68,8 +68,14 @@ def _options(
         enable_debug()
 
 
+# Whether a command has printed its one-line failure (run_app then adds nothing).
+_failure_printed = False
+
+
 def fail(message: str, code: int = 1) -> None:
+    global _failure_printed
     typer.echo(f"pwh: error: {message}", err=True)
+    _failure_printed = True
     raise typer.Exit(code)
 
 
@@ -804,7 +810,11 @@ def run_app() -> object:
     usage_error = typer.BadParameter.__mro__[1]
     click_exception = usage_error.__mro__[1]
     try:
-        return app(standalone_mode=False)  # click's errors come here, not to its boxed output
+        code = app(standalone_mode=False)  # click's errors come here, not to its boxed output
+        if code == 130 and not _failure_printed:
+            # typer turns a Ctrl-C outside a sync into a silent exit 130: say it in one line.
+            typer.echo("pwh: interrupted", err=True)
+        return code
     except SystemExit as done:
         return done.code
     except usage_error as exc:

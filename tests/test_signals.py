@@ -153,6 +153,20 @@ def test_sigkill_leaves_no_process_behind_and_the_next_run_completes(slow_sim, c
     assert content_hashes(db) == content_hashes(clean_sync)
 
 
+@pytest.mark.parametrize("delay_s", [0.05, 0.3])
+def test_ctrl_c_before_the_sync_starts_is_one_line_and_exit_130(slow_sim, tmp_path, delay_s):
+    """While the commands are still being imported (or the sync is being set up): no
+    traceback from whichever import the signal interrupted, one line, exit 130."""
+    process = start(slow_sim, tmp_path / "w.duckdb", tmp_path)
+    time.sleep(delay_s)
+    os.killpg(process.pid, signal.SIGINT)
+    code, out, err = finish(process)
+    assert code == 130
+    [line] = err.strip().splitlines()
+    assert line.startswith("pwh: ") and "interrupted" in line and "Traceback" not in err + out
+    assert group_is_gone(process.pid)
+
+
 def test_a_hand_run_without_a_prefect_api_never_imports_prefect(slow_sim, tmp_path):
     db = tmp_path / "w.duckdb"
     process = subprocess.run(
