@@ -27,7 +27,7 @@ from transforms.coerce import (
 )
 from transforms.frames import TableBatch
 from transforms.pseudonym import Pseudonymizer, birth_year
-from transforms.redact import Redactor, patient_identifiers
+from transforms.redact import UNCHANGED, RawScan, Redactor, patient_identifiers
 
 PROJECT_SK = "project"
 OWNER_GROUP_SK = "project:institute:owner"
@@ -46,6 +46,9 @@ NOT_FREE_TEXT = frozenset({
     "extra", "data", "medical_records", "treatments", "workflow", "record",
 })
 SK_COLUMNS = frozenset({"sk", "memo_sk"})
+# Columns joined from more than one text (an identifier may span the join): scrubbed by the
+# project's whole redaction, whatever its record's scan says.
+JOINED_COLUMNS = frozenset({"order_id"})
 # Parts of an sk or record key that say what a record is, never whose.
 _KIND_PREFIXES = tuple(sorted((PROJECT_SK, "files/", *(p for p, _ in ROUTES)), key=len, reverse=True))
 
@@ -87,14 +90,24 @@ class _ProjectTransform:
     def __init__(self, account: str, pseudonyms: Pseudonymizer) -> None:
         self.account = account
         self.pseudonyms = pseudonyms
-        self.redact = Redactor(pseudonyms)
+        self.redact = Redactor(pseudonyms)  # the current record's (Redactor.for_raw of the project's)
+        self.project_redact = self.redact
         self.batch = TableBatch.for_tables(tables.TABLES)
 
     # -- shared pieces -------------------------------------------------------------------
     def _extra(self, record: Mapping[str, Any], modelled: frozenset[str], **more: Any) -> str | None:
         rest = {k: v for k, v in record.items() if k not in modelled}
         rest.update((k, v) for k, v in more.items() if v)
-        return as_json(self.redact(rest)) if rest else None
+        return self._raw_json(rest) if rest else None
+
+    def _raw_json(self, part: Any) -> str | None:
+        """A part of the current record as JSON, redacted. A record the project's whole
+        redaction must read (its subject, say) may hold parts that need less (an order's
+        treatments): each part is scanned on its own (Redactor.for_raw)."""
+        redact = self.redact
+        if redact is self.project_redact and isinstance(part, (dict, list)):
+            redact = redact.for_raw(RawScan(part))
+        return as_json(redact(part))
 
     def _subject(self, record: Mapping[str, Any], issues: FieldIssues) -> dict[str, Any]:
         subject = issues.nested(record, "subject")
@@ -111,29 +124,42 @@ class _ProjectTransform:
         }
 
     def _add(self, table: str, project_id: str, key: str, row: dict[str, Any],
-             raw: Any, issues: FieldIssues) -> None:
-        key = self._scrub_key(project_id, key)
-        for column, value in row.items():
-            if isinstance(value, str) and column not in NOT_FREE_TEXT:
-                row[column] = self._scrub_sk(value) if column in SK_COLUMNS else self.redact.text(value)
+             raw: Any, issues: FieldIssues, *, joined_key: bool = False) -> None:
+        """``joined_key``: the key joins texts of the record (not ``<project id>/<sk>``)."""
+        if joined_key or self.redact is not UNCHANGED:
+            key = self._scrub_key(project_id, key, self.project_redact if joined_key else self.redact)
+        if self.redact is UNCHANGED:  # the record's texts need nothing: only joined ones are scrubbed
+            for column in JOINED_COLUMNS.intersection(row):
+                if isinstance(row[column], str):
+                    row[column] = self.project_redact.text(row[column])
+        else:
+            for column, value in row.items():
+                if isinstance(value, str) and column not in NOT_FREE_TEXT:
+                    if column in SK_COLUMNS:
+                        row[column] = self._scrub_sk(value, self.redact)
+                    else:
+                        row[column] = (self.project_redact if column in JOINED_COLUMNS else self.redact).text(value)
         row["account"] = self.account
         row["project_id"] = project_id
         # An issue describes digit-and-punctuation values as they are: a birth date typed
-        # into another field would show; scrubbed like every other text.
-        scrubbed = [replace(i, field=self.redact.text(i.field), value=self.redact.text(i.value)) for i in issues]
+        # into another field would show; scrubbed like every other text (our own words
+        # joined to the value's: by the project's whole redaction).
+        text = self.project_redact.text
+        scrubbed = [replace(i, field=text(i.field), value=text(i.value)) for i in issues]
         self.batch.buffers[table].append(row, raw, project_id, key, scrubbed)
 
-    def _scrub_sk(self, sk: str) -> str:
+    @staticmethod
+    def _scrub_sk(sk: str, redact: Redactor) -> str:
         """An sk without patient identifiers; its documented kind prefix kept as it is."""
         for prefix in _KIND_PREFIXES:
             if sk.startswith(prefix):
-                return prefix + self.redact.text(sk[len(prefix):])
-        return self.redact.text(sk)
+                return prefix + redact.text(sk[len(prefix):])
+        return redact.text(sk)
 
-    def _scrub_key(self, project_id: str, key: str) -> str:
+    def _scrub_key(self, project_id: str, key: str, redact: Redactor) -> str:
         """``<project id>/<sk>…`` without patient identifiers."""
         unit = f"{project_id}/"
-        return unit + self._scrub_sk(key[len(unit):]) if key.startswith(unit) else self.redact.text(key)
+        return unit + self._scrub_sk(key[len(unit):], redact) if key.startswith(unit) else redact.text(key)
 
     # -- one project -----------------------------------------------------------------------
     def project(self, fetched: FetchedProject) -> None:
@@ -143,21 +169,27 @@ class _ProjectTransform:
         if not has_project_record and fetched.listed is not None:
             # The per-resource strategy does not fetch /info: the list entry is the project record.
             records.insert(0, fetched.listed)
-        # The project's patient identifiers, gathered before any of its records is kept.
-        identifiers = patient_identifiers([fetched.listed, *records, *fetched.files])
-        self.redact = Redactor(self.pseudonyms, identifiers)
+        # The project's patient identifiers, gathered before any of its records is kept;
+        # each record's JSON read once spares most records the walks (Redactor.for_raw).
+        scans = [RawScan(raw) for raw in (fetched.listed, *records, *fetched.files)]
+        identifiers = patient_identifiers([fetched.listed, *records, *fetched.files], scans)
+        project_redact = self.project_redact = Redactor(self.pseudonyms, identifiers)
         # For records validation quarantines later: a redactor without this one's text cache,
         # so a batch holds its projects' identifiers only.
         self.batch.unit_redactors[pid] = Redactor(self.pseudonyms, identifiers)
         first_rejected = len(self.batch.rejected)
-        for record in records:
+        for record, scan in zip(records, scans[1:]):
+            self.redact = project_redact.for_raw(scan)
             self.record(pid, record)
-        for position, file in enumerate(fetched.files):
+        for position, (file, scan) in enumerate(zip(fetched.files, scans[1 + len(records):])):
+            self.redact = project_redact.for_raw(scan)
             self.file(pid, position, file)
+        self.redact = project_redact
         # Reasons may quote a value (``created: … got 'Kim …'``): scrubbed like the rest.
-        text = self.redact.text
+        text = project_redact.text
         self.batch.rejected[first_rejected:] = [
-            replace(r, record_key=self._scrub_key(pid, r.record_key), reasons=tuple(text(reason) for reason in r.reasons))
+            replace(r, record_key=self._scrub_key(pid, r.record_key, project_redact),
+                    reasons=tuple(text(reason) for reason in r.reasons))
             for r in self.batch.rejected[first_rejected:]
         ]
 
@@ -245,7 +277,7 @@ class _ProjectTransform:
             "group_id": e.take(as_text, c, "groupId"),
             "extra": self._extra(c, self._COMMENT_FIELDS),
         }
-        self._add("memo_comments", pid, key, row, c, e)
+        self._add("memo_comments", pid, key, row, c, e, joined_key=True)
 
     _ATTACHMENT_FIELDS = frozenset({"_id", "sk", "filetype", "name", "size", "created", "downloadLink"})
 
@@ -269,7 +301,7 @@ class _ProjectTransform:
             "sk": sk,
             "update_type": e.take(as_text, r, "updateType"),
             "created_at": e.take(as_timestamp_ms, r, "created"),
-            "data": as_json(self.redact(r.get("data"))),
+            "data": self._raw_json(r.get("data")),
             "extra": self._extra(r, self._HISTORY_FIELDS),
         }
         self._add("histories", pid, key, row, r, e)
@@ -299,9 +331,9 @@ class _ProjectTransform:
             "product_discount": e.take(as_text, product, "discount", path="product.discount"),
             **self._subject(r, e),
             "memo": e.take(as_text, r, "memo"),
-            "medical_records": as_json(self.redact(r.get("medicalRecords"))),
-            "treatments": as_json(self.redact(r.get("treatments"))),
-            "workflow": as_json(self.redact(r.get("workflow"))),
+            "medical_records": self._raw_json(r.get("medicalRecords")),
+            "treatments": self._raw_json(r.get("treatments")),
+            "workflow": self._raw_json(r.get("workflow")),
             "created_at": e.take(as_timestamp_ms, r, "created"),
             "updated_at": e.take(as_timestamp_ms, r, "updated"),
             "extra": self._extra(r, self._ORDER_FIELDS, product=unmodelled_product),
@@ -343,7 +375,7 @@ class _ProjectTransform:
             "extra": self._extra(f, self._FILE_FIELDS),
         }
         key = f"{pid}/files/{row['file_type']}/{row['name']}"
-        self._add("files", pid, key, row, f, e)
+        self._add("files", pid, key, row, f, e, joined_key=True)
 
 
 def transform_projects(
