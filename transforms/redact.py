@@ -167,7 +167,8 @@ def _candidates(match: re.Match[str], epochs: bool = True) -> set[tuple[int, int
 
 
 def _month_of(match: re.Match[str]) -> str:
-    return re.search(_MON, match.group(0), re.IGNORECASE).group(1).lower()
+    # casefold, not lower: the pattern ignores case as Unicode does (``ſep`` is ``sep``).
+    return re.search(_MON, match.group(0), re.IGNORECASE).group(1).casefold()
 
 
 def birth_dates(value: Any) -> set[tuple[int, int, int]]:
