@@ -27,7 +27,7 @@ from transforms.coerce import (
 )
 from transforms.frames import TableBatch
 from transforms.pseudonym import Pseudonymizer, birth_year
-from transforms.redact import UNCHANGED, RawScan, Redactor, patient_identifiers
+from transforms.redact import RawScan, Redactor, patient_identifiers
 
 PROJECT_SK = "project"
 OWNER_GROUP_SK = "project:institute:owner"
@@ -46,9 +46,6 @@ NOT_FREE_TEXT = frozenset({
     "extra", "data", "medical_records", "treatments", "workflow", "record",
 })
 SK_COLUMNS = frozenset({"sk", "memo_sk"})
-# Columns joined from more than one text (an identifier may span the join): scrubbed by the
-# project's whole redaction, whatever its record's scan says.
-JOINED_COLUMNS = frozenset({"order_id"})
 # Parts of an sk or record key that say what a record is, never whose.
 _KIND_PREFIXES = tuple(sorted((PROJECT_SK, "files/", *(p for p, _ in ROUTES)), key=len, reverse=True))
 
@@ -90,8 +87,7 @@ class _ProjectTransform:
     def __init__(self, account: str, pseudonyms: Pseudonymizer) -> None:
         self.account = account
         self.pseudonyms = pseudonyms
-        self.redact = Redactor(pseudonyms)  # the current record's (Redactor.for_raw of the project's)
-        self.project_redact = self.redact
+        self.redact = Redactor(pseudonyms)
         self.batch = TableBatch.for_tables(tables.TABLES)
 
     # -- shared pieces -------------------------------------------------------------------
@@ -101,12 +97,10 @@ class _ProjectTransform:
         return self._raw_json(rest) if rest else None
 
     def _raw_json(self, part: Any) -> str | None:
-        """A part of the current record as JSON, redacted. A record the project's whole
-        redaction must read (its subject, say) may hold parts that need less (an order's
-        treatments): each part is scanned on its own (Redactor.for_raw)."""
-        redact = self.redact
-        if redact is self.project_redact and isinstance(part, (dict, list)):
-            redact = redact.for_raw(RawScan(part))
+        """Raw JSON kept (unmodelled fields, a history's data, an order's treatments …),
+        redacted by the cheapest redactor that gives the same result (Redactor.for_raw):
+        most parts hold no trace of the patient and no key or link a rule changes."""
+        redact = self.redact.for_raw(RawScan(part)) if isinstance(part, (dict, list)) else self.redact
         return as_json(redact(part))
 
     def _subject(self, record: Mapping[str, Any], issues: FieldIssues) -> dict[str, Any]:
@@ -124,42 +118,29 @@ class _ProjectTransform:
         }
 
     def _add(self, table: str, project_id: str, key: str, row: dict[str, Any],
-             raw: Any, issues: FieldIssues, *, joined_key: bool = False) -> None:
-        """``joined_key``: the key joins texts of the record (not ``<project id>/<sk>``)."""
-        if joined_key or self.redact is not UNCHANGED:
-            key = self._scrub_key(project_id, key, self.project_redact if joined_key else self.redact)
-        if self.redact is UNCHANGED:  # the record's texts need nothing: only joined ones are scrubbed
-            for column in JOINED_COLUMNS.intersection(row):
-                if isinstance(row[column], str):
-                    row[column] = self.project_redact.text(row[column])
-        else:
-            for column, value in row.items():
-                if isinstance(value, str) and column not in NOT_FREE_TEXT:
-                    if column in SK_COLUMNS:
-                        row[column] = self._scrub_sk(value, self.redact)
-                    else:
-                        row[column] = (self.project_redact if column in JOINED_COLUMNS else self.redact).text(value)
+             raw: Any, issues: FieldIssues) -> None:
+        key = self._scrub_key(project_id, key)
+        for column, value in row.items():
+            if isinstance(value, str) and column not in NOT_FREE_TEXT:
+                row[column] = self._scrub_sk(value) if column in SK_COLUMNS else self.redact.text(value)
         row["account"] = self.account
         row["project_id"] = project_id
         # An issue describes digit-and-punctuation values as they are: a birth date typed
-        # into another field would show; scrubbed like every other text (our own words
-        # joined to the value's: by the project's whole redaction).
-        text = self.project_redact.text
-        scrubbed = [replace(i, field=text(i.field), value=text(i.value)) for i in issues]
+        # into another field would show; scrubbed like every other text.
+        scrubbed = [replace(i, field=self.redact.text(i.field), value=self.redact.text(i.value)) for i in issues]
         self.batch.buffers[table].append(row, raw, project_id, key, scrubbed)
 
-    @staticmethod
-    def _scrub_sk(sk: str, redact: Redactor) -> str:
+    def _scrub_sk(self, sk: str) -> str:
         """An sk without patient identifiers; its documented kind prefix kept as it is."""
         for prefix in _KIND_PREFIXES:
             if sk.startswith(prefix):
-                return prefix + redact.text(sk[len(prefix):])
-        return redact.text(sk)
+                return prefix + self.redact.text(sk[len(prefix):])
+        return self.redact.text(sk)
 
-    def _scrub_key(self, project_id: str, key: str, redact: Redactor) -> str:
+    def _scrub_key(self, project_id: str, key: str) -> str:
         """``<project id>/<sk>…`` without patient identifiers."""
         unit = f"{project_id}/"
-        return unit + self._scrub_sk(key[len(unit):], redact) if key.startswith(unit) else redact.text(key)
+        return unit + self._scrub_sk(key[len(unit):]) if key.startswith(unit) else self.redact.text(key)
 
     # -- one project -----------------------------------------------------------------------
     def project(self, fetched: FetchedProject) -> None:
@@ -169,27 +150,21 @@ class _ProjectTransform:
         if not has_project_record and fetched.listed is not None:
             # The per-resource strategy does not fetch /info: the list entry is the project record.
             records.insert(0, fetched.listed)
-        # The project's patient identifiers, gathered before any of its records is kept;
-        # each record's JSON read once spares most records the walks (Redactor.for_raw).
-        scans = [RawScan(raw) for raw in (fetched.listed, *records, *fetched.files)]
-        identifiers = patient_identifiers([fetched.listed, *records, *fetched.files], scans)
-        project_redact = self.project_redact = Redactor(self.pseudonyms, identifiers)
+        # The project's patient identifiers, gathered before any of its records is kept.
+        identifiers = patient_identifiers([fetched.listed, *records, *fetched.files])
+        self.redact = Redactor(self.pseudonyms, identifiers)
         # For records validation quarantines later: a redactor without this one's text cache,
         # so a batch holds its projects' identifiers only.
         self.batch.unit_redactors[pid] = Redactor(self.pseudonyms, identifiers)
         first_rejected = len(self.batch.rejected)
-        for record, scan in zip(records, scans[1:]):
-            self.redact = project_redact.for_raw(scan)
+        for record in records:
             self.record(pid, record)
-        for position, (file, scan) in enumerate(zip(fetched.files, scans[1 + len(records):])):
-            self.redact = project_redact.for_raw(scan)
+        for position, file in enumerate(fetched.files):
             self.file(pid, position, file)
-        self.redact = project_redact
         # Reasons may quote a value (``created: … got 'Kim …'``): scrubbed like the rest.
-        text = project_redact.text
+        text = self.redact.text
         self.batch.rejected[first_rejected:] = [
-            replace(r, record_key=self._scrub_key(pid, r.record_key, project_redact),
-                    reasons=tuple(text(reason) for reason in r.reasons))
+            replace(r, record_key=self._scrub_key(pid, r.record_key), reasons=tuple(text(reason) for reason in r.reasons))
             for r in self.batch.rejected[first_rejected:]
         ]
 
@@ -277,7 +252,7 @@ class _ProjectTransform:
             "group_id": e.take(as_text, c, "groupId"),
             "extra": self._extra(c, self._COMMENT_FIELDS),
         }
-        self._add("memo_comments", pid, key, row, c, e, joined_key=True)
+        self._add("memo_comments", pid, key, row, c, e)
 
     _ATTACHMENT_FIELDS = frozenset({"_id", "sk", "filetype", "name", "size", "created", "downloadLink"})
 
@@ -375,7 +350,7 @@ class _ProjectTransform:
             "extra": self._extra(f, self._FILE_FIELDS),
         }
         key = f"{pid}/files/{row['file_type']}/{row['name']}"
-        self._add("files", pid, key, row, f, e, joined_key=True)
+        self._add("files", pid, key, row, f, e)
 
 
 def transform_projects(

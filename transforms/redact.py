@@ -198,10 +198,8 @@ _NAME_SPLIT = re.compile(r"[\W_]+")
 _CAMEL = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+|[^\W\d_A-Za-z]+")
 
 
-def _unspaced_script(text: str) -> bool:
-    """Hangul, Han, kana: scripts written without spaces between name and particle."""
-    return any("\u1100" <= ch <= "\u11ff" or "\u2e80" <= ch <= "\u9fff" or "\uac00" <= ch <= "\ud7af"
-               for ch in text)
+# Hangul, Han, kana: scripts written without spaces between name and particle.
+_unspaced_script = re.compile("[\u1100-\u11ff\u2e80-\u9fff\uac00-\ud7af]").search
 
 
 class PatientIdentifiers:
@@ -294,8 +292,8 @@ class PatientIdentifiers:
         """Whether a text holds any name part or id, as a substring in any case (every
         joined or reordered form of a name holds its parts)."""
         if self._needles is None:
-            self._needles = tuple({*self.parts, *(f.casefold() for f in self.fragments),
-                                   *(i.casefold() for i in self.ids)})
+            self._needles = _fewest({*self.parts, *(f.casefold() for f in self.fragments),
+                                     *(i.casefold() for i in self.ids)})
         if not self._needles:
             return False
         return any(map(text.casefold().__contains__, self._needles))
@@ -387,6 +385,16 @@ def _json_form(text: str) -> str | None:
         return None
 
 
+def _fewest(needles: set[str]) -> tuple[str, ...]:
+    """The needles a text holds one of exactly when it holds one of ``needles``: a needle
+    holding a shorter one is dropped (a text that holds it holds the shorter)."""
+    kept: list[str] = []
+    for needle in sorted(needles, key=len):
+        if not any(shorter in needle for shorter in kept):
+            kept.append(needle)
+    return tuple(kept)
+
+
 def _shared_prefix(low: int, high: int) -> str:
     """The leading characters every number from ``low`` to ``high`` is written with
     (integers, and floats written without an exponent, between them)."""
@@ -414,17 +422,16 @@ class _Traces:
             epochs.add(_shared_prefix(lo - 1, hi + 1))
             epochs.add(_shared_prefix(lo // 1000 - 1, hi // 1000 + 2))
         self.epochs = tuple(epochs)
-        self.needles = tuple({*(n for n in needles if n is not None), *epochs})
+        self.needles = _fewest({*(n for n in needles if n is not None), *epochs})
         self.dates = tuple({(f"{y % 100:02d}", str(d), str(m), _MONTHS[m - 1]) for y, m, d in found.births})
 
 
 class RawScan:
-    """One raw value's JSON, read once: its casefolded text (None: not plain JSON, every
-    walk needed), whether a collecting walk could find anything in it (a key naming a
-    patient or a subject, or a recorded change), and whether the key and link rules could
-    change it (such a key, a credential's, a link or a query, nesting near the limit)."""
+    """One raw value's JSON, read once: its casefolded text (None: not plain JSON, the
+    whole redaction needed), and whether the key and link rules could change it (a key
+    naming a patient, a subject or a credential, a link or a query)."""
 
-    __slots__ = ("folded", "collect", "changes", "links")
+    __slots__ = ("folded", "changes", "links")
 
     def __init__(self, value: Any) -> None:
         try:
@@ -433,35 +440,32 @@ class RawScan:
             text = None
         keys: set[Any] = set()
         if text is None or not _gather_keys(value, keys, 0):
-            self.folded, self.collect, self.changes, self.links = None, True, True, True
+            self.folded, self.changes, self.links = None, True, True
             return
         self.folded = text.casefold()
         self.links = "://" in text or "?" in text
-        self.collect, self.changes = False, self.links
+        self.changes = self.links
         if keys <= _INERT_KEYS:
             return
         keys -= _INERT_KEYS
-        for key in keys:
-            collect, redact = _key_roles(key)
-            self.collect |= collect
-            self.changes |= redact
+        self.changes |= any(_key_redacted(key) for key in keys)
         if len(_INERT_KEYS) + len(keys) > _INERT_KEYS_SIZE:
             _INERT_KEYS.clear()
-        _INERT_KEYS.update(key for key in keys if _key_roles(key) == (False, False))
+        _INERT_KEYS.update(key for key in keys if not _key_redacted(key) and not _key_marks(key))
 
 
 def _gather_keys(value: Any, keys: set[Any], depth: int) -> bool:
-    """Every key of the objects in ``value`` into ``keys``; False if nested deeper than
+    """Every key of the objects in ``value`` into ``keys``. False if nested deeper than
     the walks go (:data:`MAX_DEPTH`) or holding a float its JSON does not show as Python
     writes it."""
     if depth >= MAX_DEPTH:
         return False
+    low, high = _PLAIN_FLOATS
     if isinstance(value, dict):
         keys.update(value)
         value = value.values()
     elif not isinstance(value, (list, tuple)):
-        return not (type(value) is float and value and not _PLAIN_FLOATS[0] <= abs(value) < _PLAIN_FLOATS[1])
-    low, high = _PLAIN_FLOATS
+        return not (type(value) is float and value and not low <= abs(value) < high)
     for item in value:
         if isinstance(item, _CONTAINERS):
             if not _gather_keys(item, keys, depth + 1):
@@ -471,15 +475,15 @@ def _gather_keys(value: Any, keys: set[Any], depth: int) -> bool:
     return True
 
 
-@lru_cache(maxsize=8192)
-def _key_roles(key: Any) -> tuple[bool, bool]:
-    """Whether the collecting walk reads what is under ``key``, and whether a redaction
-    rule changes it (a subject, a patient's or a credential's key)."""
-    if not isinstance(key, str):
-        return False, False
-    subject = _flat(key).startswith("subject")
-    collect = key in _CHANGE_SPELLINGS or _inner_kind(key, None) is not None
-    return collect, subject or key_kind(key) is not None
+def _key_redacted(key: Any) -> bool:
+    """Whether a redaction rule changes what is under ``key`` (a subject, a patient's or a
+    credential's key)."""
+    return isinstance(key, str) and (key_kind(key) is not None or _flat(key).startswith("subject"))
+
+
+def _key_marks(key: Any) -> bool:
+    """Whether the collecting walk collects what is under ``key`` (or the object it is in)."""
+    return isinstance(key, str) and (key in _CHANGE_SPELLINGS or _inner_kind(key, None) is not None)
 
 
 # ------------------------------------------------------------------ collecting
@@ -494,22 +498,15 @@ _CHANGE_SPELLINGS = frozenset(
 )
 
 
-def patient_identifiers(records: Iterable[Any], scans: Iterable[RawScan] | None = None) -> PatientIdentifiers:
+def patient_identifiers(records: Iterable[Any]) -> PatientIdentifiers:
     """Every patient identifier a project's records hold: what sits under a subject or a
     key naming a patient, a person's name or a birth date, at any depth; and both sides of
     a recorded change (``before``/``after``, ``old``/``new``, …) whose one side is such an
-    identifier or whose field is named like one (a name change under innocent keys).
-    ``scans`` (one per record, in order) spare the walk of records without such a key."""
+    identifier or whose field is named like one (a name change under innocent keys)."""
     found = PatientIdentifiers()
     changes: list[Mapping[str, Any]] = []
-    records = list(records)
-    walked = set()  # the JSON of records walked (a project's list entry is often its record)
-    for record, scan in zip(records, scans if scans is not None else [None] * len(records), strict=True):
-        if scan is None or scan.folded is None:
-            _collect(record, None, found, changes, 0)
-        elif scan.collect and scan.folded not in walked:
-            walked.add(scan.folded)
-            _collect(record, None, found, changes, 0)
+    for record in records:
+        _collect(record, None, found, changes, 0)
     pending = changes
     links_and_keys = Redactor(None)
     while pending:  # an old name found in one change can reveal the next one
