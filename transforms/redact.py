@@ -362,9 +362,11 @@ def _scrub_date(identifiers: PatientIdentifiers, match: re.Match[str]) -> str:
 
 
 # ------------------------------------------------------------------ quick checks on raw JSON
-# Most records of a project hold no trace of its patient and no key or link a rule
-# changes: reading a record's JSON once (orjson, in C) tells so, and spares it the
-# collecting walk and the per-string scrub. Every check errs towards the walk.
+# Most raw JSON a project keeps (unmodelled fields, a history's data, an order's
+# treatments) holds no trace of its patient and no key or link a rule changes: reading it
+# once as JSON (orjson, in C) tells so, and spares it the redacting walk and the
+# per-string scrub. Every check errs towards the walk. (The collecting walk learns the
+# keys no rule reads from here.)
 
 _NON_ASCII_DIGIT = re.compile(r"(?![0-9])\d").search
 # Only JSON's own types are read as JSON (any other object is repr()'d by the walk).
