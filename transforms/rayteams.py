@@ -27,7 +27,7 @@ from transforms.coerce import (
 )
 from transforms.frames import TableBatch
 from transforms.pseudonym import Pseudonymizer, birth_year
-from transforms.redact import Redactor, patient_identifiers
+from transforms.redact import RawScan, Redactor, patient_identifiers
 
 PROJECT_SK = "project"
 OWNER_GROUP_SK = "project:institute:owner"
@@ -94,7 +94,14 @@ class _ProjectTransform:
     def _extra(self, record: Mapping[str, Any], modelled: frozenset[str], **more: Any) -> str | None:
         rest = {k: v for k, v in record.items() if k not in modelled}
         rest.update((k, v) for k, v in more.items() if v)
-        return as_json(self.redact(rest)) if rest else None
+        return self._raw_json(rest) if rest else None
+
+    def _raw_json(self, part: Any) -> str | None:
+        """Raw JSON kept (unmodelled fields, a history's data, an order's treatments …),
+        redacted by the cheapest redactor that gives the same result (Redactor.for_raw):
+        most parts hold no trace of the patient and no key or link a rule changes."""
+        redact = self.redact.for_raw(RawScan(part)) if isinstance(part, (dict, list)) else self.redact
+        return as_json(redact(part))
 
     def _subject(self, record: Mapping[str, Any], issues: FieldIssues) -> dict[str, Any]:
         subject = issues.nested(record, "subject")
@@ -269,7 +276,7 @@ class _ProjectTransform:
             "sk": sk,
             "update_type": e.take(as_text, r, "updateType"),
             "created_at": e.take(as_timestamp_ms, r, "created"),
-            "data": as_json(self.redact(r.get("data"))),
+            "data": self._raw_json(r.get("data")),
             "extra": self._extra(r, self._HISTORY_FIELDS),
         }
         self._add("histories", pid, key, row, r, e)
@@ -299,9 +306,9 @@ class _ProjectTransform:
             "product_discount": e.take(as_text, product, "discount", path="product.discount"),
             **self._subject(r, e),
             "memo": e.take(as_text, r, "memo"),
-            "medical_records": as_json(self.redact(r.get("medicalRecords"))),
-            "treatments": as_json(self.redact(r.get("treatments"))),
-            "workflow": as_json(self.redact(r.get("workflow"))),
+            "medical_records": self._raw_json(r.get("medicalRecords")),
+            "treatments": self._raw_json(r.get("treatments")),
+            "workflow": self._raw_json(r.get("workflow")),
             "created_at": e.take(as_timestamp_ms, r, "created"),
             "updated_at": e.take(as_timestamp_ms, r, "updated"),
             "extra": self._extra(r, self._ORDER_FIELDS, product=unmodelled_product),

@@ -28,6 +28,8 @@ from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any
 
+import orjson
+
 from transforms.pseudonym import Pseudonymizer
 
 MARKER = "[redacted]"
@@ -165,7 +167,8 @@ def _candidates(match: re.Match[str], epochs: bool = True) -> set[tuple[int, int
 
 
 def _month_of(match: re.Match[str]) -> str:
-    return re.search(_MON, match.group(0), re.IGNORECASE).group(1).lower()
+    # casefold, not lower: the pattern ignores case as Unicode does (``ſep`` is ``sep``).
+    return re.search(_MON, match.group(0), re.IGNORECASE).group(1).casefold()
 
 
 def birth_dates(value: Any) -> set[tuple[int, int, int]]:
@@ -195,10 +198,8 @@ _NAME_SPLIT = re.compile(r"[\W_]+")
 _CAMEL = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+|[^\W\d_A-Za-z]+")
 
 
-def _unspaced_script(text: str) -> bool:
-    """Hangul, Han, kana: scripts written without spaces between name and particle."""
-    return any("\u1100" <= ch <= "\u11ff" or "\u2e80" <= ch <= "\u9fff" or "\uac00" <= ch <= "\ud7af"
-               for ch in text)
+# Hangul, Han, kana: scripts written without spaces between name and particle.
+_unspaced_script = re.compile("[\u1100-\u11ff\u2e80-\u9fff\uac00-\ud7af]").search
 
 
 class PatientIdentifiers:
@@ -214,6 +215,19 @@ class PatientIdentifiers:
         self._birth_ms: list[tuple[int, int]] = []  # epoch ms a birth day spans, in any time zone
         self.parts: set[str] = set()  # casefolded name parts of two characters or more
         self._needles: tuple[str, ...] | None = None
+        self._traces: _Traces | None = None
+        self._added: set[tuple[str, Any]] = set()  # a project repeats its subject: added once
+
+    def _first_time(self, kind: str, value: Any) -> bool:
+        """Whether ``value`` is new as a ``kind`` (adding one again changes nothing)."""
+        seen = (kind, type(value), value)
+        try:
+            if seen in self._added:
+                return False
+        except TypeError:  # not hashable (never from JSON): added every time
+            return True
+        self._added.add(seen)
+        return True
 
     def __bool__(self) -> bool:
         return bool(self.words or self.fragments or self.ids or self.births)
@@ -224,10 +238,12 @@ class PatientIdentifiers:
         if isinstance(name, (int, float)):
             self.add_id(name)
             return
+        if not self._first_time(PERSON, name):
+            return
         text = str(name).strip()
         if not text:
             return
-        self._needles = None
+        self._needles = self._traces = None
         parts = [p for p in _NAME_SPLIT.split(text) if p]
         if _unspaced_script(text):
             for part in parts:
@@ -242,20 +258,23 @@ class PatientIdentifiers:
             self.words.add("".join(folded))
             self.words.add("".join(reversed(folded)))
         self.fragments.sort(key=len, reverse=True)
-        if any(ch.isdigit() for ch in text):
+        if any(map(str.isdigit, text)):
             self.add_id(text)  # an id written under a name key: removed whole as well
 
     def add_id(self, value: Any) -> None:
-        if isinstance(value, bool) or value is None:
+        if isinstance(value, bool) or value is None or not self._first_time(PATIENT_ID, value):
             return
         if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
             self.numbers.add(int(value))
         text = str(int(value) if isinstance(value, float) and value.is_integer() else value).strip()
         if len(text) >= 3:
             self.ids.add(text)
-            self._needles = None
+        self._needles = self._traces = None
 
     def add_birth(self, value: Any) -> None:
+        if not self._first_time(BIRTH, value):
+            return
+        self._traces = None
         dates = birth_dates(value)
         if not dates and isinstance(value, str) and value.strip():
             self.add_id(value)  # unreadable as a date: removed as it is written
@@ -273,12 +292,42 @@ class PatientIdentifiers:
         """Whether a text holds any name part or id, as a substring in any case (every
         joined or reordered form of a name holds its parts)."""
         if self._needles is None:
-            self._needles = tuple({*self.parts, *(f.casefold() for f in self.fragments),
-                                   *(i.casefold() for i in self.ids)})
+            self._needles = _fewest({*self.parts, *(f.casefold() for f in self.fragments),
+                                     *(i.casefold() for i in self.ids)})
         if not self._needles:
             return False
-        folded = text.casefold()
-        return any(needle in folded for needle in self._needles)
+        return any(map(text.casefold().__contains__, self._needles))
+
+    def absent_from(self, folded_json: str) -> bool:
+        """Whether the text scrub would change no string of a value, told from the value's
+        JSON (casefolded) alone: it holds no trace any identifier's every written form leaves
+        (a name part or id as it is escaped in JSON; a birth date's two-digit year, day and
+        month; the leading digits every epoch of a birth day shares). False when unsure."""
+        traces = self._traces
+        if traces is None:
+            traces = self._traces = _Traces(self)
+        if not traces.usable or any(map(folded_json.__contains__, traces.needles)):
+            return False
+        return not (self.births and self._may_hold_date(folded_json, traces))
+
+    def may_hold_birth(self, text: str) -> bool:
+        """Whether a text may hold a birth date, in a written form or as an epoch (False:
+        it holds none of the traces every such form leaves)."""
+        traces = self._traces
+        if traces is None:
+            traces = self._traces = _Traces(self)
+        return any(map(text.__contains__, traces.epochs)) or self._may_hold_date(text.casefold(), traces)
+
+    @staticmethod
+    def _may_hold_date(folded: str, traces: _Traces) -> bool:
+        ascii_only = folded.isascii()
+        if not ascii_only and _NON_ASCII_DIGIT(folded):
+            return True  # a date in other digits: only the regex reads it
+        for year, day, month, month_name in traces.dates:
+            # A month name in other letters (``ſep``) is matched by the regex, not by a substring.
+            if year in folded and day in folded and (month in folded or month_name in folded or not ascii_only):
+                return True
+        return False
 
     def is_birth(self, ymd: tuple[int, int, int]) -> bool:
         year, month, day = ymd
@@ -311,6 +360,132 @@ def _scrub_date(identifiers: PatientIdentifiers, match: re.Match[str]) -> str:
         return MARKER
     return MARKER if any(identifiers.is_birth(c) for c in _candidates(match, epochs=False)) else match.group(0)
 
+
+# ------------------------------------------------------------------ quick checks on raw JSON
+# Most raw JSON a project keeps (unmodelled fields, a history's data, an order's
+# treatments) holds no trace of its patient and no key or link a rule changes: reading it
+# once as JSON (orjson, in C) tells so, and spares it the redacting walk and the
+# per-string scrub. Every check errs towards the walk. (The collecting walk learns the
+# keys no rule reads from here.)
+
+_NON_ASCII_DIGIT = re.compile(r"(?![0-9])\d").search
+# Only JSON's own types are read as JSON (any other object is repr()'d by the walk).
+_PLAIN_JSON = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
+# Keys no rule reads (neither collected from nor redacted): known after the first sight, bounded.
+_INERT_KEYS: set[str] = set()
+_INERT_KEYS_SIZE = 8192
+# Floats orjson and Python (a column takes a float as text) write alike: from 1e-4 to 1e16
+# (``1e-05`` is ``0.00001`` to orjson, 1e16 ``10000000000000000`` as a column's integer).
+_PLAIN_FLOATS = (1e-4, 1e16)
+
+
+def _json_form(text: str) -> str | None:
+    """``text`` as it appears inside a JSON string (None: orjson cannot write it)."""
+    try:
+        return orjson.dumps(text).decode()[1:-1]
+    except TypeError:
+        return None
+
+
+def _fewest(needles: set[str]) -> tuple[str, ...]:
+    """The needles a text holds one of exactly when it holds one of ``needles``: a needle
+    holding a shorter one is dropped (a text that holds it holds the shorter)."""
+    kept: list[str] = []
+    for needle in sorted(needles, key=len):
+        if not any(shorter in needle for shorter in kept):
+            kept.append(needle)
+    return tuple(kept)
+
+
+def _shared_prefix(low: int, high: int) -> str:
+    """The leading characters every number from ``low`` to ``high`` is written with
+    (integers, and floats written without an exponent, between them)."""
+    a, b = str(low), str(high)
+    if len(a) != len(b):
+        return ""
+    n = 0
+    while n < len(a) and a[n] == b[n]:
+        n += 1
+    return a[:n]
+
+
+class _Traces:
+    """What every written form of a project's identifiers leaves in a value's casefolded
+    JSON (see :meth:`PatientIdentifiers.absent_from`)."""
+
+    def __init__(self, found: PatientIdentifiers) -> None:
+        forms = {*found.parts, *(f.casefold() for f in found.fragments), *(i.casefold() for i in found.ids),
+                 *(str(n) for n in found.numbers)}
+        needles = [_json_form(form) for form in forms]
+        # A number written with an exponent, or text orjson cannot write: no trace to look for.
+        self.usable = None not in needles and all(abs(n) < _PLAIN_FLOATS[1] for n in found.numbers)
+        epochs = set()
+        for lo, hi in found._birth_ms:  # as ms, and as s (the scrub reads both)
+            epochs.add(_shared_prefix(lo - 1, hi + 1))
+            epochs.add(_shared_prefix(lo // 1000 - 1, hi // 1000 + 2))
+        self.epochs = tuple(epochs)
+        self.needles = _fewest({*(n for n in needles if n is not None), *epochs})
+        self.dates = tuple({(f"{y % 100:02d}", str(d), str(m), _MONTHS[m - 1]) for y, m, d in found.births})
+
+
+class RawScan:
+    """One raw value's JSON, read once: its casefolded text (None: not plain JSON, the
+    whole redaction needed), and whether the key and link rules could change it (a key
+    naming a patient, a subject or a credential, a link or a query)."""
+
+    __slots__ = ("folded", "changes", "links")
+
+    def __init__(self, value: Any) -> None:
+        try:
+            text = orjson.dumps(value, option=_PLAIN_JSON).decode()
+        except TypeError:
+            text = None
+        keys: set[Any] = set()
+        if text is None or not _gather_keys(value, keys, 0):
+            self.folded, self.changes, self.links = None, True, True
+            return
+        self.folded = text.casefold()
+        self.links = "://" in text or "?" in text
+        self.changes = self.links
+        if keys <= _INERT_KEYS:
+            return
+        keys -= _INERT_KEYS
+        self.changes |= any(_key_redacted(key) for key in keys)
+        if len(_INERT_KEYS) + len(keys) > _INERT_KEYS_SIZE:
+            _INERT_KEYS.clear()
+        _INERT_KEYS.update(key for key in keys if not _key_redacted(key) and not _key_marks(key))
+
+
+def _gather_keys(value: Any, keys: set[Any], depth: int) -> bool:
+    """Every key of the objects in ``value`` into ``keys``. False if nested deeper than
+    the walks go (:data:`MAX_DEPTH`) or holding a float its JSON does not show as Python
+    writes it."""
+    if depth >= MAX_DEPTH:
+        return False
+    low, high = _PLAIN_FLOATS
+    if isinstance(value, dict):
+        keys.update(value)
+        value = value.values()
+    elif not isinstance(value, (list, tuple)):
+        return not (type(value) is float and value and not low <= abs(value) < high)
+    for item in value:
+        if isinstance(item, _CONTAINERS):
+            if not _gather_keys(item, keys, depth + 1):
+                return False
+        elif type(item) is float and item and not low <= abs(item) < high:
+            return False
+    return True
+
+
+def _key_redacted(key: Any) -> bool:
+    """Whether a redaction rule changes what is under ``key`` (a subject, a patient's or a
+    credential's key)."""
+    return isinstance(key, str) and (key_kind(key) is not None or _flat(key).startswith("subject"))
+
+
+def _key_marks(key: Any) -> bool:
+    """Whether the collecting walk collects what is under ``key`` (or the object it is in)."""
+    return isinstance(key, str) and (key in _CHANGE_SPELLINGS or _inner_kind(key, None) is not None)
 
 
 # ------------------------------------------------------------------ collecting
@@ -378,8 +553,14 @@ def _collect(value: Any, kind: str | None, found: PatientIdentifiers,
     if isinstance(value, dict):
         if depth > MAX_DEPTH:
             return
-        if kind is None and not _CHANGE_SPELLINGS.isdisjoint(value):
-            changes.append(value)
+        if kind is None:
+            if not _CHANGE_SPELLINGS.isdisjoint(value):
+                changes.append(value)
+            if _INERT_KEYS.issuperset(value):  # no key here marks what is under it
+                for item in value.values():
+                    if isinstance(item, _CONTAINERS):
+                        _collect(item, None, found, changes, depth + 1)
+                return
         for key, item in value.items():
             inner = kind if kind == BIRTH or not isinstance(key, str) else _inner_kind(key, kind)
             if inner is not None or isinstance(item, _CONTAINERS):
@@ -415,9 +596,29 @@ class Redactor:
         self.identifiers = identifiers if identifiers else None
         self.subjects = subjects
         self._texts: dict[str, str] = {}  # a project repeats its ids, statuses and keys
+        self._rules_only: Redactor | None = None
 
     def __call__(self, value: Any) -> Any:
         return self._value(value, 0)
+
+    def for_raw(self, scan: RawScan) -> Redactor:
+        """The cheapest redactor that redacts the value ``scan`` read (and any part of it,
+        and any text taken from it whole) exactly as this one does: this one; one with the
+        key and link rules only (the value holds no trace of the identifiers); or none at
+        all (no rule would change it either). A link cut can join two texts into an
+        identifier: a value with a link keeps the identifiers' scrub."""
+        if scan.folded is None:
+            return self
+        found = self.identifiers
+        if found is not None and (scan.links or not found.absent_from(scan.folded)):
+            return self
+        if not scan.changes:
+            return UNCHANGED
+        if found is None:
+            return self
+        if self._rules_only is None:
+            self._rules_only = Redactor(self.pseudonyms, subjects=self.subjects)
+        return self._rules_only
 
     def text(self, text: str) -> str:
         """``text`` without links' secrets and without this project's identifiers."""
@@ -447,7 +648,7 @@ class Redactor:
                 else:
                     for form in (patient_id, patient_id.upper(), patient_id.lower()):
                         text = text.replace(form, MARKER)
-        if found.births and _HAS_DIGIT(text):
+        if found.births and _HAS_DIGIT(text) and found.may_hold_birth(text):
             text = _DATE_LIKE.sub(lambda m: _scrub_date(found, m), text)
         return text
 
@@ -527,6 +728,22 @@ class Redactor:
                     _put(out, self._text_key(key), self._sensitive(item, kind, depth + 1))
             return out
         return self._sensitive(subject, PERSON, depth)
+
+
+class _Unchanged(Redactor):
+    """The redaction of a value no rule changes (see :meth:`Redactor.for_raw`)."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+
+    def __call__(self, value: Any) -> Any:
+        return value
+
+    def text(self, text: str) -> str:
+        return text
+
+
+UNCHANGED = _Unchanged()
 
 
 def _put(out: dict[Any, Any], key: Any, value: Any) -> None:
