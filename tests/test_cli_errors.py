@@ -22,7 +22,6 @@ from aiohttp import web
 from flows.incoplax_sync import LISTINGS
 from pwh.choices import Auth, DemoSource, Listing, Strategy
 from pwh.demo import DEMO_SOURCES
-from pwh.validate import SettingError, check_secrets, prefect_api_configured
 from sources.incoplax.client import AUTH_SCHEMES
 from sources.rayteams.client import STRATEGIES
 from sources.simulation import HTML_ERROR_PAGE, serving
@@ -229,27 +228,37 @@ def test_the_choices_are_the_ones_the_modules_accept():
 # ------------------------------------------------------------- credentials from Prefect
 
 
-def test_missing_credentials_are_left_to_the_flow_when_a_prefect_api_is_configured(monkeypatch, tmp_path):
-    """Secret blocks live on the Prefect server: without one the check is final, with one
-    (from the environment, or the active profile) the flow reads the block itself."""
-    monkeypatch.chdir(tmp_path)
-    for name in (*SECRETS, "PREFECT_PROFILES_PATH"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
-    with pytest.raises(SettingError, match="OPENPROJECT_API_KEY is not set"):
-        check_secrets(["OPENPROJECT_API_KEY"])
-    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:4200/api")
+CHECK_SECRETS = """
+from pwh.validate import SettingError, check_secrets
+try:
     check_secrets(["OPENPROJECT_API_KEY"])
-    monkeypatch.delenv("PREFECT_API_URL")
+    print("deferred")
+except SettingError as exc:
+    print("refused:", exc)
+"""
+
+
+def test_missing_credentials_are_left_to_the_flow_when_a_prefect_api_is_configured(tmp_path):
+    """Secret blocks live on the Prefect server: without one the check is final, with one
+    (from the environment, the active profile or ./prefect.toml) the flow reads the block
+    itself. A fresh process each time: the test's own has Prefect's test harness loaded."""
+    env = {k: v for k, v in os.environ.items() if k not in SECRETS and not k.startswith("PREFECT_")}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect")
+
+    def check(**extra: str) -> str:
+        done = subprocess.run([sys.executable, "-c", CHECK_SECRETS], cwd=tmp_path, env={**env, **extra},
+                              capture_output=True, text=True, timeout=60, check=True)
+        return done.stdout.strip()
+
+    assert check().startswith("refused: OPENPROJECT_API_KEY is not set")
+    assert check(PREFECT_API_URL="http://127.0.0.1:4200/api") == "deferred"
     (tmp_path / "prefect").mkdir()
-    profiles = tmp_path / "prefect" / "profiles.toml"
-    profiles.write_text('active = "lab"\n[profiles.lab]\nPREFECT_API_URL = "http://prefect.lab:4200/api"\n'
-                        '[profiles.local]\n')
-    assert prefect_api_configured()
-    monkeypatch.setenv("PREFECT_PROFILE", "local")
-    assert not prefect_api_configured()
+    (tmp_path / "prefect" / "profiles.toml").write_text(
+        'active = "lab"\n[profiles.lab]\nPREFECT_API_URL = "http://prefect.lab:4200/api"\n[profiles.local]\n')
+    assert check() == "deferred"
+    assert check(PREFECT_PROFILE="local").startswith("refused:")
     (tmp_path / "prefect.toml").write_text('[api]\nurl = "http://prefect.lab:4200/api"\n')
-    assert prefect_api_configured()
+    assert check(PREFECT_PROFILE="local") == "deferred"
 
 
 # ------------------------------------------------------------- answers from the network
