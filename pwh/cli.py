@@ -40,8 +40,9 @@ SeedOption = Annotated[int, typer.Option(help="Seed of the generated data.")]
 LatencyOption = Annotated[float, typer.Option(help="Added to every answer.")]
 FaultRateOption = Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of requests failing once.")]
 PrefectOption = Annotated[Optional[bool], typer.Option(
-    "--prefect/--no-prefect", help="Run as a Prefect flow run, or in this process alone. Default: a flow run when "
-                                   "a Prefect API is configured (PREFECT_API_URL or the active profile).")]
+    "--prefect/--no-prefect", help="Run as a Prefect flow run (needs a Prefect API: PREFECT_API_URL or the "
+                                   "active profile), or in this process alone. Default: a flow run when an API is "
+                                   "configured.")]
 
 
 def _print_version(value: bool) -> None:
@@ -94,12 +95,18 @@ def sync_module(source: str, prefect: Optional[bool]):
     """The module whose sync functions a hand run calls: the Prefect flows of
     flows/<source>.py when a Prefect API is configured (or --prefect), else the very same
     functions run in this process (flows/<source>_sync.py): no Prefect import and no
-    temporary Prefect server (10-30 s) on every run (docs/operations.md)."""
+    temporary Prefect server (10-30 s) on every run (docs/operations.md). ``--prefect``
+    without an API is refused: Prefect's temporary server would throw the run's records
+    away when it ends, and a killed ``pwh`` would leave that server behind."""
     import importlib
 
     from flows.host import configured_api_url
 
-    use_prefect = prefect if prefect is not None else configured_api_url() is not None
+    configured = configured_api_url() is not None
+    if prefect and not configured:
+        fail("--prefect records the run on a Prefect server, and none is configured: set PREFECT_API_URL "
+             "(start one with `prefect server start`), or drop --prefect")
+    use_prefect = configured if prefect is None else prefect
     return importlib.import_module(f"flows.{source}" if use_prefect else f"flows.{source}_sync")
 
 

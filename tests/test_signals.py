@@ -167,6 +167,18 @@ def test_ctrl_c_before_the_sync_starts_is_one_line_and_exit_130(slow_sim, tmp_pa
     assert group_is_gone(process.pid)
 
 
+def test_prefect_without_an_api_is_refused_so_no_temporary_server_can_be_orphaned(slow_sim, tmp_path):
+    """Prefect's temporary server would outlive a SIGKILLed pwh (and drop the run's records):
+    a hand run never starts one. `--prefect` with no API configured fails in one line."""
+    process = start(slow_sim, tmp_path / "w.duckdb", tmp_path, "--prefect")
+    code, out, err = finish(process)
+    assert code == 1
+    [line] = err.strip().splitlines()
+    assert "PREFECT_API_URL" in line and "--prefect" in line
+    assert group_is_gone(process.pid) and "Traceback" not in err + out
+    assert not (tmp_path / "w.duckdb").exists()  # refused before anything started
+
+
 def test_a_hand_run_without_a_prefect_api_never_imports_prefect(slow_sim, tmp_path):
     db = tmp_path / "w.duckdb"
     process = subprocess.run(
