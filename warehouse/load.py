@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import duckdb
 import orjson
@@ -171,36 +172,38 @@ def mark_deleted(
 def _rejected_frame(
     source: str, account: str, run_id: str, rejected: Iterable[RejectedRecord], now: datetime
 ) -> pl.DataFrame:
-    rows: dict[str, list] = {name: [] for name in pipeline.REJECTED_RECORDS.polars_schema}
-    seq_by_unit: dict[str, int] = {}
-    for record in rejected:
-        seq = seq_by_unit.get(record.unit_key, 0)
-        seq_by_unit[record.unit_key] = seq + 1
-        values = {
-            "source": source, "account": account, "unit_key": record.unit_key, "seq": seq,
+    return _per_unit_frame(pipeline.REJECTED_RECORDS, source, account, run_id, (
+        (record.unit_key, {
             "table_name": record.table, "record_key": record.record_key,
-            "reasons": orjson.dumps(list(record.reasons)).decode(), "raw": record.raw_json,
-            "run_id": run_id, "rejected_at": now,
-        }
-        for name, column in rows.items():
-            column.append(values[name])
-    return pl.DataFrame(rows, schema=pipeline.REJECTED_RECORDS.polars_schema, strict=True)
+            "reasons": orjson.dumps(list(record.reasons)).decode(), "raw": record.raw_json, "rejected_at": now,
+        })
+        for record in rejected
+    ))
 
 
 def _issues_frame(
     source: str, account: str, run_id: str, issues: Iterable[RowIssue], now: datetime
 ) -> pl.DataFrame:
-    rows: dict[str, list] = {name: [] for name in pipeline.FIELD_ISSUES.polars_schema}
-    seq_by_unit: dict[str, int] = {}
-    for located in issues:
-        seq = seq_by_unit.get(located.unit_key, 0)
-        seq_by_unit[located.unit_key] = seq + 1
-        values = {
-            "source": source, "account": account, "unit_key": located.unit_key, "seq": seq,
+    return _per_unit_frame(pipeline.FIELD_ISSUES, source, account, run_id, (
+        (located.unit_key, {
             "table_name": located.table, "record_key": located.record_key, "field": located.issue.field,
-            "reason": located.issue.reason, "value_description": located.issue.value,
-            "run_id": run_id, "seen_at": now,
-        }
-        for name, column in rows.items():
-            column.append(values[name])
-    return pl.DataFrame(rows, schema=pipeline.FIELD_ISSUES.polars_schema, strict=True)
+            "reason": located.issue.reason, "value_description": located.issue.value, "seen_at": now,
+        })
+        for located in issues
+    ))
+
+
+def _per_unit_frame(
+    table: Table, source: str, account: str, run_id: str, entries: Iterable[tuple[str, dict[str, Any]]]
+) -> pl.DataFrame:
+    """Rows of a pipeline table kept per unit (quarantine, field issues), numbered ``seq``
+    within their unit."""
+    columns: dict[str, list] = {name: [] for name in table.polars_schema}
+    seq_by_unit: dict[str, int] = {}
+    for unit_key, values in entries:
+        seq = seq_by_unit.get(unit_key, 0)
+        seq_by_unit[unit_key] = seq + 1
+        row = {"source": source, "account": account, "unit_key": unit_key, "seq": seq, "run_id": run_id, **values}
+        for name, column in columns.items():
+            column.append(row[name])
+    return pl.DataFrame(columns, schema=table.polars_schema, strict=True)
