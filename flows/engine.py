@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Protocol
@@ -89,6 +89,24 @@ class Listing:
 
     units: list[Unit]
     complete: bool = True
+
+
+def listed_units(
+    entries: Iterable[Any], key_field: str, cursor: Callable[[Any], str | None], source: str
+) -> list[Unit]:
+    """The units of a project list: one per entry whose ``key_field`` is non-empty text.
+    An entry without one cannot be fetched; it is counted in one warning, never guessed."""
+    units, unnamed = [], 0
+    for entry in entries:
+        key = entry.get(key_field) if isinstance(entry, Mapping) else None
+        if not isinstance(key, str) or not key:
+            unnamed += 1
+            continue
+        units.append(Unit(key, cursor(entry), entry))
+    if unnamed:
+        log.warning("%s: the project list held %d entries without %s; they cannot be synced", source, unnamed,
+                    key_field)
+    return units
 
 
 class SourceAdapter(Protocol):

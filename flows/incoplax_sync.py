@@ -40,7 +40,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from flows.engine import ClientAdapter, Listing, Unit
+from flows.engine import ClientAdapter, Listing, Unit, listed_units
 from flows.runner import sync_into_warehouse
 from flows.secrets import read_secret
 from schemas import incoplax as tables
@@ -117,16 +117,7 @@ class IncoplaxAdapter(ClientAdapter):
         return Listing(units, complete)
 
     def _units(self, entries: list[dict[str, Any]]) -> list[Unit]:
-        units, unnamed = [], 0
-        for entry in entries:
-            pid = entry.get("id")
-            if not isinstance(pid, str) or not pid:
-                unnamed += 1
-                continue
-            units.append(Unit(pid, project_cursor(entry), entry))
-        if unnamed:
-            log.warning("the project list held %d entries without an id; they cannot be synced", unnamed)
-        return units
+        return listed_units(entries, "id", project_cursor, self.source)
 
     async def _recent(self, live: Mapping[str, UnitState]) -> tuple[list[Unit], bool]:
         """Newest first, down to the newest committed ``ext.lwt``; (units, complete)."""

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flows.engine import ClientAdapter, Listing, Unit
+from flows.engine import ClientAdapter, Listing, Unit, listed_units
 from flows.host import flow_run_context
 from flows.runner import sync_into_warehouse
 from flows.secrets import read_secret
@@ -65,16 +65,7 @@ class RayteamsAdapter(ClientAdapter):
 
     async def list_units(self, known: Mapping[str, UnitState]) -> Listing:
         # GET /project has no server-side filter: list everything, compare cursors.
-        units = []
-        unnamed = 0
-        for record in await self.client.list_projects():
-            project_id = record.get("_id") if isinstance(record, dict) else None
-            if not isinstance(project_id, str) or not project_id:
-                unnamed += 1
-                continue
-            units.append(Unit(project_id, project_cursor(record), record))
-        if unnamed:
-            log.warning("the project list held %d entries without an _id; they cannot be fetched", unnamed)
+        units = listed_units(await self.client.list_projects(), "_id", project_cursor, self.source)
         return Listing(units)
 
     async def fetch_unit(self, unit: Unit) -> FetchedProject:
