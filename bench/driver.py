@@ -22,7 +22,7 @@ import os  # noqa: E402
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 from bench.procs import emit  # noqa: E402
-from flows.rayteams_sync import DEFAULT_BATCH_SIZE  # noqa: E402
+from pwh.flows.rayteams_sync import DEFAULT_BATCH_SIZE  # noqa: E402
 
 
 def main() -> None:
@@ -36,11 +36,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     args = parser.parse_args()
 
-    # The flow wraps the very function the plain wrapper calls (flows/rayteams.py).
+    # The flow wraps the very function the plain wrapper calls (pwh/flows/rayteams.py).
     if args.wrapper == "flow":
-        from flows.rayteams import sync_rayteams
+        from pwh.flows.rayteams import sync_rayteams
     else:
-        from flows.rayteams_sync import sync_rayteams
+        from pwh.flows.rayteams_sync import sync_rayteams
 
     def run():
         return sync_rayteams(base_url=args.base_url, db_path=args.db, mode=args.mode, strategy=args.strategy,

@@ -141,8 +141,8 @@ def prefect_import(ctx: Context, round_: int) -> Run:
 
 def ledger(db: Path) -> tuple[float | None, dict[str, int]]:
     """(engine wall of the last run from pipeline.runs, rows per warehouse table)."""
-    from schemas import pipeline
-    from schemas import rayteams as tables
+    from pwh.schemas import pipeline
+    from pwh.schemas import rayteams as tables
 
     with duckdb.connect(str(db), read_only=True) as con:
         last = con.execute(

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def write_dataset(path: Path, projects: int, seed: int) -> int:
     """The simulator's projects as the client hands them over, in one JSON file; their record count."""
-    from sources.rayteams.dataset import DatasetConfig, RayteamsDataset
+    from pwh.sources.rayteams.dataset import DatasetConfig, RayteamsDataset
 
     dataset = RayteamsDataset(DatasetConfig(seed=seed, n_projects=projects))
     fetched = []
@@ -37,8 +37,8 @@ def write_dataset(path: Path, projects: int, seed: int) -> int:
 
 def child(dataset: Path, repeat: int) -> None:
     """Time the transform of the code on this process's path (one warm-up, then ``repeat``)."""
-    from transforms.pseudonym import Pseudonymizer
-    from transforms.rayteams import FetchedProject, transform_projects
+    from pwh.transforms.pseudonym import Pseudonymizer
+    from pwh.transforms.rayteams import FetchedProject, transform_projects
 
     raw = dataset.read_bytes()
     pseudonyms = Pseudonymizer(b"bench-transform-key-0123456789")

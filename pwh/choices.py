@@ -9,14 +9,14 @@ from enum import Enum
 
 
 class Strategy(str, Enum):
-    """RAYTeams fetch strategy (sources.rayteams.client.STRATEGIES)."""
+    """RAYTeams fetch strategy (pwh.sources.rayteams.client.STRATEGIES)."""
 
     aggregate = "aggregate"
     per_resource = "per_resource"
 
 
 class Listing(str, Enum):
-    """Incoplax listing (flows.incoplax_sync.LISTINGS)."""
+    """Incoplax listing (pwh.flows.incoplax_sync.LISTINGS)."""
 
     auto = "auto"
     minimal = "minimal"
@@ -32,7 +32,7 @@ class DemoSource(str, Enum):
 
 
 class Auth(str, Enum):
-    """Incoplax authentication scheme (sources.incoplax.client)."""
+    """Incoplax authentication scheme (pwh.sources.incoplax.client)."""
 
     bearer = "bearer"
     basic = "basic"

@@ -93,21 +93,21 @@ def _quiet_prefect() -> None:
 
 def sync_module(source: str, prefect: Optional[bool]):
     """The module whose sync functions a hand run calls: the Prefect flows of
-    flows/<source>.py when a Prefect API is configured (or --prefect), else the very same
-    functions run in this process (flows/<source>_sync.py): no Prefect import and no
+    pwh/flows/<source>.py when a Prefect API is configured (or --prefect), else the very same
+    functions run in this process (pwh/flows/<source>_sync.py): no Prefect import and no
     temporary Prefect server (10-30 s) on every run (docs/operations.md). ``--prefect``
     without an API is refused: Prefect's temporary server would throw the run's records
     away when it ends, and a killed ``pwh`` would leave that server behind."""
     import importlib
 
-    from flows.host import configured_api_url
+    from pwh.flows.host import configured_api_url
 
     configured = configured_api_url() is not None
     if prefect and not configured:
         fail("--prefect records the run on a Prefect server, and none is configured: set PREFECT_API_URL "
              "(start one with `prefect server start`), or drop --prefect")
     use_prefect = configured if prefect is None else prefect
-    return importlib.import_module(f"flows.{source}" if use_prefect else f"flows.{source}_sync")
+    return importlib.import_module(f"pwh.flows.{source}" if use_prefect else f"pwh.flows.{source}_sync")
 
 
 async def _stoppable(coro_factory, stopped_by: list[int]):
@@ -150,7 +150,7 @@ def run_flow(coro_factory, *, show_progress: bool = True) -> dict:
         TimeElapsedColumn,
     )
 
-    from flows import progress as progress_hook
+    from pwh.flows import progress as progress_hook
 
     bar = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -210,7 +210,7 @@ def sync_rayteams_command(
     full_refresh: FullRefreshOption = False,
     allow_mass_delete: AllowMassDeleteOption = False,
     strategy: Annotated[Strategy, typer.Option(help="aggregate (GET /project/{_id}) or per_resource.")] = Strategy.aggregate,
-    batch_size: BatchSizeOption = 500,  # flows.rayteams.DEFAULT_BATCH_SIZE (not imported: the CLI starts without Prefect)
+    batch_size: BatchSizeOption = 500,  # pwh.flows.rayteams.DEFAULT_BATCH_SIZE (not imported: the CLI starts without Prefect)
     timeout: TimeoutOption = 30.0,
     max_response_mb: Annotated[Optional[float], typer.Option(
         min=0.001, help="Largest answer accepted, MiB (default: PWH_MAX_RESPONSE_BYTES, else 64).")] = None,
@@ -224,7 +224,7 @@ def sync_rayteams_command(
 ) -> None:
     """Sync every RAYTeams project (and sub-resource, and file) into the warehouse."""
     _quiet_prefect()
-    from sources.rayteams.client import CLIENT_ID_VARIABLE, TOKEN_VARIABLE
+    from pwh.sources.rayteams.client import CLIENT_ID_VARIABLE, TOKEN_VARIABLE
 
     strategy = strategy.value
     max_response_bytes = None if max_response_mb is None else int(max_response_mb * 1024 * 1024)
@@ -287,7 +287,7 @@ def _sync_rayteams_accounts(*, config: Optional[Path], db: Path, account: Option
             refusals.append(exc)
     if len(refusals) == len(chosen):
         raise refusals[0]
-    from flows.rayteams_sync import AccountsFailedError
+    from pwh.flows.rayteams_sync import AccountsFailedError
 
     sync_rayteams_accounts = sync_module("rayteams", prefect).sync_rayteams_accounts
 
@@ -321,8 +321,8 @@ def simulate_rayteams_command(
     client_id: Annotated[str, typer.Option(help="Client id the simulator accepts.")] = "sim-client",
 ) -> None:
     """Serve the RAYTeams simulator (every endpoint and quirk) until interrupted."""
-    from sources.rayteams.dataset import DatasetConfig, RayteamsDataset
-    from sources.rayteams.simulator import SimulatorOptions, serve_forever
+    from pwh.sources.rayteams.dataset import DatasetConfig, RayteamsDataset
+    from pwh.sources.rayteams.simulator import SimulatorOptions, serve_forever
 
     dataset = RayteamsDataset(DatasetConfig(seed=seed, n_projects=projects))
     options = SimulatorOptions(token=token, client_id=client_id, latency_ms=latency_ms, fault_rate=fault_rate)
@@ -352,7 +352,7 @@ def docs(
         "--write", help="Rewrite the generated references in this docs folder (tables.md, the marts of analytics.md) instead of printing.")] = None,
 ) -> None:
     """Print the warehouse's table reference (every table and column) as Markdown."""
-    from schemas.catalog import markdown_reference, with_marts_reference, with_reference
+    from pwh.schemas.catalog import markdown_reference, with_marts_reference, with_reference
 
     if write is None:
         typer.echo(markdown_reference(), nl=False)
@@ -380,7 +380,7 @@ def serve(
     One run of a deployment at a time: a run that would overlap a running one is skipped
     (cancelled); runs of different sources wait for each other's hold on the warehouse file."""
     _quiet_prefect()
-    from flows.schedules import (
+    from pwh.flows.schedules import (
         ScheduleError,
         check_cron,
         describe,
@@ -427,7 +427,7 @@ AuthOption = Annotated[Auth, typer.Option("--auth", help="bearer (INCOPLAX_TOKEN
 
 
 def _check_incoplax(base_url: str, auth: Auth) -> None:
-    from sources.incoplax.client import (
+    from pwh.sources.incoplax.client import (
         PASSWORD_VARIABLE,
         TOKEN_VARIABLE,
         USERNAME_VARIABLE,
@@ -487,10 +487,10 @@ def incoplax_lookup_command(
 ) -> None:
     """LOOKUP a project by code or id; prints the matching ids, one per line."""
     _check_incoplax(base_url, auth)
-    from flows.incoplax_sync import read_credentials
-    from sources.errors import SourceError
-    from sources.http import HttpSettings
-    from sources.incoplax.client import IncoplaxClient, LookupNotFoundError
+    from pwh.flows.incoplax_sync import read_credentials
+    from pwh.sources.errors import SourceError
+    from pwh.sources.http import HttpSettings
+    from pwh.sources.incoplax.client import IncoplaxClient, LookupNotFoundError
 
     async def lookup() -> list[str]:
         client = IncoplaxClient.connect(base_url, auth_scheme=auth.value, settings=HttpSettings(timeout_s=timeout),
@@ -523,8 +523,8 @@ def simulate_incoplax_command(
     password: Annotated[str, typer.Option(help="Password the simulator accepts (basic).")] = "sim-password",
 ) -> None:
     """Serve the Incoplax simulator (CRUD, LOOKUP, paging, masks, flat form) until interrupted."""
-    from sources.incoplax.dataset import DatasetConfig, IncoplaxDataset
-    from sources.incoplax.simulator import SimulatorOptions, serve_forever
+    from pwh.sources.incoplax.dataset import DatasetConfig, IncoplaxDataset
+    from pwh.sources.incoplax.simulator import SimulatorOptions, serve_forever
 
     dataset = IncoplaxDataset(DatasetConfig(seed=seed, n_projects=projects))
     options = SimulatorOptions(auth=auth.value, token=token, username=username, password=password,
@@ -558,7 +558,7 @@ def sync_clarity_command(
     """Sync Clarity LIMS projects (UDFs typed, files, external ids) into the warehouse.
     Credentials: CLARITY_USERNAME and CLARITY_PASSWORD."""
     _quiet_prefect()
-    from sources.clarity.client import (
+    from pwh.sources.clarity.client import (
         PASSWORD_VARIABLE,
         USERNAME_VARIABLE,
         filter_params,
@@ -602,8 +602,8 @@ def simulate_clarity_command(
     password: Annotated[str, typer.Option(help="Password the simulator accepts.")] = "sim-password",
 ) -> None:
     """Serve the Clarity LIMS simulator (paged XML project list, project details) until interrupted."""
-    from sources.clarity.dataset import ClarityDataset, DatasetConfig
-    from sources.clarity.simulator import SimulatorOptions, serve_forever
+    from pwh.sources.clarity.dataset import ClarityDataset, DatasetConfig
+    from pwh.sources.clarity.simulator import SimulatorOptions, serve_forever
 
     dataset = ClarityDataset(DatasetConfig(seed=seed, n_projects=projects))
     options = SimulatorOptions(username=username, password=password, page_size=page_size,
@@ -667,11 +667,11 @@ def status(
 @app.command()
 def publish(db: DbOption = Path("warehouse.duckdb")) -> None:
     """Refresh the marts and comments and publish the readers' replica now (every sync does this itself)."""
-    from warehouse.connection import WarehouseBusyError
-    from warehouse.integrity import WarehouseDamagedError
-    from warehouse.lock import open_writer
-    from warehouse.migrations import migrate
-    from warehouse.replica import publish_replica, refresh_analyst_layer
+    from pwh.warehouse.connection import WarehouseBusyError
+    from pwh.warehouse.integrity import WarehouseDamagedError
+    from pwh.warehouse.lock import open_writer
+    from pwh.warehouse.migrations import migrate
+    from pwh.warehouse.replica import publish_replica, refresh_analyst_layer
 
     if not db.exists():
         fail(f"no warehouse at {db}")
@@ -690,9 +690,9 @@ def publish(db: DbOption = Path("warehouse.duckdb")) -> None:
 @app.command()
 def restore(db: DbOption = Path("warehouse.duckdb")) -> None:
     """Replace a damaged warehouse file (one that does not open or read) by a copy of its readers' replica."""
-    from warehouse.connection import WarehouseBusyError
-    from warehouse.integrity import WarehouseDamagedError
-    from warehouse.replica import NothingToRestoreError, restore_from_replica
+    from pwh.warehouse.connection import WarehouseBusyError
+    from pwh.warehouse.integrity import WarehouseDamagedError
+    from pwh.warehouse.replica import NothingToRestoreError, restore_from_replica
 
     try:
         replica, moved = restore_from_replica(db)
@@ -710,7 +710,7 @@ def dashboard(
 ) -> None:
     """Serve the dashboard over the readers' replica on http://127.0.0.1:PORT until interrupted."""
     from pwh.dashboard import PortInUseError, serve
-    from warehouse.replica import replica_path
+    from pwh.warehouse.replica import replica_path
 
     if not replica_path(db).exists() and not str(db).endswith(".replica.duckdb"):
         fail(f"no readers' replica at {replica_path(db)}: run a sync (or `pwh publish --db {db}`) first")
@@ -759,7 +759,7 @@ def sync_openproject_command(
 ) -> None:
     """Sync every OpenProject project with its work packages, versions, categories, types, memberships and custom values."""
     _quiet_prefect()
-    from sources.openproject.client import TOKEN_VARIABLE
+    from pwh.sources.openproject.client import TOKEN_VARIABLE
 
     check_base_url(base_url)
     check_config(None)
@@ -791,8 +791,8 @@ def simulate_openproject_command(
     api_key: Annotated[str, typer.Option(help="API key the simulator accepts (basic auth apikey:<key>).")] = "sim-api-key",
 ) -> None:
     """Serve the OpenProject API v3 simulator (HAL, paging, hidden parents, 404s) until interrupted."""
-    from sources.openproject.dataset import DatasetConfig, OpenProjectDataset
-    from sources.openproject.simulator import SimulatorOptions, serve_forever
+    from pwh.sources.openproject.dataset import DatasetConfig, OpenProjectDataset
+    from pwh.sources.openproject.simulator import SimulatorOptions, serve_forever
 
     dataset = OpenProjectDataset(DatasetConfig(seed=seed, n_projects=projects, max_work_packages=max_work_packages))
     options = SimulatorOptions(api_key=api_key, max_page_size=max_page_size, latency_ms=latency_ms, fault_rate=fault_rate)

@@ -7,7 +7,7 @@ Sections read here:
   a lab) per table::
 
       [rayteams.accounts.seoul]
-      region = "ap-northeast-2"     # required: one of sources.rayteams.oauth.REGIONS
+      region = "ap-northeast-2"     # required: one of pwh.sources.rayteams.oauth.REGIONS
       sandbox = ""                  # optional: "rayteams<sandbox>.com"
       client_id = "…"               # optional here: else RAYTEAMS_SEOUL_CLIENT_ID
       base_url = "https://…/v1.0"   # optional: else derived from region and sandbox
@@ -18,7 +18,7 @@ Sections read here:
   the flow from ``RAYTEAMS_<NAME>_CLIENT_SECRET`` and ``RAYTEAMS_<NAME>_REFRESH_TOKEN`` (or
   the Prefect Secret blocks ``rayteams-<name>-client-secret`` / ``…-refresh-token``).
 
-``[schedules.*]`` belongs to ``flows/schedules.py`` (``pwh serve``), which reads the same file.
+``[schedules.*]`` belongs to ``pwh/flows/schedules.py`` (``pwh serve``), which reads the same file.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sources.rayteams.oauth import (
+from pwh.sources.rayteams.oauth import (
     DEFAULT_OAUTH_STAGE,
     REGIONS,
     api_base_url,

@@ -24,7 +24,7 @@ from typing import Any
 import duckdb
 
 from pwh.ages import human_age
-from warehouse.replica import open_replica, replica_path
+from pwh.warehouse.replica import open_replica, replica_path
 
 TITLE = "Project warehouse"
 SECTIONS = (

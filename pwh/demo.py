@@ -42,7 +42,7 @@ def run_demo(*, db: Path, projects: int, seed: int, run_flow, print_summary, syn
     when a Prefect API is configured, else the same functions in this process)."""
     if source not in DEMO_SOURCES:
         raise typer.BadParameter(f"--source must be one of {', '.join(DEMO_SOURCES)}")
-    from schemas import pipeline
+    from pwh.schemas import pipeline
 
     shown = []  # (tables, example queries) of each source synced
     if source in ("rayteams", "all"):
@@ -58,10 +58,10 @@ def run_demo(*, db: Path, projects: int, seed: int, run_flow, print_summary, syn
 
 
 def _sync_rayteams_demo(*, db: Path, projects: int, seed: int, run_flow, print_summary, sync_module):
-    from schemas import rayteams
-    from sources.rayteams.client import CLIENT_ID_VARIABLE, TOKEN_VARIABLE
-    from sources.rayteams.dataset import DatasetConfig, RayteamsDataset
-    from sources.rayteams.simulator import SimulatorOptions, running_simulator
+    from pwh.schemas import rayteams
+    from pwh.sources.rayteams.client import CLIENT_ID_VARIABLE, TOKEN_VARIABLE
+    from pwh.sources.rayteams.dataset import DatasetConfig, RayteamsDataset
+    from pwh.sources.rayteams.simulator import SimulatorOptions, running_simulator
 
     sync_rayteams = sync_module("rayteams").sync_rayteams
     dataset = RayteamsDataset(DatasetConfig(seed=seed, n_projects=projects))
@@ -81,7 +81,7 @@ def _sync_rayteams_demo(*, db: Path, projects: int, seed: int, run_flow, print_s
 
 
 def _show(db: Path, tables, queries) -> None:
-    from warehouse.connection import connect
+    from pwh.warehouse.connection import connect
 
     con = connect(db, read_only=True)
     try:

@@ -21,7 +21,7 @@ from typing import IO, Any, Iterator
 import duckdb
 
 from pwh.formats import Format
-from warehouse.replica import open_replica, replica_path
+from pwh.warehouse.replica import open_replica, replica_path
 
 HELP = """Statements end with `;` (a blank line also runs what you typed). Read-only.
   .tables           every table and view, with its comment

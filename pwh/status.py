@@ -33,8 +33,8 @@ from typing import Any
 import duckdb
 import orjson
 
-from flows.schedules import Schedule, cron_fields
 from pwh.ages import human_age
+from pwh.flows.schedules import Schedule, cron_fields
 
 DEFAULT_MAX_AGE = timedelta(hours=24)
 STALE_AFTER_INTERVALS = 2
@@ -176,8 +176,8 @@ def read_status(
 def open_ledger(db: Path, *, primary: bool) -> tuple[duckdb.DuckDBPyConnection, Path]:
     """A read-only connection to the replica of ``db`` (or to ``db`` itself with
     ``primary``), and the file it opened."""
-    from warehouse.connection import WarehouseBusyError, connect
-    from warehouse.replica import replica_path
+    from pwh.warehouse.connection import WarehouseBusyError, connect
+    from pwh.warehouse.replica import replica_path
 
     is_replica = db.name.endswith(".replica.duckdb")
     path = db if primary or is_replica else replica_path(db)
@@ -283,7 +283,7 @@ def render_text(statuses: list[AccountStatus], *, now: datetime, warehouse: Path
 def check(db: Path, *, primary: bool = False, config: Path | None = None, max_age: str | None = None,
           as_json: bool = False, now: datetime | None = None) -> tuple[str, int]:
     """What ``pwh status`` prints, and its exit status."""
-    from flows.schedules import ScheduleError, load_schedules
+    from pwh.flows.schedules import ScheduleError, load_schedules
 
     allowed = None if max_age is None else parse_duration(max_age)
     try:

@@ -10,8 +10,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from flows.host import configured_api_url
-from flows.secrets import missing_secrets_message
+from pwh.flows.host import configured_api_url
+from pwh.flows.secrets import missing_secrets_message
 
 
 class SettingError(ValueError):
@@ -51,15 +51,15 @@ def check_secrets(variables: Iterable[str], *, flags: str = "") -> None:
 # working directory (the table of each TOML file that holds Prefect's settings).
 def prefect_api_configured() -> bool:
     """Whether Prefect would talk to an API server, read as Prefect reads its settings,
-    without importing it (flows/host.py)."""
+    without importing it (pwh/flows/host.py)."""
     return configured_api_url() is not None
 
 
 def check_config(path: Path | None):
     """``pwh.toml`` (``path``, else ./pwh.toml when present) as every part reads it: its
     accounts and its schedules with their cron expressions. Returns the parsed accounts."""
-    from flows.schedules import ScheduleError, load_schedules
     from pwh.config import ConfigError, load_config
+    from pwh.flows.schedules import ScheduleError, load_schedules
 
     try:
         loaded = load_config(path)

@@ -14,13 +14,13 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from schemas.catalog import all_tables, all_views
-from sources.rayteams.dataset import DatasetConfig, RayteamsDataset
-from sources.rayteams.simulator import SimulatorOptions, running_simulator
-from warehouse.connection import connect
-from warehouse.marts import VIEWS, create_views
-from warehouse.migrations import migrate
-from warehouse.replica import (
+from pwh.schemas.catalog import all_tables, all_views
+from pwh.sources.rayteams.dataset import DatasetConfig, RayteamsDataset
+from pwh.sources.rayteams.simulator import SimulatorOptions, running_simulator
+from pwh.warehouse.connection import connect
+from pwh.warehouse.marts import VIEWS, create_views
+from pwh.warehouse.migrations import migrate
+from pwh.warehouse.replica import (
     open_replica,
     publish_replica,
     refresh_analyst_layer,
@@ -64,7 +64,7 @@ class HandTruth:
 async def synced(tmp_path_factory, prefect_harness):
     """Two syncs of one account: a full one, then an incremental one after 10% of the
     projects vanished and 5% appeared (nothing else changed, so every row is known)."""
-    from flows.rayteams import sync_rayteams
+    from pwh.flows.rayteams import sync_rayteams
 
     os.environ["RAYTEAMS_TOKEN"], os.environ["RAYTEAMS_CLIENT_ID"] = TOKEN, CLIENT_ID
     db = tmp_path_factory.mktemp("analytics") / "warehouse.duckdb"

@@ -7,9 +7,9 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from flows.clarity_sync import ListingMark, watermark
-from schemas.validate import split_valid
-from sources.clarity.client import (
+from pwh.flows.clarity_sync import ListingMark, watermark
+from pwh.schemas.validate import split_valid
+from pwh.sources.clarity.client import (
     ClarityApiError,
     ClarityNotFoundError,
     filter_params,
@@ -20,11 +20,11 @@ from sources.clarity.client import (
     parse_timestamp,
     read_answer,
 )
-from sources.errors import ApiError, NotFoundError, TransientError
-from sources.http import Answer
-from sources.xml import MalformedXmlError, UnsafeXmlError, parse_xml
-from transforms.clarity import FetchedProject, transform_projects, typed_udf_value
-from warehouse.load import UnitState
+from pwh.sources.errors import ApiError, NotFoundError, TransientError
+from pwh.sources.http import Answer
+from pwh.sources.xml import MalformedXmlError, UnsafeXmlError, parse_xml
+from pwh.transforms.clarity import FetchedProject, transform_projects, typed_udf_value
+from pwh.warehouse.load import UnitState
 
 NS = (
     'xmlns:udf="http://genologics.com/ri/userdefined" xmlns:ri="http://genologics.com/ri" '

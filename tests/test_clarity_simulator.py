@@ -6,23 +6,23 @@ from __future__ import annotations
 import pytest
 from aiohttp import web
 
-from sources.clarity.client import (
+from pwh.sources.clarity.client import (
     ClarityApiError,
     ClarityClient,
     ClarityNotFoundError,
     filter_params,
 )
-from sources.clarity.dataset import UDT_NAME, ClarityDataset, DatasetConfig
-from sources.clarity.simulator import (
+from pwh.sources.clarity.dataset import UDT_NAME, ClarityDataset, DatasetConfig
+from pwh.sources.clarity.simulator import (
     SIMULATOR_KEY,
     SimulatorOptions,
     build_app,
     running_simulator,
 )
-from sources.errors import AuthError
-from sources.http import HttpSettings
-from sources.simulation import serving
-from sources.xml import UnsafeXmlError
+from pwh.sources.errors import AuthError
+from pwh.sources.http import HttpSettings
+from pwh.sources.simulation import serving
+from pwh.sources.xml import UnsafeXmlError
 
 USER, PASSWORD = "lims-user", "pw-SECRET-93b1"
 FOREIGN = "https://lims.public.invalid/api/v2"

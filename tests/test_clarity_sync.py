@@ -10,17 +10,17 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from flows.clarity import sync_clarity
-from flows.clarity_sync import ClarityAdapter, ListingMark
-from flows.engine import run_sync
-from schemas import clarity
-from sources.clarity.client import ClarityClient
-from sources.clarity.dataset import ClarityDataset, DatasetConfig
-from sources.clarity.simulator import SimulatorOptions, running_simulator
-from sources.http import HttpSettings
+from pwh.flows.clarity import sync_clarity
+from pwh.flows.clarity_sync import ClarityAdapter, ListingMark
+from pwh.flows.engine import run_sync
+from pwh.schemas import clarity
+from pwh.sources.clarity.client import ClarityClient
+from pwh.sources.clarity.dataset import ClarityDataset, DatasetConfig
+from pwh.sources.clarity.simulator import SimulatorOptions, running_simulator
+from pwh.sources.http import HttpSettings
+from pwh.warehouse.connection import connect
+from pwh.warehouse.migrations import migrate
 from tests.warehouse_checks import content_hashes, table_counts
-from warehouse.connection import connect
-from warehouse.migrations import migrate
 
 USER, PASSWORD = "lims-user", "pw-SECRET-4a7c21"
 # Links as a server behind a proxy writes them: the warehouse stays the same whichever

@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from flows.incoplax_sync import LISTINGS
 from pwh.choices import Auth, DemoSource, Listing, Strategy
 from pwh.demo import DEMO_SOURCES
-from sources.incoplax.client import AUTH_SCHEMES
-from sources.rayteams.client import STRATEGIES
-from sources.simulation import HTML_ERROR_PAGE, serving
+from pwh.flows.incoplax_sync import LISTINGS
+from pwh.sources.incoplax.client import AUTH_SCHEMES
+from pwh.sources.rayteams.client import STRATEGIES
+from pwh.sources.simulation import HTML_ERROR_PAGE, serving
 
 ROOT = Path(__file__).resolve().parent.parent
 # Runs `pwh` (pwh.cli.main) and, at exit, writes which heavy modules it had imported.
@@ -325,8 +325,8 @@ def test_an_unexpected_error_is_one_line_with_its_traceback_in_an_owner_only_log
 
 
 def test_a_dashboard_port_in_use_is_one_line_and_no_url(pwh, tmp_path):
-    from warehouse.connection import connect
-    from warehouse.replica import publish_replica
+    from pwh.warehouse.connection import connect
+    from pwh.warehouse.replica import publish_replica
 
     con = connect(tmp_path / "w.duckdb")
     try:

@@ -12,15 +12,15 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from aiohttp import web
 
-from flows.clarity_sync import ClarityAdapter, ListingMark, watermark
-from flows.engine import run_sync
-from sources.clarity.client import ClarityClient
-from sources.clarity.dataset import ClarityDataset, DatasetConfig
-from sources.clarity.simulator import API_PREFIX, SimulatorOptions, build_app
-from sources.simulation import serving
-from warehouse.connection import connect
-from warehouse.load import UnitState
-from warehouse.migrations import migrate
+from pwh.flows.clarity_sync import ClarityAdapter, ListingMark, watermark
+from pwh.flows.engine import run_sync
+from pwh.sources.clarity.client import ClarityClient
+from pwh.sources.clarity.dataset import ClarityDataset, DatasetConfig
+from pwh.sources.clarity.simulator import API_PREFIX, SimulatorOptions, build_app
+from pwh.sources.simulation import serving
+from pwh.warehouse.connection import connect
+from pwh.warehouse.load import UnitState
+from pwh.warehouse.migrations import migrate
 
 USER, PASSWORD = "lims-user", "pw-SECRET-skew-77"
 

@@ -5,7 +5,7 @@ and load; a second writer on the same file; a kill while deletions are being mar
 Kills come two ways: by timing (the test watches the simulator's request counter and
 sends SIGKILL when the sync has made N requests, wherever it then is: fetching a batch
 while the previous one is transformed and loaded in a worker thread) and at named points
-(`PWH_CRASH_AT`, warehouse/crashpoints.py: the process SIGKILLs itself inside the load
+(`PWH_CRASH_AT`, pwh/warehouse/crashpoints.py: the process SIGKILLs itself inside the load
 transaction before COMMIT, right after COMMIT, before a transform, after a fetch).
 
 After every kill the warehouse must open and hold only whole projects; after a rerun it
@@ -24,10 +24,10 @@ import duckdb
 import httpx
 import pytest
 
-from flows.rayteams_sync import project_cursor
-from schemas import rayteams
-from sources.rayteams.dataset import DatasetConfig, RayteamsDataset
-from sources.rayteams.simulator import SimulatorOptions
+from pwh.flows.rayteams_sync import project_cursor
+from pwh.schemas import rayteams
+from pwh.sources.rayteams.dataset import DatasetConfig, RayteamsDataset
+from pwh.sources.rayteams.simulator import SimulatorOptions
 from tests.live import CLIENT_ID, TOKEN, SimulatorThread, pwh, pwh_env
 from tests.warehouse_checks import content_hashes, table_counts
 

@@ -18,12 +18,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from sources.rayteams.dataset import DatasetConfig, RayteamsDataset
-from sources.rayteams.simulator import SimulatorOptions
+from pwh.sources.rayteams.dataset import DatasetConfig, RayteamsDataset
+from pwh.sources.rayteams.simulator import SimulatorOptions
+from pwh.warehouse.integrity import WarehouseDamagedError, read_every_table
+from pwh.warehouse.lock import open_writer
+from pwh.warehouse.replica import publish_replica, replica_path
 from tests.live import CLIENT_ID, TOKEN, SimulatorThread, pwh, pwh_env
-from warehouse.integrity import WarehouseDamagedError, read_every_table
-from warehouse.lock import open_writer
-from warehouse.replica import publish_replica, replica_path
 
 SYNC_ARGS = ("--concurrency", "4", "--quiet")
 BLOCK = 262144  # DuckDB's block size; the file's three 4 KiB headers come first

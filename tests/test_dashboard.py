@@ -21,9 +21,9 @@ import duckdb
 import pytest
 
 from pwh.dashboard import SECTIONS, TITLE
-from sources.rayteams.dataset import DatasetConfig, RayteamsDataset
-from sources.rayteams.simulator import SimulatorOptions, running_simulator
-from warehouse.replica import replica_path
+from pwh.sources.rayteams.dataset import DatasetConfig, RayteamsDataset
+from pwh.sources.rayteams.simulator import SimulatorOptions, running_simulator
+from pwh.warehouse.replica import replica_path
 
 TOKEN, CLIENT_ID = "tok-dashboard-SECRET-77e0", "client-dashboard"
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,7 +69,7 @@ def render(url: str, screenshot: Path) -> str:
 
 @pytest.fixture(scope="module")
 async def warehouse(tmp_path_factory, prefect_harness):
-    from flows.rayteams import sync_rayteams
+    from pwh.flows.rayteams import sync_rayteams
 
     os.environ["RAYTEAMS_TOKEN"], os.environ["RAYTEAMS_CLIENT_ID"] = TOKEN, CLIENT_ID
     db = tmp_path_factory.mktemp("dashboard") / "warehouse.duckdb"
@@ -156,9 +156,9 @@ def test_served_dashboard_renders_in_chromium(warehouse):
 # known in advance.
 
 def hand_warehouse(path: Path, *, with_data: bool) -> Path:
-    from warehouse.connection import connect
-    from warehouse.migrations import migrate
-    from warehouse.replica import publish_replica, refresh_analyst_layer
+    from pwh.warehouse.connection import connect
+    from pwh.warehouse.migrations import migrate
+    from pwh.warehouse.replica import publish_replica, refresh_analyst_layer
 
     con = connect(path)
     try:

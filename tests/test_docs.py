@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from schemas.catalog import all_tables, with_reference
+from pwh.schemas.catalog import all_tables, with_reference
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -46,8 +46,8 @@ def test_every_table_and_column_is_documented():
 
 
 def test_every_table_in_the_catalog_is_created_by_a_migration(tmp_path):
-    from warehouse.connection import connect
-    from warehouse.migrations import check_tables, migrate
+    from pwh.warehouse.connection import connect
+    from pwh.warehouse.migrations import check_tables, migrate
 
     con = connect(tmp_path / "w.duckdb")
     try:
@@ -58,7 +58,7 @@ def test_every_table_in_the_catalog_is_created_by_a_migration(tmp_path):
 
 
 def test_analytics_guide_marts_reference_is_current():
-    from schemas.catalog import with_marts_reference
+    from pwh.schemas.catalog import with_marts_reference
 
     guide = ROOT / "docs" / "analytics.md"
     text = guide.read_text()

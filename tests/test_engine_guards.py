@@ -20,20 +20,20 @@ import pytest
 from aiohttp import web
 from typer.testing import CliRunner
 
-from flows.engine import MASS_DELETE_FLOOR, MassDeleteError, check_deletions, run_sync
-from flows.rayteams_sync import PARTIAL_TABLES, RayteamsAdapter
-from schemas import rayteams as tables
-from sources.rayteams.client import STRATEGIES, RayteamsClient
-from sources.rayteams.dataset import DatasetConfig, RayteamsDataset
-from sources.rayteams.simulator import API_PREFIX, SimulatorOptions, build_app
-from sources.simulation import serving
+from pwh.flows.engine import MASS_DELETE_FLOOR, MassDeleteError, check_deletions, run_sync
+from pwh.flows.rayteams_sync import PARTIAL_TABLES, RayteamsAdapter
+from pwh.schemas import rayteams as tables
+from pwh.sources.rayteams.client import STRATEGIES, RayteamsClient
+from pwh.sources.rayteams.dataset import DatasetConfig, RayteamsDataset
+from pwh.sources.rayteams.simulator import API_PREFIX, SimulatorOptions, build_app
+from pwh.sources.simulation import serving
+from pwh.transforms.frames import RejectedRecord
+from pwh.transforms.pseudonym import Pseudonymizer
+from pwh.warehouse.connection import connect
+from pwh.warehouse.load import replace_units
+from pwh.warehouse.migrations import migrate
+from pwh.warehouse.replica import replica_path
 from tests.warehouse_checks import content_hashes
-from transforms.frames import RejectedRecord
-from transforms.pseudonym import Pseudonymizer
-from warehouse.connection import connect
-from warehouse.load import replace_units
-from warehouse.migrations import migrate
-from warehouse.replica import replica_path
 
 TOKEN = "tok-SECRET-guard-91c2"
 CLIENT_ID = "client-SECRET-guard-3b"
@@ -271,7 +271,7 @@ async def test_rows_a_partial_strategy_does_see_replace_theirs_by_key(tmp_path):
 
 
 def test_every_sync_flow_and_schedule_takes_allow_mass_delete():
-    from flows.schedules import SCHEDULABLE_FLOWS, check_parameters, parse_schedules
+    from pwh.flows.schedules import SCHEDULABLE_FLOWS, check_parameters, parse_schedules
 
     config = {"schedules": {source: {"source": source, "allow_mass_delete": True} for source in SCHEDULABLE_FLOWS}}
     schedules = parse_schedules(config)

@@ -19,16 +19,16 @@ import duckdb
 import orjson
 import pytest
 
-from flows.openproject import sync_openproject
-from flows.rayteams import sync_rayteams
-from flows.rayteams_sync import project_cursor
-from schemas import openproject
-from schemas.validate import split_valid
-from sources.openproject import dataset as op_dataset
-from sources.openproject import simulator as op_simulator
-from sources.rayteams.dataset import DatasetConfig, RayteamsDataset
-from sources.rayteams.simulator import SimulatorOptions, running_simulator
-from transforms.coerce import (
+from pwh.flows.openproject import sync_openproject
+from pwh.flows.rayteams import sync_rayteams
+from pwh.flows.rayteams_sync import project_cursor
+from pwh.schemas import openproject
+from pwh.schemas.validate import split_valid
+from pwh.sources.openproject import dataset as op_dataset
+from pwh.sources.openproject import simulator as op_simulator
+from pwh.sources.rayteams.dataset import DatasetConfig, RayteamsDataset
+from pwh.sources.rayteams.simulator import SimulatorOptions, running_simulator
+from pwh.transforms.coerce import (
     EARLIEST_MS,
     FUTURE_YEARS,
     SECONDS_BELOW,
@@ -37,9 +37,9 @@ from transforms.coerce import (
     as_timestamp_ms,
     describe_value,
 )
-from transforms.pseudonym import Pseudonymizer, birth_year
-from transforms.rayteams import FetchedProject, transform_projects
-from transforms.redact import redact
+from pwh.transforms.pseudonym import Pseudonymizer, birth_year
+from pwh.transforms.rayteams import FetchedProject, transform_projects
+from pwh.transforms.redact import redact
 
 KEY = Pseudonymizer(b"field-issues-key-0123456789")
 MS_2022 = 1_669_373_726_576  # 2022-11-25T10:55:26.576Z

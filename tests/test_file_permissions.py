@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from flows import progress
-from flows.rayteams import sync_rayteams
-from flows.rayteams_sync import default_key_file
-from sources.rayteams.dataset import DatasetConfig, RayteamsDataset
-from sources.rayteams.simulator import SimulatorOptions, running_simulator
+from pwh.flows import progress
+from pwh.flows.rayteams import sync_rayteams
+from pwh.flows.rayteams_sync import default_key_file
+from pwh.sources.rayteams.dataset import DatasetConfig, RayteamsDataset
+from pwh.sources.rayteams.simulator import SimulatorOptions, running_simulator
 
 
 def mode(path: Path) -> int:
@@ -73,7 +73,7 @@ async def test_warehouse_wal_and_key_files_are_owner_only(tmp_path, monkeypatch,
 
 
 def test_a_wal_recreated_after_a_checkpoint_is_owner_only_too(tmp_path, permissive_umask):
-    from warehouse.lock import open_writer
+    from pwh.warehouse.lock import open_writer
 
     db = tmp_path / "w.duckdb"
     wal = Path(f"{db}.wal")

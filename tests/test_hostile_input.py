@@ -33,16 +33,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas import rayteams as tables
-from schemas.validate import split_valid
-from sources.rayteams.dataset import DatasetConfig, RayteamsDataset
-from transforms.frames import RejectedRecord
-from transforms.pseudonym import Pseudonymizer
-from transforms.rayteams import PROJECT_SK, FetchedProject, transform_projects
-from transforms.redact import redact
-from warehouse.connection import connect
-from warehouse.load import replace_units
-from warehouse.migrations import migrate
+from pwh.schemas import rayteams as tables
+from pwh.schemas.validate import split_valid
+from pwh.sources.rayteams.dataset import DatasetConfig, RayteamsDataset
+from pwh.transforms.frames import RejectedRecord
+from pwh.transforms.pseudonym import Pseudonymizer
+from pwh.transforms.rayteams import PROJECT_SK, FetchedProject, transform_projects
+from pwh.transforms.redact import redact
+from pwh.warehouse.connection import connect
+from pwh.warehouse.load import replace_units
+from pwh.warehouse.migrations import migrate
 
 KEY = Pseudonymizer(b"hostile-input-key-0123456789")
 REDACT = partial(redact, pseudonyms=KEY)
@@ -74,7 +74,7 @@ def _nested(depth: int, kind: str, leaf: Any) -> Any:
 
 nasty_scalars = st.one_of(
     # No lone surrogates: an answer's decoder replaces them with U+FFFD before any record
-    # exists (sources/http.py::loads_json; tests/test_hostile_servers_http.py).
+    # exists (pwh/sources/http.py::loads_json; tests/test_hostile_servers_http.py).
     st.builds(_huge_text, st.characters(exclude_categories=("Cs",)), st.integers(10_000, 300_000)),
     st.builds(lambda n: "9" * n, st.integers(4_000, 6_000)),  # digits beyond int() parsing limits
     st.sampled_from([

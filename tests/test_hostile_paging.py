@@ -11,16 +11,16 @@ from collections.abc import Callable
 import pytest
 from aiohttp import web
 
-from flows.engine import run_sync
-from flows.incoplax_sync import IncoplaxAdapter
-from sources.clarity.client import ClarityClient
-from sources.errors import ApiError
-from sources.incoplax.client import IncoplaxClient
-from sources.openproject.client import OpenProjectClient
-from sources.paging import collect_pages
-from sources.simulation import serving
-from warehouse.connection import connect
-from warehouse.migrations import migrate
+from pwh.flows.engine import run_sync
+from pwh.flows.incoplax_sync import IncoplaxAdapter
+from pwh.sources.clarity.client import ClarityClient
+from pwh.sources.errors import ApiError
+from pwh.sources.incoplax.client import IncoplaxClient
+from pwh.sources.openproject.client import OpenProjectClient
+from pwh.sources.paging import collect_pages
+from pwh.sources.simulation import serving
+from pwh.warehouse.connection import connect
+from pwh.warehouse.migrations import migrate
 
 TOKEN = "tok-SECRET-paging-5e"
 N = 10

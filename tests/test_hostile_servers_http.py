@@ -25,17 +25,17 @@ import orjson
 import pytest
 from aiohttp import ClientSession, web
 
-from flows.rayteams_sync import RayteamsAdapter
-from flows.runner import sync_into_warehouse
-from schemas import rayteams as tables
-from sources.clarity.client import ClarityClient
-from sources.errors import (
+from pwh.flows.rayteams_sync import RayteamsAdapter
+from pwh.flows.runner import sync_into_warehouse
+from pwh.schemas import rayteams as tables
+from pwh.sources.clarity.client import ClarityClient
+from pwh.sources.errors import (
     RedirectRefusedError,
     ResponseTooLargeError,
     SourceError,
     TransientError,
 )
-from sources.http import (
+from pwh.sources.http import (
     Answer,
     HttpClient,
     HttpSettings,
@@ -43,13 +43,13 @@ from sources.http import (
     decode_json,
     scrub,
 )
-from sources.incoplax.client import IncoplaxClient
-from sources.openproject.client import OpenProjectClient
-from sources.rayteams.client import RayteamsClient
-from sources.rayteams.dataset import DatasetConfig, RayteamsDataset
-from sources.rayteams.simulator import SimulatorOptions, running_simulator
-from sources.simulation import serving
-from transforms.pseudonym import Pseudonymizer
+from pwh.sources.incoplax.client import IncoplaxClient
+from pwh.sources.openproject.client import OpenProjectClient
+from pwh.sources.rayteams.client import RayteamsClient
+from pwh.sources.rayteams.dataset import DatasetConfig, RayteamsDataset
+from pwh.sources.rayteams.simulator import SimulatorOptions, running_simulator
+from pwh.sources.simulation import serving
+from pwh.transforms.pseudonym import Pseudonymizer
 
 FAST = dict(backoff_initial_s=0.001, backoff_max_s=0.01, timeout_s=10.0, max_attempts=3)
 TOKEN = "tok-HOSTILE-5e4d3c2b1a09f8e7"

@@ -13,12 +13,12 @@ import orjson
 import pytest
 from aiohttp import web
 
-from sources.errors import (
+from pwh.sources.errors import (
     AuthError,
     ResponseTooLargeError,
     RetriesExhaustedError,
 )
-from sources.http import (
+from pwh.sources.http import (
     DEFAULT_MAX_RESPONSE_BYTES,
     MAX_RESPONSE_VARIABLE,
     HttpClient,
@@ -27,8 +27,8 @@ from sources.http import (
     decode_json,
     max_response_bytes_from_env,
 )
-from sources.rayteams.client import ProjectNotFoundError, RayteamsClient
-from sources.simulation import HTML_ERROR_PAGE, serving
+from pwh.sources.rayteams.client import ProjectNotFoundError, RayteamsClient
+from pwh.sources.simulation import HTML_ERROR_PAGE, serving
 
 GOOD = {"status": "success", "data": [{"_id": "p1"}]}
 GOOD_BODY = orjson.dumps(GOOD)

@@ -16,16 +16,16 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from sources.errors import ApiError, AuthError, NotFoundError
-from sources.incoplax.client import (
+from pwh.sources.errors import ApiError, AuthError, NotFoundError
+from pwh.sources.incoplax.client import (
     PROJECTS_PATH,
     IncoplaxClient,
     LookupNotFoundError,
     unflatten,
 )
-from sources.incoplax.dataset import DatasetConfig, IncoplaxDataset
-from sources.incoplax.simulator import SIMULATOR_KEY, SimulatorOptions, build_app
-from sources.simulation import serving
+from pwh.sources.incoplax.dataset import DatasetConfig, IncoplaxDataset
+from pwh.sources.incoplax.simulator import SIMULATOR_KEY, SimulatorOptions, build_app
+from pwh.sources.simulation import serving
 
 TOKEN = "inc-SECRET-token-51c2"
 

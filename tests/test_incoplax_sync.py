@@ -14,17 +14,17 @@ import duckdb
 import pytest
 from typer.testing import CliRunner
 
-from flows.engine import run_sync
-from flows.incoplax import sync_incoplax
-from flows.incoplax_sync import IncoplaxAdapter
-from schemas import incoplax as tables
-from sources.incoplax.client import IncoplaxClient
-from sources.incoplax.dataset import DatasetConfig, IncoplaxDataset
-from sources.incoplax.simulator import SIMULATOR_KEY, SimulatorOptions, build_app
-from sources.simulation import serving
+from pwh.flows.engine import run_sync
+from pwh.flows.incoplax import sync_incoplax
+from pwh.flows.incoplax_sync import IncoplaxAdapter
+from pwh.schemas import incoplax as tables
+from pwh.sources.incoplax.client import IncoplaxClient
+from pwh.sources.incoplax.dataset import DatasetConfig, IncoplaxDataset
+from pwh.sources.incoplax.simulator import SIMULATOR_KEY, SimulatorOptions, build_app
+from pwh.sources.simulation import serving
+from pwh.warehouse.connection import connect
+from pwh.warehouse.migrations import migrate
 from tests.warehouse_checks import content_hashes
-from warehouse.connection import connect
-from warehouse.migrations import migrate
 
 TOKEN = "inc-SECRET-token-8e1f"
 

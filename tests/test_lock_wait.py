@@ -8,7 +8,7 @@ from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.flow_engine import run_flow
 
-from flows.runner import SCHEDULED_LOCK_WAIT_S, lock_wait_s
+from pwh.flows.runner import SCHEDULED_LOCK_WAIT_S, lock_wait_s
 
 
 @flow(name="lock-wait-probe")

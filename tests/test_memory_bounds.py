@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from flows.engine import Unit
-from transforms.pseudonym import CACHE_SIZE, Pseudonymizer
+from pwh.flows.engine import Unit
+from pwh.transforms.pseudonym import CACHE_SIZE, Pseudonymizer
 
 
 def test_a_unit_keeps_its_list_entry_as_json_and_gives_it_back():

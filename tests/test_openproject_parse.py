@@ -11,10 +11,10 @@ import orjson
 import polars as pl
 import pytest
 
-from schemas.validate import split_valid
-from sources.errors import ApiError, NotFoundError, TransientError
-from sources.http import Answer
-from sources.openproject.client import (
+from pwh.schemas.validate import split_valid
+from pwh.sources.errors import ApiError, NotFoundError, TransientError
+from pwh.sources.http import Answer
+from pwh.sources.openproject.client import (
     UNDISCLOSED,
     NotVisibleError,
     OpenProjectApiError,
@@ -24,9 +24,9 @@ from sources.openproject.client import (
     next_by_offset,
     read_hal,
 )
-from sources.paging import collect_pages
-from transforms.openproject import render_value, transform_projects
-from transforms.redact import redact_unknown_source
+from pwh.sources.paging import collect_pages
+from pwh.transforms.openproject import render_value, transform_projects
+from pwh.transforms.redact import redact_unknown_source
 
 HAL = {"Content-Type": "application/hal+json"}
 

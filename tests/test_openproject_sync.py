@@ -8,11 +8,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from flows.openproject import sync_openproject
-from schemas import openproject
-from sources.openproject.client import UNDISCLOSED
-from sources.openproject.dataset import DatasetConfig, OpenProjectDataset
-from sources.openproject.simulator import SimulatorOptions, running_simulator
+from pwh.flows.openproject import sync_openproject
+from pwh.schemas import openproject
+from pwh.sources.openproject.client import UNDISCLOSED
+from pwh.sources.openproject.dataset import DatasetConfig, OpenProjectDataset
+from pwh.sources.openproject.simulator import SimulatorOptions, running_simulator
 from tests.warehouse_checks import content_hashes, table_counts
 
 KEY = "op-key-SECRET-9e1d77"

@@ -19,17 +19,17 @@ import polars as pl
 import pytest
 from aiohttp import web
 
-from flows.rayteams import sync_rayteams
-from schemas.validate import split_valid
-from transforms.pseudonym import Pseudonymizer
-from transforms.rayteams import FetchedProject, transform_projects
-from transforms.redact import (
+from pwh.flows.rayteams import sync_rayteams
+from pwh.schemas.validate import split_valid
+from pwh.transforms.pseudonym import Pseudonymizer
+from pwh.transforms.rayteams import FetchedProject, transform_projects
+from pwh.transforms.redact import (
     MARKER,
     Redactor,
     patient_identifiers,
     redact_unknown_source,
 )
-from warehouse.replica import replica_path
+from pwh.warehouse.replica import replica_path
 
 KEY = Pseudonymizer(b"privacy-test-key-0123456789")
 PID = "0b7c2a51-7d0e-4c1e-9a55-3f1f3c1d2e01"

@@ -1,5 +1,5 @@
 """`pwh sync` decides between a Prefect flow run and a plain run from the Prefect API
-the settings name, read without importing Prefect (flows/host.py); the reading must be
+the settings name, read without importing Prefect (pwh/flows/host.py); the reading must be
 Prefect's own, in every place Prefect looks."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.host import read_api_url
+from pwh.flows.host import read_api_url
 
 URL = "http://127.0.0.1:4299/api"
 
@@ -62,7 +62,7 @@ def test_no_source_sync_imports_prefect():
     import subprocess
     import sys
 
-    code = ("import sys, pwh.cli, flows.rayteams_sync, flows.openproject_sync, flows.clarity_sync, "
-            "flows.incoplax_sync; print(sorted(m for m in sys.modules if m.split('.')[0] == 'prefect'))")
+    code = ("import sys, pwh.cli, pwh.flows.rayteams_sync, pwh.flows.openproject_sync, pwh.flows.clarity_sync, "
+            "pwh.flows.incoplax_sync; print(sorted(m for m in sys.modules if m.split('.')[0] == 'prefect'))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.strip() == "[]"

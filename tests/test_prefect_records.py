@@ -21,11 +21,11 @@ from prefect.client.schemas.filters import (
 )
 from prefect.logging.handlers import APILogHandler
 
-from flows.incoplax import sync_incoplax
-from sources.errors import AuthError
-from sources.incoplax.dataset import DatasetConfig, IncoplaxDataset
-from sources.incoplax.simulator import SimulatorOptions, build_app
-from sources.simulation import serving
+from pwh.flows.incoplax import sync_incoplax
+from pwh.sources.errors import AuthError
+from pwh.sources.incoplax.dataset import DatasetConfig, IncoplaxDataset
+from pwh.sources.incoplax.simulator import SimulatorOptions, build_app
+from pwh.sources.simulation import serving
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

@@ -13,12 +13,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from flows.rayteams_sync import default_key_file
-from sources.rayteams.dataset import DatasetConfig, RayteamsDataset
-from sources.rayteams.simulator import SimulatorOptions
+from pwh.flows.rayteams_sync import default_key_file
+from pwh.sources.rayteams.dataset import DatasetConfig, RayteamsDataset
+from pwh.sources.rayteams.simulator import SimulatorOptions
+from pwh.transforms.pseudonym import FINGERPRINT_LABEL, Pseudonymizer
+from pwh.warehouse.replica import replica_path
 from tests.live import CLIENT_ID, TOKEN, SimulatorThread, pwh, pwh_env
-from transforms.pseudonym import FINGERPRINT_LABEL, Pseudonymizer
-from warehouse.replica import replica_path
 
 SYNC_ARGS = ("--concurrency", "4", "--quiet")
 NEW_KEY = "a-second-key-for-re-keying-7f3e9a"

@@ -20,22 +20,22 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from flows.rayteams import sync_rayteams_accounts
-from flows.rayteams_sync import AccountsFailedError
 from pwh.cli import app
 from pwh.config import ConfigError, load_config
-from schemas import rayteams as tables
-from sources.http import HttpSettings
-from sources.rayteams.client import RayteamsClient
-from sources.rayteams.dataset import DatasetConfig, RayteamsDataset
-from sources.rayteams.oauth import (
+from pwh.flows.rayteams import sync_rayteams_accounts
+from pwh.flows.rayteams_sync import AccountsFailedError
+from pwh.schemas import rayteams as tables
+from pwh.sources.http import HttpSettings
+from pwh.sources.rayteams.client import RayteamsClient
+from pwh.sources.rayteams.dataset import DatasetConfig, RayteamsDataset
+from pwh.sources.rayteams.oauth import (
     OAuthCredentials,
     SecretNames,
     TokenRefusedError,
     api_base_url,
     token_endpoint,
 )
-from sources.rayteams.simulator import SimulatorOptions, running_simulator, token_url
+from pwh.sources.rayteams.simulator import SimulatorOptions, running_simulator, token_url
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

@@ -16,11 +16,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import transforms.rayteams
-from transforms.coerce import as_text
-from transforms.pseudonym import Pseudonymizer
-from transforms.rayteams import FetchedProject, transform_projects
-from transforms.redact import RawScan, Redactor, patient_identifiers
+import pwh.transforms.rayteams
+from pwh.transforms.coerce import as_text
+from pwh.transforms.pseudonym import Pseudonymizer
+from pwh.transforms.rayteams import FetchedProject, transform_projects
+from pwh.transforms.redact import RawScan, Redactor, patient_identifiers
 
 KEY = Pseudonymizer(b"shortcut-test-key-0123456789")
 PROPERTY = settings(max_examples=300, deadline=None, derandomize=True, database=None,
@@ -132,7 +132,7 @@ def test_a_transform_with_the_shortcut_equals_one_without(data):
     fetched = [FetchedProject("p1", None, records, files)]
     fast = transform_projects(fetched, account="a", pseudonyms=KEY)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(transforms.rayteams, "RawScan", _Unread)
+        patch.setattr(pwh.transforms.rayteams, "RawScan", _Unread)
         whole = transform_projects(fetched, account="a", pseudonyms=KEY)
     for name, buffer in fast.buffers.items():
         assert buffer.columns == whole.buffers[name].columns, name

@@ -14,9 +14,9 @@ import time
 
 import pytest
 
-from sources.rayteams.dataset import DatasetConfig, RayteamsDataset
-from sources.rayteams.simulator import SimulatorOptions, running_simulator
-from warehouse.replica import replica_path
+from pwh.sources.rayteams.dataset import DatasetConfig, RayteamsDataset
+from pwh.sources.rayteams.simulator import SimulatorOptions, running_simulator
+from pwh.warehouse.replica import replica_path
 
 TOKEN, CLIENT_ID = "tok-replica-SECRET-5c1d", "client-replica"
 # A minute by default, as the acceptance asks; PWH_READER_TEST_S shortens it locally.
@@ -74,7 +74,7 @@ def env(monkeypatch):
 
 
 async def test_readers_query_the_replica_while_syncs_run_and_nobody_waits(tmp_path, prefect_harness):
-    from flows.rayteams import sync_rayteams
+    from pwh.flows.rayteams import sync_rayteams
 
     db = tmp_path / "warehouse.duckdb"
     stop = tmp_path / "stop"

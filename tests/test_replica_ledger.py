@@ -17,16 +17,16 @@ import duckdb
 import pytest
 
 from pwh.dashboard import render, snapshot
-from sources.rayteams.dataset import DatasetConfig, RayteamsDataset
-from sources.rayteams.simulator import SimulatorOptions
+from pwh.sources.rayteams.dataset import DatasetConfig, RayteamsDataset
+from pwh.sources.rayteams.simulator import SimulatorOptions
+from pwh.warehouse.connection import connect
+from pwh.warehouse.lock import open_writer
+from pwh.warehouse.migrations import migrate
+from pwh.warehouse.replica import ledger_for_readers, publish_replica, replica_path
+from pwh.warehouse.runs import RunRecord, save_run
 from tests.live import CLIENT_ID, TOKEN, SimulatorThread, pwh, pwh_env
 from tests.test_dashboard import text_of
 from tests.warehouse_checks import content_hashes, table_counts
-from warehouse.connection import connect
-from warehouse.lock import open_writer
-from warehouse.migrations import migrate
-from warehouse.replica import ledger_for_readers, publish_replica, replica_path
-from warehouse.runs import RunRecord, save_run
 
 SYNC_ARGS = ("--concurrency", "4", "--quiet")
 WRONG_TOKEN = "tok-refused-SECRET-0d4e"

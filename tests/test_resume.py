@@ -7,12 +7,12 @@ from datetime import datetime, timedelta, timezone
 
 import polars as pl
 
-from flows.engine import Listing, Unit, plan_units
-from schemas.rayteams import OTHER_RECORDS, TABLES
-from warehouse.connection import connect
-from warehouse.load import UnitState, read_state, replace_units
-from warehouse.migrations import migrate
-from warehouse.runs import RunRecord, interrupted_full_refreshes, save_run, start_run
+from pwh.flows.engine import Listing, Unit, plan_units
+from pwh.schemas.rayteams import OTHER_RECORDS, TABLES
+from pwh.warehouse.connection import connect
+from pwh.warehouse.load import UnitState, read_state, replace_units
+from pwh.warehouse.migrations import migrate
+from pwh.warehouse.runs import RunRecord, interrupted_full_refreshes, save_run, start_run
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

@@ -19,10 +19,10 @@ import duckdb
 import pytest
 from aiohttp import web
 
-from flows.rayteams import sync_rayteams
-from sources.rayteams.dataset import DatasetConfig, RayteamsDataset
-from sources.rayteams.simulator import SimulatorOptions, running_simulator
-from sources.simulation import serving
+from pwh.flows.rayteams import sync_rayteams
+from pwh.sources.rayteams.dataset import DatasetConfig, RayteamsDataset
+from pwh.sources.rayteams.simulator import SimulatorOptions, running_simulator
+from pwh.sources.simulation import serving
 
 TOKEN = "tok-LEAKCHECK-9b8e7d6c5a4f3e2d"
 CLIENT_ID = "cid-LEAKCHECK-1a2b3c4d"
@@ -249,7 +249,7 @@ async def test_credentials_can_come_from_prefect_secret_blocks(tmp_path, monkeyp
 
 
 def test_a_missing_secret_says_where_to_put_it(monkeypatch):
-    from flows.secrets import MissingSecretError, read_secret
+    from pwh.flows.secrets import MissingSecretError, read_secret
 
     monkeypatch.delenv("RAYTEAMS_TOKEN")
     # With the harness's server configured, the Secret block is looked up too, and absent.

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from prefect.cli.deploy._models import PrefectYamlModel
 
-from flows.schedules import (
+from pwh.flows.schedules import (
     DEFAULT_CRON,
     SCHEDULABLE_FLOWS,
     Schedule,
@@ -29,8 +29,10 @@ from flows.schedules import (
     select,
     to_deployment,
 )
-from sources.rayteams.dataset import DatasetConfig, RayteamsDataset
-from sources.rayteams.simulator import SimulatorOptions
+from pwh.sources.rayteams.dataset import DatasetConfig, RayteamsDataset
+from pwh.sources.rayteams.simulator import SimulatorOptions
+from pwh.warehouse.connection import WarehouseBusyError
+from pwh.warehouse.lock import lock_path, writer_lock
 from tests.live import (
     CLIENT_ID,
     TOKEN,
@@ -42,8 +44,6 @@ from tests.live import (
     stop,
 )
 from tests.warehouse_checks import table_counts
-from warehouse.connection import WarehouseBusyError
-from warehouse.lock import lock_path, writer_lock
 
 # ---------------------------------------------------------------- schedules from config
 
@@ -64,7 +64,7 @@ def test_schedules_default_to_hourly_and_take_flow_parameters(tmp_path):
     [only] = select(load_schedules(config), only=["lab-b"], interval_seconds=5, parameters={"db_path": "/w.duckdb"})
     assert (only.name, only.cron, only.interval_seconds, only.parameters["db_path"]) == ("lab-b", None, 5.0, "/w.duckdb")
     deployment = to_deployment(only)
-    assert deployment.name == "lab-b" and deployment.entrypoint == "flows.rayteams.sync_rayteams"
+    assert deployment.name == "lab-b" and deployment.entrypoint == "pwh.flows.rayteams.sync_rayteams"
     assert deployment.concurrency_options.collision_strategy.value == "CANCEL_NEW"
     assert deployment.concurrency_limit == 1
 

@@ -16,9 +16,9 @@ import duckdb
 import orjson
 import pytest
 
-from schemas.rayteams import PROJECTS as PROJECTS_TABLE
-from sources.rayteams.dataset import DatasetConfig, RayteamsDataset
-from sources.rayteams.simulator import SimulatorOptions
+from pwh.schemas.rayteams import PROJECTS as PROJECTS_TABLE
+from pwh.sources.rayteams.dataset import DatasetConfig, RayteamsDataset
+from pwh.sources.rayteams.simulator import SimulatorOptions
 from tests.live import CLIENT_ID, TOKEN, SimulatorThread, flow_runs, pwh, pwh_env
 from tests.warehouse_checks import content_hashes
 

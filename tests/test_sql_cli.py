@@ -17,8 +17,8 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from warehouse.connection import connect
-from warehouse.replica import publish_replica
+from pwh.warehouse.connection import connect
+from pwh.warehouse.replica import publish_replica
 
 ROOT = Path(__file__).resolve().parent.parent
 # 991 rows with text that needs quoting, non-ASCII text, NULLs, timestamps and decimals.

@@ -1,5 +1,5 @@
 """`pwh status` as cron and a person run it: real subprocesses over real warehouse files,
-their ledgers written by the project's own functions (warehouse/runs.py) or by a real sync
+their ledgers written by the project's own functions (pwh/warehouse/runs.py) or by a real sync
 of the Incoplax simulator. Outcome (failing: failed, abandoned, partial, unknown), data age
 against the schedules of pwh.toml, exit statuses 0/5/6/7, the --json shape, the replica by
 default and the primary on request, one-line errors."""
@@ -15,18 +15,18 @@ from pathlib import Path
 
 import pytest
 
-from flows.engine import PLAIN_STAGES, run_sync
-from flows.incoplax_sync import IncoplaxAdapter
-from sources.errors import AuthError
-from sources.incoplax.client import IncoplaxClient
-from sources.incoplax.dataset import DatasetConfig, IncoplaxDataset
-from sources.incoplax.simulator import SimulatorOptions, build_app
-from sources.simulation import serving
-from warehouse.connection import connect
-from warehouse.lock import open_writer
-from warehouse.migrations import migrate
-from warehouse.replica import publish_replica
-from warehouse.runs import RunRecord, save_run
+from pwh.flows.engine import PLAIN_STAGES, run_sync
+from pwh.flows.incoplax_sync import IncoplaxAdapter
+from pwh.sources.errors import AuthError
+from pwh.sources.incoplax.client import IncoplaxClient
+from pwh.sources.incoplax.dataset import DatasetConfig, IncoplaxDataset
+from pwh.sources.incoplax.simulator import SimulatorOptions, build_app
+from pwh.sources.simulation import serving
+from pwh.warehouse.connection import connect
+from pwh.warehouse.lock import open_writer
+from pwh.warehouse.migrations import migrate
+from pwh.warehouse.replica import publish_replica
+from pwh.warehouse.runs import RunRecord, save_run
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT_KEYS = {

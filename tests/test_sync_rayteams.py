@@ -9,9 +9,9 @@ import aiohttp
 import duckdb
 import pytest
 
-from flows.rayteams import sync_rayteams
-from sources.rayteams.dataset import DatasetConfig, RayteamsDataset
-from sources.rayteams.simulator import FAULT_KINDS, SimulatorOptions, running_simulator
+from pwh.flows.rayteams import sync_rayteams
+from pwh.sources.rayteams.dataset import DatasetConfig, RayteamsDataset
+from pwh.sources.rayteams.simulator import FAULT_KINDS, SimulatorOptions, running_simulator
 from tests.warehouse_checks import content_hashes, table_counts
 
 TOKEN = "tok-SECRET-7f3a9c1e5b"

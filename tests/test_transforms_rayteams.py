@@ -9,10 +9,10 @@ from functools import partial
 import polars as pl
 import pytest
 
-from schemas.validate import split_valid
-from transforms.pseudonym import Pseudonymizer, birth_year
-from transforms.rayteams import FetchedProject, route, transform_projects
-from transforms.redact import redact
+from pwh.schemas.validate import split_valid
+from pwh.transforms.pseudonym import Pseudonymizer, birth_year
+from pwh.transforms.rayteams import FetchedProject, route, transform_projects
+from pwh.transforms.redact import redact
 
 KEY = Pseudonymizer(b"unit-test-key-0123456789")
 PID = "fb3ac626-181e-4387-a9c3-c263e4e57c4e"

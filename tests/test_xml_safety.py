@@ -9,8 +9,8 @@ import tracemalloc
 
 import pytest
 
-from sources.errors import ResponseTooLargeError, SourceError, TransientError
-from sources.xml import (
+from pwh.sources.errors import ResponseTooLargeError, SourceError, TransientError
+from pwh.sources.xml import (
     MalformedXmlError,
     UnsafeXmlError,
     local_name,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import duckdb
 
-from schemas import rayteams
-from schemas.spec import Table
+from pwh.schemas import rayteams
+from pwh.schemas.spec import Table
 
 
 def table_counts(db: Path, tables: Sequence[Table] = rayteams.TABLES) -> dict[str, int]:

@@ -1,0 +1,11 @@
+"""The Prefect flows of pwh/flows/clarity_sync.py: the same functions, run as Prefect flow runs
+(deployments, `pwh serve`, and `pwh sync` when a Prefect API is configured or --prefect).
+Inside a flow run the sync's stages become Prefect tasks (pwh/flows/runner.py)."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from pwh.flows import clarity_sync as plain
+
+sync_clarity = flow(plain.sync_clarity, name="sync-clarity", log_prints=False, validate_parameters=True)

@@ -1,0 +1,11 @@
+"""The Prefect flows of pwh/flows/openproject_sync.py: the same functions, run as Prefect flow runs
+(deployments, `pwh serve`, and `pwh sync` when a Prefect API is configured or --prefect).
+Inside a flow run the sync's stages become Prefect tasks (pwh/flows/runner.py)."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from pwh.flows import openproject_sync as plain
+
+sync_openproject = flow(plain.sync_openproject, name="sync-openproject", log_prints=False, validate_parameters=True)

@@ -1,0 +1,246 @@
+"""The RAYTeams sync: the client, transform and tables wired into the engine. The sync
+functions below run in this process as they are (a plain `pwh sync`) or as the Prefect
+flows of pwh/flows/rayteams.py, which wrap these very functions."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pwh.config import CONFIG_FILE, ConfigError, RayteamsAccount, load_config
+from pwh.flows.engine import ClientAdapter, Listing, Unit, listed_units
+from pwh.flows.host import flow_run_context
+from pwh.flows.runner import sync_into_warehouse
+from pwh.flows.secrets import read_secret
+from pwh.schemas import rayteams as tables
+from pwh.sources.http import HttpSettings
+from pwh.sources.rayteams.client import (
+    CLIENT_ID_VARIABLE,
+    DEFAULT_STRATEGY,
+    TOKEN_VARIABLE,
+    RayteamsClient,
+    region_of,
+)
+from pwh.sources.rayteams.oauth import OAuthCredentials, SecretNames
+from pwh.transforms.coerce import CoercionError, as_timestamp_ms
+from pwh.transforms.frames import TableBatch
+from pwh.transforms.pseudonym import Pseudonymizer, choose_key
+from pwh.transforms.rayteams import FetchedProject, transform_projects
+from pwh.transforms.redact import Redactor
+from pwh.warehouse.load import UnitState
+
+log = logging.getLogger("pwh.rayteams")
+
+# Projects per load transaction: fewer, larger batches amortise each transaction's fixed
+# costs (commit, one insert per table, a Prefect task); docs/performance.md.
+DEFAULT_BATCH_SIZE = 500
+
+# The tables each strategy sees only in part. ``per_resource`` reads the five documented
+# sub-resources: records of any other kind (``other_records``) are in the aggregate answer
+# only, so a per_resource run that does not see them proves nothing about them (rows it
+# does see there are upserted by key). ``aggregate`` sees every record of a project.
+PARTIAL_TABLES: dict[str, frozenset[str]] = {
+    "aggregate": frozenset(),
+    "per_resource": frozenset({tables.OTHER_RECORDS.name}),
+}
+
+
+class RayteamsAdapter(ClientAdapter):
+    source = "rayteams"
+    tables = tables.TABLES
+
+    def __init__(self, client: RayteamsClient, *, account: str, strategy: str, pseudonyms: Pseudonymizer,
+                 region: str | None = None) -> None:
+        self.client = client
+        self.account = account
+        self.region = region or region_of(client.http.base_url)
+        self.strategy = strategy
+        if strategy not in PARTIAL_TABLES:
+            raise ValueError(f"unknown strategy {strategy!r}; expected one of {tuple(PARTIAL_TABLES)}")
+        self.partial_tables = PARTIAL_TABLES[strategy]
+        self.pseudonyms = pseudonyms
+        self.redact = Redactor(pseudonyms)  # a unit without its own (the transform gives each one)
+
+    async def list_units(self, known: Mapping[str, UnitState]) -> Listing:
+        # GET /project has no server-side filter: list everything, compare cursors.
+        units = listed_units(await self.client.list_projects(), "_id", project_cursor, self.source)
+        return Listing(units)
+
+    async def fetch_unit(self, unit: Unit) -> FetchedProject:
+        payload = await self.client.fetch_project(unit.key, self.strategy)
+        return FetchedProject(unit.key, unit.entry, payload.records, payload.files)
+
+    def transform(self, fetched: list[FetchedProject]) -> TableBatch:
+        return transform_projects(fetched, account=self.account, pseudonyms=self.pseudonyms)
+
+
+def project_cursor(record: dict[str, Any]) -> str | None:
+    """The incremental cursor of a listed project: its `updated` (in any written form) as
+    epoch ms text. None (unreadable) makes the project count as changed on every run."""
+    try:
+        updated = as_timestamp_ms(record.get("updated"), "updated")
+    except CoercionError:
+        return None
+    return None if updated is None else str(updated)
+
+
+def default_key_file(db_path: str) -> Path:
+    """Pseudonyms must match across runs of one warehouse: its key lives beside it."""
+    return Path(db_path).resolve().parent / ".pwh" / "pseudonym.key"
+
+
+
+async def sync_client(
+    client: RayteamsClient, *, account: str, db_path: str, mode: str, strategy: str, batch_size: int,
+    region: str | None = None, allow_mass_delete: bool = False, rekey: bool = False,
+) -> dict[str, Any]:
+    """One account's sync through ``client`` into the warehouse (what every RAYTeams flow runs);
+    ``rekey``: adopt the pseudonym key at hand as the warehouse's (pwh/warehouse/pseudonym_keys.py)."""
+    key = choose_key(default_key_file(db_path))
+    return await sync_into_warehouse(
+        RayteamsAdapter(client, account=account, strategy=strategy, pseudonyms=Pseudonymizer(key.secret),
+                        region=region),
+        db_path=db_path, tables=tables.TABLES, mode=mode, batch_size=batch_size, pseudonym_key=key, rekey=rekey,
+        allow_mass_delete=allow_mass_delete,
+    )
+
+
+async def sync_rayteams(
+    base_url: str,
+    db_path: str = "warehouse.duckdb",
+    account: str = "default",
+    mode: str = "incremental",
+    strategy: str = DEFAULT_STRATEGY,
+    concurrency: int = 32,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    timeout_s: float = 30.0,
+    max_attempts: int = 6,
+    max_response_bytes: int | None = None,
+    allow_mass_delete: bool = False,
+    rekey: bool = False,
+) -> dict[str, Any]:
+    """Sync every RAYTeams project of one account into the DuckDB warehouse at ``db_path``.
+
+    Credentials come from RAYTEAMS_TOKEN and RAYTEAMS_CLIENT_ID (or Prefect Secret blocks
+    ``rayteams-token`` / ``rayteams-client-id``), the pseudonym key from PWH_PSEUDONYM_KEY
+    (or a key file beside the warehouse); none of them is a parameter. The key must be the
+    one that made the warehouse's pseudonyms; ``rekey`` makes it so (a full refresh).
+    ``allow_mass_delete`` confirms a run that marks more than a quarter of the projects
+    deleted (refused otherwise: pwh/flows/engine.py, the mass-deletion guard).
+    """
+    token = read_secret(TOKEN_VARIABLE)
+    client_id = read_secret(CLIENT_ID_VARIABLE)
+    settings = HttpSettings.for_run(concurrency, timeout_s, max_attempts, max_response_bytes)
+    client = RayteamsClient.connect(base_url, token=token, client_id=client_id, settings=settings)
+    return await sync_client(client, account=account, db_path=db_path, mode=mode, strategy=strategy,
+                             batch_size=batch_size, allow_mass_delete=allow_mass_delete, rekey=rekey)
+
+
+def oauth_credentials(account: RayteamsAccount, settings: HttpSettings) -> OAuthCredentials:
+    """The account's OAuth credentials, its secrets read here (environment or Secret blocks)."""
+    client_id_source = (f"client_id of [rayteams.accounts.{account.name}]" if account.client_id
+                        else account.client_id_variable)
+    return OAuthCredentials(
+        account=account.name,
+        token_url=account.token_url,
+        client_id=account.client_id or read_secret(account.client_id_variable),
+        client_secret=read_secret(account.client_secret_variable),
+        refresh_token=read_secret(account.refresh_token_variable),
+        names=SecretNames(client_id_source, account.client_secret_variable, account.refresh_token_variable),
+        settings=settings,
+    )
+
+
+async def sync_rayteams_account(
+    account: str,
+    config_path: str | None = None,
+    db_path: str = "warehouse.duckdb",
+    mode: str = "incremental",
+    strategy: str = DEFAULT_STRATEGY,
+    concurrency: int = 32,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    timeout_s: float = 30.0,
+    max_attempts: int = 6,
+    max_response_bytes: int | None = None,
+    allow_mass_delete: bool = False,
+    rekey: bool = False,
+) -> dict[str, Any]:
+    """Sync one RAYTeams account of ``config_path`` (default ``pwh.toml``), renewing its
+    OAuth access token from its refresh token whenever it expires.
+
+    The client secret and refresh token come from ``RAYTEAMS_<NAME>_CLIENT_SECRET`` and
+    ``RAYTEAMS_<NAME>_REFRESH_TOKEN`` (or Secret blocks), never from parameters.
+    """
+    configured = load_config(config_path).rayteams_account(account)
+    settings = HttpSettings.for_run(concurrency, timeout_s, max_attempts, max_response_bytes)
+    client = RayteamsClient.connect(configured.base_url, oauth=oauth_credentials(configured, settings),
+                                    settings=settings)
+    summary = await sync_client(client, account=configured.name, db_path=db_path, mode=mode,
+                                strategy=strategy, batch_size=batch_size, region=configured.region,
+                                allow_mass_delete=allow_mass_delete, rekey=rekey)
+    return {"account": configured.name, "region": configured.region, **summary}
+
+
+class AccountsFailedError(RuntimeError):
+    """Some accounts' syncs failed (the others ran); ``outcome`` holds every account's result."""
+
+    def __init__(self, message: str, outcome: dict[str, Any]):
+        super().__init__(message)
+        self.outcome = outcome
+
+
+async def sync_rayteams_accounts(
+    config_path: str | None = None,
+    db_path: str = "warehouse.duckdb",
+    account: str | None = None,
+    mode: str = "incremental",
+    strategy: str = DEFAULT_STRATEGY,
+    concurrency: int = 32,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    timeout_s: float = 30.0,
+    max_attempts: int = 6,
+    max_response_bytes: int | None = None,
+    allow_mass_delete: bool = False,
+    rekey: bool = False,
+) -> dict[str, Any]:
+    """Sync every RAYTeams account of ``config_path`` (or only ``account``), one after
+    another (one DuckDB writer at a time), each with its own ledger row (and, under Prefect,
+    its own subflow run). An account that fails (a refused refresh token, say) does not stop the others;
+    the run then fails naming them, after every account has had its turn.
+
+    Returns ``{"accounts": {name: summary}, "failed": {name: message}}``.
+    """
+    config = load_config(config_path)
+    if account is not None:
+        names = [config.rayteams_account(account).name]
+    else:
+        names = sorted(config.rayteams_accounts)
+    if not names:
+        raise ConfigError(f"{config.path or CONFIG_FILE}: no RAYTeams accounts; add [rayteams.accounts.<name>] tables")
+    sync_account = sync_rayteams_account
+    if flow_run_context() is not None:
+        from pwh.flows.rayteams import (
+            sync_rayteams_account as sync_account,  # each account its own subflow run
+        )
+    outcome: dict[str, Any] = {"accounts": {}, "failed": {}}
+    for name in names:
+        try:
+            outcome["accounts"][name] = await sync_account(
+                name, config_path=config_path, db_path=db_path, mode=mode, strategy=strategy,
+                concurrency=concurrency, batch_size=batch_size, timeout_s=timeout_s,
+                max_attempts=max_attempts, max_response_bytes=max_response_bytes,
+                allow_mass_delete=allow_mass_delete, rekey=rekey,
+            )
+        except Exception as error:  # an interrupt stops every account
+            outcome["failed"][name] = f"{type(error).__name__}: {error}".splitlines()[0][:2000]
+            log.error("RAYTeams account %s failed: %s", name, outcome["failed"][name])
+    if outcome["failed"]:
+        failed = outcome["failed"]
+        raise AccountsFailedError(
+            f"{len(failed)} of {len(names)} RAYTeams accounts failed: "
+            + "; ".join(f"{name}: {message}" for name, message in failed.items()),
+            outcome,
+        )
+    return outcome

@@ -1,0 +1,127 @@
+"""What every source's sync does around the engine: open the warehouse (one writer),
+migrate, check the tables, run the sync, close, summarise. Inside a Prefect flow run the
+stages are Prefect tasks and the run's logs and summary go to its records; a plain run
+(`pwh sync` with no Prefect API) runs the same stages in this process and never imports
+Prefect (pwh/flows/host.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from typing import Any
+
+from pwh.flows.engine import DEFAULT_MAX_DELETE_SHARE, PLAIN_STAGES, SourceAdapter, run_sync
+from pwh.flows.host import flow_run_context
+from pwh.flows.progress import new_progress
+from pwh.schemas.spec import Table
+from pwh.transforms.pseudonym import PseudonymKey
+from pwh.warehouse.integrity import check_primary
+from pwh.warehouse.lock import open_writer
+from pwh.warehouse.migrations import check_tables, migrate
+from pwh.warehouse.pseudonym_keys import settle_key
+from pwh.warehouse.replica import ledger_for_readers, publish_replica, refresh_analyst_layer
+from pwh.warehouse.runs import record_failure
+
+# A run started by a deployment (a schedule) waits this long for another writer of the
+# same file (a manual sync, another source's run) to finish; a direct run (`pwh sync`)
+# fails at once. PWH_LOCK_WAIT_S overrides it.
+SCHEDULED_LOCK_WAIT_S = 900.0
+
+
+class PublishFailedError(RuntimeError):
+    """The sync committed, but the readers' replica could not be published."""
+
+
+def lock_wait_s() -> float:
+    if os.environ.get("PWH_LOCK_WAIT_S"):
+        return float(os.environ["PWH_LOCK_WAIT_S"])
+    return SCHEDULED_LOCK_WAIT_S if started_by_deployment() else 0.0
+
+
+def started_by_deployment() -> bool:
+    """Whether the current flow run belongs to a deployment, read from the run the flow
+    already holds. (``prefect.runtime.deployment.get_id()`` reads the flow run back from
+    the API whenever it has no deployment: a new client and a round trip, ~0.15 s of
+    every `pwh sync`.)"""
+    context = flow_run_context()
+    return context is not None and context.flow_run is not None and context.flow_run.deployment_id is not None
+
+
+def max_delete_share() -> float:
+    """The mass-deletion guard's share (pwh/flows/engine.py); PWH_MAX_DELETE_SHARE overrides it."""
+    value = os.environ.get("PWH_MAX_DELETE_SHARE")
+    if not value:
+        return DEFAULT_MAX_DELETE_SHARE
+    share = float(value)
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"PWH_MAX_DELETE_SHARE must be between 0 and 1, not {value!r}")
+    return share
+
+
+async def sync_into_warehouse(
+    adapter: AbstractAsyncContextManager[SourceAdapter],
+    *,
+    db_path: str,
+    tables: Sequence[Table],
+    mode: str,
+    batch_size: int,
+    allow_mass_delete: bool = False,
+    pseudonym_key: PseudonymKey | None = None,
+    rekey: bool = False,
+) -> dict[str, Any]:
+    """Run one source account's sync into the warehouse file; returns the run summary
+    (counts only: safe to store as a flow result). In a Prefect flow run the run id is the
+    flow run's and the stages are Prefect tasks; otherwise a fresh id and the plain stages.
+    ``allow_mass_delete`` lifts the engine's mass-deletion guard for this run.
+    A source that pseudonymises passes the key its adapter uses: it must be the warehouse's
+    (``rekey``: it becomes the warehouse's, and the run a full refresh)."""
+    context = flow_run_context()
+    stages = PLAIN_STAGES
+    async with AsyncExitStack() as stack:
+        if context is not None:
+            from pwh.flows.records import flow_run_logs, summary_artifact
+            from pwh.flows.tasks import TASK_STAGES
+
+            run_id, stages = str(context.flow_run.id), TASK_STAGES
+            stack.enter_context(flow_run_logs())  # the engine's log lines in the flow run's logs
+        else:
+            run_id = str(uuid.uuid4())
+        # Waiting for the lock must not block the flow's event loop.
+        con = await asyncio.to_thread(stack.enter_context, open_writer(db_path, wait_s=lock_wait_s()))
+        # A damaged file is neither written into nor published (pwh/warehouse/integrity.py).
+        await asyncio.to_thread(check_primary, con, db_path)
+        migrate(con)
+        # However the run ends, readers get its ledger (never a failed run's data).
+        stack.enter_context(ledger_for_readers(con, db_path))
+        check_tables(con, tables)
+        if pseudonym_key is not None and settle_key(con, pseudonym_key, source=adapter.source, tables=tables,
+                                                    run_id=run_id, rekey=rekey):
+            mode = "full_refresh"  # every pseudonym is recomputed with the new key
+        if context is not None:
+            # Left last, after publishing: the run's counts as it ended, failed or not.
+            await stack.enter_async_context(summary_artifact(con, run_id))
+        async with adapter as opened:
+            run = await run_sync(
+                opened, con, run_id=run_id, mode=mode, batch_size=batch_size,
+                stages=stages, progress=new_progress(), allow_mass_delete=allow_mass_delete,
+                max_delete_share=max_delete_share(),
+            )
+        if run.status in ("success", "partial"):
+            # Still the only writer: marts and comments refreshed, then the readers'
+            # replica published (what analysts and dashboards open; see pwh/warehouse/replica.py).
+            # Partial runs publish too: every project they committed is complete.
+            try:
+                refresh_analyst_layer(con)
+                await asyncio.to_thread(publish_replica, con, db_path)
+            except BaseException as exc:
+                # The data is committed but readers did not get it: the ledger says failed,
+                # as the exit status does.
+                message = f"publishing the replica failed: {type(exc).__name__}: {exc}".splitlines()[0]
+                record_failure(con, run, message)
+                if not isinstance(exc, Exception):
+                    raise  # an interrupt stays an interrupt
+                raise PublishFailedError(message) from exc
+    return run.summary()

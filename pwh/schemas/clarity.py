@@ -1,0 +1,110 @@
+"""The Clarity LIMS tables: projects, their user-defined fields (typed), files and
+external ids. The unit of replacement is the project (its LIMS id)."""
+
+from __future__ import annotations
+
+import pandera.polars as pa
+
+from pwh.schemas.spec import (
+    Table,
+    boolean,
+    date,
+    integer,
+    json_text,
+    number,
+    text,
+    timestamp,
+)
+
+SCHEMA = "clarity"
+
+UDF_TYPES = ("String", "Text", "Boolean", "Numeric", "Date", "URI")
+SCOPES = ("project", "udt")
+
+ACCOUNT = text("account", "Name of the Clarity LIMS instance (account) the row was synced from.", nullable=False)
+PROJECT = text(
+    "project_limsid", "LIMS id of the project (`limsid`, e.g. `ADM1`): the unit every row belongs to.",
+    nullable=False,
+)
+
+PROJECTS = Table(
+    SCHEMA, "projects",
+    "One row per Clarity LIMS project (`GET /api/v2/projects/{limsid}`).",
+    (
+        ACCOUNT,
+        PROJECT,
+        text("uri", "The project's own URI as the server wrote it (`uri` attribute)."),
+        text("name", "Project name (`<name>`)."),
+        date("open_date", "Date the project was opened (`<open-date>`); NULL when absent."),
+        date("close_date", "Date the project was closed (`<close-date>`); NULL while open."),
+        date("invoice_date", "Date the project was invoiced (`<invoice-date>`); NULL when absent."),
+        text("researcher_uri", "URI of the project's contact researcher (`<researcher uri>`)."),
+        text("researcher_id", "Id of the researcher: the last segment of `researcher_uri`."),
+        text("udt_name", "Name of the project's user-defined type (`<udf:type name>`); NULL when it has none."),
+        text("priority", "Project priority (`<priority>`, e.g. `Standard`); NULL when the server sends none."),
+        integer("udf_count", "Number of user-defined fields of the project, the UDT's included.", checks=(pa.Check.ge(0),)),
+        integer("file_count", "Number of files attached to the project.", checks=(pa.Check.ge(0),)),
+        json_text("extra", "Child elements of the project this table does not model, as JSON "
+                           "(`[{tag, attributes, text}]`); NULL when none."),
+        timestamp("deleted_at", "When the pipeline saw the project vanish from a complete list (UTC); NULL while it exists."),
+    ),
+    key=("account", "project_limsid"),
+    unit_column="project_limsid",
+    managed=("deleted_at",),
+)
+
+PROJECT_UDFS = Table(
+    SCHEMA, "project_udfs",
+    "One row per user-defined field (UDF) of a project, standalone or inside its UDT: the raw "
+    "text and, when it parses as the declared type, a typed value. A value that does not parse "
+    "keeps its text and says why in `parse_error`.",
+    (
+        ACCOUNT,
+        PROJECT,
+        text("scope", "`project` for a standalone UDF, `udt` for a field inside the project's `udf:type`.",
+             nullable=False, checks=(pa.Check.isin(SCOPES),)),
+        text("name", "UDF name (`name` attribute).", nullable=False),
+        text("udt_name", "Name of the UDT the field belongs to (scope `udt`); NULL for a standalone UDF."),
+        text("declared_type", "Declared type (`type` attribute): String, Text, Boolean, Numeric, Date or URI."),
+        text("unit", "Unit of measure (`unit` attribute, numeric fields); NULL when absent."),
+        text("value_text", "The value exactly as sent (element text); NULL when the element is empty."),
+        number("value_number", "The value as a number, for a Numeric UDF whose text is a finite decimal number."),
+        boolean("value_bool", "The value as a boolean, for a Boolean UDF whose text is `true` or `false`."),
+        date("value_date", "The value as a date, for a Date UDF whose text is YYYY-MM-DD."),
+        text("parse_error", "Why the text did not parse as the declared type (or the type is unknown); "
+                            "NULL when it parsed or needs no parsing."),
+        integer("position", "0-based position of the field among the project's UDFs (UDT fields first).",
+                checks=(pa.Check.ge(0),)),
+    ),
+    key=("account", "project_limsid", "scope", "name"),
+    unit_column="project_limsid",
+)
+
+PROJECT_FILES = Table(
+    SCHEMA, "project_files",
+    "Files attached to a project (`<file:file limsid uri>`), one row per file.",
+    (
+        ACCOUNT,
+        PROJECT,
+        text("file_limsid", "LIMS id of the file (`limsid`, or the last segment of its URI when absent).", nullable=False),
+        text("uri", "URI of the file resource."),
+    ),
+    key=("account", "project_limsid", "file_limsid"),
+    unit_column="project_limsid",
+)
+
+PROJECT_EXTERNAL_IDS = Table(
+    SCHEMA, "project_external_ids",
+    "Identifiers of the project in external systems (`<ri:externalid id uri>`), one row each.",
+    (
+        ACCOUNT,
+        PROJECT,
+        text("external_id", "The external id (`id` attribute): a URL or URN naming the external system and record.",
+             nullable=False),
+        text("uri", "URI of the representation the external id refers to (`uri` attribute)."),
+    ),
+    key=("account", "project_limsid", "external_id"),
+    unit_column="project_limsid",
+)
+
+TABLES: tuple[Table, ...] = (PROJECTS, PROJECT_UDFS, PROJECT_FILES, PROJECT_EXTERNAL_IDS)

@@ -1,0 +1,304 @@
+"""A local Clarity LIMS API (``/api/v2/projects``, ``/api/v2/projects/{limsid}``) serving a
+``ClarityDataset`` as XML in the shapes of the real captures.
+
+- Basic auth; a wrong or missing password answers 401 with an ``exc:exception``.
+- The list is paged (``page_size`` links a page, 500 like real servers by default) with
+  ``previous-page`` / ``next-page`` links that keep the query and set ``start-index``;
+  links are written with ``public_url`` (a proxy's public name) when given, else the
+  request's own origin. Filters: ``name`` (repeatable), ``open-date``, ``last-modified``,
+  ``udf.NAME=VALUE``, ``udt.name=UDTNAME``, ``udt.UDTNAME.UDFNAME=VALUE`` (equality only;
+  a repeated key matches any of its values, different keys all). A duplicated
+  ``start-index``/``open-date``/``last-modified`` is tolerated: the first one counts.
+  A bad ``start-index``, date or time stamp answers 400 with an ``exc:exception``.
+- Unknown project → 404 ``exc:exception``.
+- Faults as for every simulator (``sources.simulation``); 429 and 500 carry an
+  ``exc:exception`` body. The ``Date`` header comes from the dataset's clock.
+
+Admin endpoints (no auth) under ``/_sim/``: ``health``, ``stats``, ``stats/reset``,
+``truth`` (expected rows, UDF parse errors), ``mutate`` (JSON ``{seed, update_share,
+add_share, remove_share}``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import email.utils
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from typing import Any
+from urllib.parse import urlencode
+from xml.sax.saxutils import escape, quoteattr
+
+import orjson
+from aiohttp import web
+
+from pwh.sources.clarity.dataset import ClarityDataset
+from pwh.sources.simulation import (
+    FAULT_KINDS,
+    AdminHooks,
+    add_admin_routes,
+    fault_injector_for,
+    serve_until_interrupted,
+    serving,
+)
+
+API_PREFIX = "/api/v2"
+SIMULATOR_KEY: web.AppKey[Any] = web.AppKey("clarity_simulator", object)
+_XML = "application/xml"
+_NS_DECL = (
+    'xmlns:udf="http://genologics.com/ri/userdefined" xmlns:ri="http://genologics.com/ri" '
+    'xmlns:file="http://genologics.com/ri/file" xmlns:prj="http://genologics.com/ri/project"'
+)
+_SINGLE = ("start-index", "open-date", "last-modified")
+
+
+@dataclass
+class SimulatorOptions:
+    username: str = "sim-user"
+    password: str = "sim-password"
+    page_size: int = 500
+    public_url: str | None = None  # e.g. "https://lims.example.org/api/v2"; None: the request's origin
+    latency_ms: float = 0.0
+    fault_rate: float = 0.0
+    fault_kinds: tuple[str, ...] = FAULT_KINDS
+    retry_after_s: int = 0
+    stall_s: float = 2.0
+    fault_seed: int | None = None
+    always_fail_projects: frozenset[str] = frozenset()  # every request about these answers 500
+
+
+def exception_xml(status: int, message: str, category: str = "Error") -> bytes:
+    return (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+        f'<exc:exception xmlns:exc="http://genologics.com/ri/exception" category={quoteattr(category)} code="{status}">\n'
+        f"    <message>{escape(message)}</message>\n"
+        "    <suggested-actions>Check the request</suggested-actions>\n"
+        "</exc:exception>\n"
+    ).encode()
+
+
+def _xml(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=body, status=status, content_type=_XML, charset="utf-8", headers=headers)
+
+
+class BadQuery(ValueError):
+    pass
+
+
+def _parse_when(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadQuery(f"Invalid last-modified value: {text}") from None
+    if value.tzinfo is None:
+        raise BadQuery(f"last-modified needs a time zone: {text}")
+    return value
+
+
+class _Simulator:
+    def __init__(self, dataset: ClarityDataset, options: SimulatorOptions) -> None:
+        self.ds = dataset
+        self.opt = options
+        token = base64.b64encode(f"{options.username}:{options.password}".encode()).decode()
+        self._auth = f"Basic {token}"
+        self.faults = fault_injector_for(options, dataset.config.seed, self._error_answer)
+        self.stats: dict[str, int] = {}
+        self.reset_stats()
+
+    def reset_stats(self) -> None:
+        self.stats = {"total": 0, "list": 0, "project": 0, "unauthorized": 0, "not_found": 0, "bad_request": 0}
+        self.faults.reset()
+
+    def snapshot(self) -> dict[str, Any]:
+        return {**self.stats, "faults": self.faults.total, "faults_by_kind": dict(self.faults.by_kind)}
+
+    def _headers(self) -> dict[str, str]:
+        return {"Date": email.utils.format_datetime(self.ds.clock().astimezone(timezone.utc), usegmt=True)}
+
+    def _error_answer(self, status: int, headers: dict[str, str]) -> web.Response:
+        message = "Too many requests" if status == 429 else "Internal server error"
+        return _xml(exception_xml(status, message), status=status, headers={**headers, **self._headers()})
+
+    def public(self, request: web.Request) -> str:
+        return (self.opt.public_url or f"{request.url.origin()}{API_PREFIX}").rstrip("/")
+
+    async def answer(self, request: web.Request, kind: str, limsid: str | None, produce) -> web.StreamResponse:
+        self.stats["total"] += 1
+        self.stats[kind] += 1
+        if request.headers.get("Authorization") != self._auth:
+            self.stats["unauthorized"] += 1
+            return _xml(exception_xml(401, "Unauthorized: bad user name or password", "AUTH"), 401, self._headers())
+        if self.opt.latency_ms > 0:
+            await asyncio.sleep(self.opt.latency_ms / 1000)
+        if limsid is not None and limsid in self.opt.always_fail_projects:
+            return self._error_answer(500, {})
+        replaced, fault = await self.faults.before_answer(request)
+        if replaced is not None:
+            return replaced
+        try:
+            status, body = produce()
+        except BadQuery as exc:
+            self.stats["bad_request"] += 1
+            status, body = 400, exception_xml(400, str(exc), "BAD_REQUEST")
+        if status == 404:
+            self.stats["not_found"] += 1
+        return _xml(self.faults.shape_body(body, fault), status, self._headers())
+
+    # ------------------------------------------------------------------ the list
+    def list_page(self, request: web.Request) -> tuple[int, bytes]:
+        query = list(request.query.items())  # order and duplicates as sent
+        first: dict[str, str] = {}
+        filters: dict[str, list[str]] = {}
+        for key, value in query:
+            if key in _SINGLE:
+                first.setdefault(key, value)
+            elif key == "name" or key.startswith(("udf.", "udt.")):
+                filters.setdefault(key, []).append(value)
+        try:
+            start = int(first.get("start-index", "0"))
+        except ValueError:
+            raise BadQuery(f"Invalid start-index: {first['start-index']}") from None
+        if start < 0:
+            raise BadQuery(f"Invalid start-index: {start}")
+        since_open = None
+        if "open-date" in first:
+            try:
+                since_open = date.fromisoformat(first["open-date"])
+            except ValueError:
+                raise BadQuery(f"Invalid open-date: {first['open-date']}") from None
+        since_modified = _parse_when(first["last-modified"]) if "last-modified" in first else None
+
+        matching = []
+        for index in self.ds.live_indices():
+            if since_modified is not None and self.ds.modified_at(index) < since_modified:
+                continue
+            p = self.ds.project(index)
+            if since_open is not None and (p["open_date"] is None or p["open_date"] < since_open):
+                continue
+            if all(_matches(p, key, values) for key, values in filters.items()):
+                matching.append(p)
+        page = matching[start : start + self.opt.page_size]
+        base = self.public(request)
+        rest = [(k, v) for k, v in query if k != "start-index"]
+
+        def page_uri(index: int) -> str:
+            return f"{base}/projects?{urlencode([('start-index', str(index)), *rest])}"
+
+        lines = ['<?xml version="1.0" encoding="UTF-8" standalone="yes"?>',
+                 '<prj:projects xmlns:prj="http://genologics.com/ri/project">']
+        for p in page:
+            lines.append(f'    <project limsid="{p["limsid"]}" uri={quoteattr(base + "/projects/" + p["limsid"])}>')
+            lines.append(f"        <name>{escape(p['name'])}</name>")
+            lines.append("    </project>")
+        if start > 0:
+            lines.append(f"    <previous-page uri={quoteattr(page_uri(max(0, start - self.opt.page_size)))}/>")
+        if start + self.opt.page_size < len(matching):
+            lines.append(f"    <next-page uri={quoteattr(page_uri(start + self.opt.page_size))}/>")
+        lines.append("</prj:projects>")
+        return 200, ("\n".join(lines) + "\n").encode()
+
+    # ------------------------------------------------------------------ one project
+    def project_body(self, request: web.Request, limsid: str) -> tuple[int, bytes]:
+        index = self.ds.index_of(limsid)
+        if index is None:
+            return 404, exception_xml(404, f"Project not found: {limsid}", "NOT_FOUND")
+        return 200, render_project(self.ds.project(index), self.public(request))
+
+
+def _matches(p: dict[str, Any], key: str, values: list[str]) -> bool:
+    if key == "name":
+        return p["name"] in values
+    if key.startswith("udf."):
+        name = key[4:]
+        return any(u["name"] == name and u["value"] in values for u in p["udfs"])
+    udt = p["udt"]
+    if udt is None:
+        return False
+    if key == "udt.name":
+        return udt["name"] in values
+    prefix = f"udt.{udt['name']}."
+    if not key.startswith(prefix):
+        return False
+    name = key[len(prefix):]
+    return any(f["name"] == name and f["value"] in values for f in udt["fields"])
+
+
+def _field(tag: str, f: dict[str, Any]) -> str:
+    unit = f" unit={quoteattr(f['unit'])}" if f.get("unit") else ""
+    attrs = f"type={quoteattr(f['type'])} name={quoteattr(f['name'])}{unit}"
+    if f["value"] is None:
+        return f"<{tag} {attrs}/>"
+    return f"<{tag} {attrs}>{escape(f['value'])}</{tag}>"
+
+
+def render_project(p: dict[str, Any], base: str) -> bytes:
+    """The project's XML, in the element order of project.xsd; optional elements absent
+    when the project has none."""
+    limsid = p["limsid"]
+    out = ['<?xml version="1.0" encoding="UTF-8" standalone="yes"?>',
+           f'<prj:project {_NS_DECL} limsid="{limsid}" uri={quoteattr(f"{base}/projects/{limsid}")}>',
+           f"    <name>{escape(p['name'])}</name>"]
+    for tag, key in (("open-date", "open_date"), ("close-date", "close_date"), ("invoice-date", "invoice_date")):
+        if p[key] is not None:
+            out.append(f"    <{tag}>{p[key].isoformat()}</{tag}>")
+    researcher = f"{base}/researchers/{p['researcher']}"
+    out.append(f"    <researcher uri={quoteattr(researcher)}/>")
+    udt = p["udt"]
+    if udt is not None:
+        tag = "udf:field" if udt["qualified"] else "field"
+        out.append(f"    <udf:type name={quoteattr(udt['name'])}>")
+        out.extend(f"        {_field(tag, f)}" for f in udt["fields"])
+        out.append("    </udf:type>")
+    out.extend(f"    {_field('udf:field', f)}" for f in p["udfs"])
+    out.extend(f"    <ri:externalid id={quoteattr(e['id'])} uri={quoteattr(e['uri'])}/>" for e in p["external_ids"])
+    out.extend(f'    <file:file limsid="{f}" uri="{base}/files/{f}"/>' for f in p["files"])
+    if p["priority"] is not None:
+        out.append(f"    <priority>{p['priority']}</priority>")
+    out.append("</prj:project>")
+    return ("\n".join(out) + "\n").encode()
+
+
+def build_app(dataset: ClarityDataset, options: SimulatorOptions | None = None) -> web.Application:
+    options = options or SimulatorOptions()
+    if options.page_size < 1:
+        raise ValueError("page_size must be at least 1")
+    sim = _Simulator(dataset, options)
+    app = web.Application()
+    app[SIMULATOR_KEY] = sim
+
+    async def projects(request: web.Request) -> web.StreamResponse:
+        return await sim.answer(request, "list", None, lambda: sim.list_page(request))
+
+    async def project(request: web.Request) -> web.StreamResponse:
+        limsid = request.match_info["limsid"]
+        return await sim.answer(request, "project", limsid, lambda: sim.project_body(request, limsid))
+
+    def _json(data: Any, status: int = 200) -> web.Response:
+        return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+    app.router.add_get(f"{API_PREFIX}/projects", projects)
+    app.router.add_get(f"{API_PREFIX}/projects/{{limsid}}", project)
+    add_admin_routes(app, AdminHooks(
+        health=lambda: {"ok": True, "projects": len(dataset.live_indices())},
+        stats=sim.snapshot, reset_stats=sim.reset_stats, mutate=dataset.mutate,
+        truth=lambda request: {"rows": dataset.expected_rows(), "udf_parse_errors": dataset.udf_parse_errors()},
+        faults=sim.faults,
+    ))
+    return app
+
+
+@asynccontextmanager
+async def running_simulator(
+    dataset: ClarityDataset, options: SimulatorOptions | None = None, host: str = "127.0.0.1", port: int = 0
+) -> AsyncIterator[str]:
+    """Serve the simulator on ``host:port`` (0: a free port); yields its base URL (…/api/v2)."""
+    async with serving(build_app(dataset, options), host, port) as root:
+        yield f"{root}{API_PREFIX}"
+
+
+def serve_forever(dataset: ClarityDataset, options: SimulatorOptions | None = None,
+                  host: str = "127.0.0.1", port: int = 8766) -> None:
+    serve_until_interrupted(build_app(dataset, options), host, port)

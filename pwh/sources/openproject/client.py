@@ -1,0 +1,273 @@
+"""OpenProject API v3 client: HAL+JSON over the shared :class:`HttpClient`.
+
+- ``Accept: application/hal+json``; the API key as basic auth ``apikey:<key>``.
+- Collections are walked through ``_links.nextByOffset`` (``sources.paging``) with a
+  configurable ``pageSize``; abbreviated elements (``_abbreviated``) are completed from
+  ``/api/v3/projects/{id}``.
+- Error answers (``{"_type": "Error", "errorIdentifier": "urn:…:errors:<Name>"}``) become
+  typed errors; a 404 is "not visible to this key" (the API answers 404, not 403, so a
+  client cannot probe for existence). A linked resource answering 404 is recorded on the
+  project, not fatal.
+- Hrefs are host-relative (``/api/v3/…``) and resolved against the base URL; a link to
+  another origin is refused, so the key is never sent elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+from yarl import URL
+
+from pwh.sources.errors import ApiError, NotFoundError, TransientError, safe_token
+from pwh.sources.http import (
+    Answer,
+    HttpClient,
+    HttpSettings,
+    SourceClient,
+    StaticHeaders,
+    decode_json,
+    describe_origin,
+    loads_json,
+)
+from pwh.sources.paging import collect_pages
+
+TOKEN_VARIABLE = "OPENPROJECT_API_KEY"
+MEDIA_TYPE = "application/hal+json"
+API = "api/v3"  # relative to the base URL (an install may live under a subpath)
+UNDISCLOSED = "urn:openproject-org:api:v3:undisclosed"
+ERROR_PREFIX = "urn:openproject-org:api:v3:errors:"
+DEFAULT_PAGE_SIZE = 100
+
+# Linked collections fanned out per project: name → (the project's `_links` key, the
+# documented path when the link is absent). Work packages: `filters=[]`, because without
+# it the API lists open work packages only.
+LINKED: dict[str, tuple[str, str]] = {
+    "work_packages": ("workPackages", API + "/projects/{id}/work_packages"),
+    "versions": ("versions", API + "/projects/{id}/versions"),
+    "categories": ("categories", API + "/projects/{id}/categories"),
+    "types": ("types", API + "/projects/{id}/types"),
+    "memberships": ("memberships", API + '/memberships?filters=[{{"project":{{"operator":"=","values":["{id}"]}}}}]'),
+}
+EXTRA_QUERY: dict[str, dict[str, str]] = {
+    "work_packages": {"filters": "[]", "sortBy": '[["id","asc"]]'},
+    "memberships": {"sortBy": '[["id","asc"]]'},
+}
+
+
+class NotVisibleError(NotFoundError):
+    """404 (``errors:NotFound``): the resource does not exist or this key may not see it."""
+
+
+class OpenProjectApiError(ApiError):
+    """Any other error answer; ``code`` is the error name (``MissingPermission``, ``InvalidQuery``…)."""
+
+
+def error_name(identifier: Any) -> str | None:
+    if isinstance(identifier, str) and identifier.startswith(ERROR_PREFIX):
+        return identifier[len(ERROR_PREFIX):]
+    return identifier if isinstance(identifier, str) else None
+
+
+def read_hal(answer: Answer) -> dict[str, Any]:
+    """A HAL object from an answer; error answers (by status or ``_type: Error``) raise
+    typed errors carrying the status and the error's name, never its ``message`` (free
+    text a server may fill with anything, patient data included)."""
+    if answer.status >= 400:
+        try:
+            body = loads_json(answer.body)
+        except ValueError:
+            body = None  # e.g. a proxy's page: the status says enough
+        name = _error_name_of(body)
+        text = f"HTTP {answer.status}" + (f" {name}" if name else "")
+        if answer.status == 404:
+            raise NotVisibleError(text)
+        raise OpenProjectApiError(text, status=answer.status, code=name)
+    body = decode_json(answer)  # not JSON / cut short: transient, retried
+    if not isinstance(body, dict):
+        raise TransientError(f"HTTP {answer.status} answer is JSON but not an object")
+    if body.get("_type") == "Error":
+        name = _error_name_of(body)
+        raise OpenProjectApiError(f"HTTP {answer.status} {name or 'error'}", status=answer.status, code=name)
+    return body
+
+
+def _error_name_of(body: Any) -> str | None:
+    """The error's name (``MissingPermission``), and for ``MultipleErrors`` the names of
+    the errors it embeds; only names that pass :func:`safe_token`."""
+    if not isinstance(body, dict):
+        return None
+    name = safe_token(error_name(body.get("errorIdentifier")))
+    embedded = body.get("_embedded")
+    if name == "MultipleErrors" and isinstance(embedded, dict):
+        inner = [safe_token(error_name(e.get("errorIdentifier"))) for e in embedded.get("errors") or []
+                 if isinstance(e, dict)]
+        names = sorted({n for n in inner if n})
+        if names:
+            return f"{name} ({', '.join(names[:10])})"
+    return name
+
+
+def collection_elements(page: Mapping[str, Any]) -> list[Any]:
+    """``_embedded.elements`` of a Collection."""
+    if page.get("_type") != "Collection":
+        raise ApiError(f"expected a Collection, got _type {safe_token(page.get('_type')) or '(unrecognised)'}")
+    embedded = page.get("_embedded")
+    elements = embedded.get("elements") if isinstance(embedded, dict) else None
+    if not isinstance(elements, list):
+        raise ApiError("Collection without _embedded.elements")
+    return elements
+
+
+def element_key(element: Any) -> Any:
+    """What tells a collection's elements apart while paging: the ``id``, else the
+    ``self`` link (None without either)."""
+    if not isinstance(element, Mapping):
+        return None
+    if element.get("id") is not None and not isinstance(element.get("id"), (dict, list)):
+        return ("id", element["id"])
+    href = link_href(element.get("_links"), "self")
+    return None if href is None else ("self", href)
+
+
+def collection_total(page: Mapping[str, Any]) -> int | None:
+    """The ``total`` a Collection states (None when it states none)."""
+    total = page.get("total")
+    return total if isinstance(total, int) and not isinstance(total, bool) else None
+
+
+def next_by_offset(page: Mapping[str, Any], _request: str | None = None) -> str | None:
+    """The href of ``_links.nextByOffset``, or None on the last page."""
+    links = page.get("_links")
+    nxt = links.get("nextByOffset") if isinstance(links, dict) else None
+    href = nxt.get("href") if isinstance(nxt, dict) else None
+    return href if isinstance(href, str) and href else None
+
+
+def link_href(links: Mapping[str, Any] | None, name: str) -> str | None:
+    link = links.get(name) if isinstance(links, Mapping) else None
+    href = link.get("href") if isinstance(link, Mapping) else None
+    return href if isinstance(href, str) and href else None
+
+
+def is_abbreviated(element: Any) -> bool:
+    return isinstance(element, dict) and bool(element.get("_abbreviated"))
+
+
+@dataclass
+class ProjectPayload:
+    """One project, complete, with every linked collection that was visible."""
+
+    project_id: str
+    project: dict[str, Any]
+    linked: dict[str, list[Any]] = field(default_factory=dict)
+    not_visible: list[str] = field(default_factory=list)
+
+
+class OpenProjectClient(SourceClient):
+    def __init__(self, http: HttpClient, *, page_size: int = DEFAULT_PAGE_SIZE) -> None:
+        if page_size < 1:
+            raise ValueError("page_size must be at least 1")
+        self.http = http
+        self.page_size = page_size
+        root = urlsplit(http.base_url)
+        self._origin = (root.scheme, root.netloc)
+        self._root = http.base_url + "/"
+
+    @classmethod
+    def connect(cls, base_url: str, *, api_key: str, page_size: int = DEFAULT_PAGE_SIZE,
+                settings: HttpSettings | None = None) -> OpenProjectClient:
+        """A client for one instance. ``base_url`` is the instance root (``https://host`` or
+        ``https://host/subpath``); a trailing ``/api/v3`` is accepted and dropped."""
+        base = base_url.rstrip("/")
+        if base.endswith("/" + API):
+            base = base[: -len(API) - 1]
+        basic = base64.b64encode(f"apikey:{api_key}".encode()).decode()
+        credentials = StaticHeaders({"Authorization": f"Basic {basic}"}, setting_name=TOKEN_VARIABLE)
+        http = HttpClient(base, source="openproject", credentials=credentials,
+                          default_headers={"Accept": MEDIA_TYPE}, settings=settings)
+        return cls(http, page_size=page_size)
+
+    # ------------------------------------------------------------------ plumbing
+    def resolve(self, href: str) -> str:
+        """An absolute URL for an href; refuses another origin (the key must not leak).
+
+        The API's hrefs are host-relative (``/api/v3/…``, carrying a subpath install's
+        prefix); the client's own paths are relative to the base URL (``api/v3/…``)."""
+        url = urljoin(self._root, href)
+        parts = urlsplit(url)
+        if (parts.scheme, parts.netloc) != self._origin:
+            raise ApiError(f"link to another origin refused: {describe_origin(URL(url))}")
+        return url
+
+    async def get(self, href: str) -> dict[str, Any]:
+        return await self.http.request("GET", self.resolve(href), read_hal)
+
+    def paged(self, href: str, extra: Mapping[str, str] | None = None) -> str:
+        """The first page's href: ``offset=1`` and our ``pageSize`` (and ``extra``) set."""
+        url = URL(href)
+        query = {**url.query, **(extra or {}), "offset": "1", "pageSize": str(self.page_size)}
+        return str(url.with_query(query))
+
+    async def collect(self, href: str, extra: Mapping[str, str] | None = None) -> list[Any]:
+        """Every element of a paged collection, following ``nextByOffset`` until absent."""
+        return await collect_pages(self.get, self.paged(href, extra), next_by_offset, collection_elements,
+                                   element_key, stated_total=collection_total)
+
+    # ------------------------------------------------------------------ resources
+    async def list_projects(self) -> list[Any]:
+        """Every workspace (project, program, portfolio) visible to the key; elements may be abbreviated."""
+        return await self.collect(API + "/projects", {"sortBy": '[["id","asc"]]'})
+
+    async def fetch_project(self, project_id: str) -> dict[str, Any]:
+        return await self.get(f"{API}/projects/{project_id}")
+
+    async def complete(self, element: dict[str, Any]) -> dict[str, Any]:
+        """The whole project for a list element (fetched only when abbreviated)."""
+        if not is_abbreviated(element):
+            return element
+        return await self.fetch_project(str(element.get("id")))
+
+    async def fetch_linked(self, project: Mapping[str, Any], kind: str) -> list[Any]:
+        link_name, documented = LINKED[kind]
+        href = link_href(project.get("_links"), link_name) or documented.format(id=project.get("id"))
+        return await self.collect(href, EXTRA_QUERY.get(kind))
+
+    async def work_package_marker(self, project: Mapping[str, Any]) -> str:
+        """``wp:<total>:<latest updatedAt>`` of a project's work packages, from one
+        one-element page sorted by ``updatedAt`` (a project's own ``updatedAt`` does not
+        move when only its work packages change). 404: ``wp:not-visible``."""
+        link_name, documented = LINKED["work_packages"]
+        href = link_href(project.get("_links"), link_name) or documented.format(id=project.get("id"))
+        url = URL(href)
+        # No `select`: a selected answer drops the Collection's own properties (`_type`).
+        probe = str(url.with_query({**url.query, "filters": "[]", "sortBy": '[["updatedAt","desc"]]',
+                                    "offset": "1", "pageSize": "1"}))
+        try:
+            page = await self.get(probe)
+        except NotFoundError:
+            return "wp:not-visible"
+        elements = collection_elements(page)
+        latest = elements[0].get("updatedAt") if elements and isinstance(elements[0], dict) else None
+        return f"wp:{page.get('total')}:{latest}"
+
+    async def fetch_project_payload(self, project_id: str, listed: dict[str, Any] | None) -> ProjectPayload:
+        """The complete project and its linked collections, fetched concurrently; a
+        collection answering 404 is recorded in ``not_visible`` and loads as empty."""
+        project = await self.complete(listed) if listed is not None else await self.fetch_project(project_id)
+        kinds = tuple(LINKED)
+        results = await asyncio.gather(*(self.fetch_linked(project, k) for k in kinds), return_exceptions=True)
+        payload = ProjectPayload(project_id, project)
+        for kind, result in zip(kinds, results):
+            if isinstance(result, NotFoundError):
+                payload.not_visible.append(kind)
+                payload.linked[kind] = []
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                payload.linked[kind] = result
+        return payload

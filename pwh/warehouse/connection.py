@@ -1,0 +1,92 @@
+"""Opening the warehouse file: one writer at a time, private file permissions, a clear
+error when another process holds it."""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from pwh.warehouse.integrity import damaged
+
+DEFAULT_PATH = Path("warehouse.duckdb")
+# Files readable by DuckDB 1.4+ clients too (BI tools often embed 1.x); 2.0's own format
+# would lock them out, and the pipeline needs nothing that only 2.0 storage offers.
+STORAGE_COMPATIBILITY = "v1.4.0"
+
+
+class WarehouseBusyError(RuntimeError):
+    """Another process has the warehouse file open."""
+
+
+_umask_lock = threading.Lock()
+_umask_holders = 0
+_umask_saved = 0
+
+
+@contextmanager
+def private_files() -> Iterator[None]:
+    """Files created inside (the database, its WAL) are readable by their owner only.
+
+    The umask is per process: nested or concurrent holders (two syncs in one process)
+    share one restrictive umask, restored when the last one leaves. DuckDB deletes the
+    WAL at each checkpoint and creates it again at the next write, so a writer holds this
+    for as long as its connection is open (see ``warehouse.lock.open_writer``)."""
+    global _umask_holders, _umask_saved
+    with _umask_lock:
+        if _umask_holders == 0:
+            _umask_saved = os.umask(0o077)
+        _umask_holders += 1
+    try:
+        yield
+    finally:
+        with _umask_lock:
+            _umask_holders -= 1
+            if _umask_holders == 0:
+                os.umask(_umask_saved)
+
+
+def connect(path: Path | str, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    path = Path(path)
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with private_files():
+            con = duckdb.connect(
+                str(path),
+                read_only=read_only,
+                config={} if read_only else {"storage_compatibility_version": STORAGE_COMPATIBILITY},
+            )
+    except duckdb.Error as exc:
+        message = str(exc)
+        if isinstance(exc, duckdb.IOException) and "lock" in message.lower():
+            holder = re.search(r"\(PID (\d+)\)", message)
+            who = f"process {holder.group(1)}" if holder else "another process"
+            raise WarehouseBusyError(
+                f"{path} is in use by {who} (a sync, or a reader such as a notebook); "
+                "DuckDB allows one writer at a time: wait for it to finish and retry"
+            ) from None
+        if not read_only and path.exists() and "permission denied" not in message.lower():
+            raise damaged(path, message) from None  # the primary is there but does not open
+        raise
+    if not read_only:
+        os.chmod(path, 0o600)
+    return con
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """BEGIN … COMMIT, rolled back on any error (DuckDB's COMMIT after a failed statement
+    commits nothing and says nothing, so errors must never reach it)."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")

@@ -1,0 +1,88 @@
+"""DDL owned by the code: numbered migrations, each applied once, recorded in
+``pipeline.schema_version``; and a check that the file matches the table specs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import duckdb
+
+from pwh.schemas import clarity, incoplax, openproject, pipeline, rayteams
+from pwh.schemas.spec import Table
+from pwh.warehouse.connection import transaction
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    apply: Callable[[duckdb.DuckDBPyConnection], None]
+
+
+def create_tables(tables: Iterable[Table]) -> Callable[[duckdb.DuckDBPyConnection], None]:
+    tables = tuple(tables)
+
+    def apply(con: duckdb.DuckDBPyConnection) -> None:
+        for schema in sorted({t.schema for t in tables}):
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        for table in tables:
+            con.execute(table.ddl())
+
+    return apply
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(1, "pipeline tables and the RAYTeams tables", create_tables((
+        pipeline.SCHEMA_VERSION, pipeline.RUNS, pipeline.REJECTED_RECORDS, pipeline.UNIT_STATE, *rayteams.TABLES))),
+    Migration(2, "OpenProject tables", create_tables(openproject.TABLES)),
+    Migration(3, "Clarity LIMS tables", create_tables(clarity.TABLES)),
+    Migration(4, "Incoplax tables", create_tables(incoplax.TABLES)),
+    Migration(5, "pipeline.accounts: each account's region and base URL", create_tables((pipeline.ACCOUNTS,))),
+    Migration(6, "pipeline.pseudonym_keys: the fingerprint of the key that made the pseudonyms",
+              create_tables((pipeline.PSEUDONYM_KEYS,))),
+    # 7 creates only its own table, so it applies whether or not 6 came before it.
+    Migration(7, "pipeline.field_issues: fields loaded NULL because they could not be read",
+              create_tables((pipeline.FIELD_ISSUES,))),
+]
+
+
+class SchemaDriftError(RuntimeError):
+    """The warehouse file's tables do not match the code's table specs."""
+
+
+def migrate(con: duckdb.DuckDBPyConnection, migrations: list[Migration] = MIGRATIONS) -> int:
+    """Apply pending migrations, each in its own transaction; return the version now."""
+    con.execute("CREATE SCHEMA IF NOT EXISTS pipeline")
+    con.execute(pipeline.SCHEMA_VERSION.ddl())
+    applied = {row[0] for row in con.execute("SELECT version FROM pipeline.schema_version").fetchall()}
+    newest = max((m.version for m in migrations), default=0)
+    if applied and max(applied) > newest:
+        raise SchemaDriftError(
+            f"warehouse is at schema version {max(applied)}, newer than this code knows ({newest}): upgrade pwh"
+        )
+    for migration in sorted(migrations, key=lambda m: m.version):
+        if migration.version in applied:
+            continue
+        with transaction(con):
+            migration.apply(con)
+            con.execute(
+                "INSERT INTO pipeline.schema_version VALUES (?, ?, now())",
+                [migration.version, migration.description],
+            )
+    return newest
+
+
+def check_tables(con: duckdb.DuckDBPyConnection, tables: Iterable[Table]) -> None:
+    """Fail loudly if a table or column the code writes is missing from the file."""
+    present = {
+        (schema, table, column)
+        for schema, table, column in con.execute(
+            "SELECT schema_name, table_name, column_name FROM duckdb_columns() WHERE database_name = current_database()"
+        ).fetchall()
+    }
+    missing = [
+        f"{t.qualified_name}.{c.name}" for t in tables for c in t.columns if (t.schema, t.name, c.name) not in present
+    ]
+    if missing:
+        raise SchemaDriftError(f"warehouse lacks {', '.join(missing[:10])}: a migration is missing")
