@@ -45,6 +45,7 @@ from typing import Any
 from pwh.flows.engine import MODES, ClientAdapter, Listing, Unit
 from pwh.flows.runner import sync_into_warehouse
 from pwh.flows.secrets import read_secret
+from pwh.flows.streams import UnitStreams
 from pwh.schemas import clarity as tables
 from pwh.sources.clarity.client import (
     PASSWORD_VARIABLE,
@@ -188,7 +189,7 @@ class ClarityAdapter(ClientAdapter):
                  f"modified since {format_timestamp(since)}" if since else "complete list")
         return Listing(units, complete=since is None)
 
-    async def fetch_unit(self, unit: Unit) -> FetchedProject:
+    async def fetch_unit(self, unit: Unit, streams: UnitStreams) -> FetchedProject:
         return FetchedProject(unit.key, unit.entry, await self.client.fetch_project(unit.key))
 
     def transform(self, fetched: list[FetchedProject]) -> TableBatch:

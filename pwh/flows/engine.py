@@ -20,6 +20,7 @@ import duckdb
 import orjson
 import polars as pl
 
+from pwh.flows.streams import Stream, StreamGate, UnitStreams
 from pwh.schemas.spec import Table
 from pwh.schemas.validate import split_valid
 from pwh.sources.errors import AuthError, NotFoundError, SourceError
@@ -117,13 +118,19 @@ class SourceAdapter(Protocol):
     # Tables the adapter's fetch sees only in part (e.g. a strategy that cannot see every
     # kind of record): a unit's rows there are not replaced, only upserted by key.
     partial_tables: frozenset[str]
+    # The unit's sub-resources (pwh/flows/streams.py); tables no stream names are the
+    # unit's own, read by its existence call.
+    streams: Sequence[Stream]
 
     async def list_units(self, known: Mapping[str, UnitState]) -> Listing:
         """List the units; ``known`` is the committed state, for sources that can ask
         the server for changes since a cursor."""
         ...
 
-    async def fetch_unit(self, unit: Unit) -> Any: ...
+    async def fetch_unit(self, unit: Unit, streams: UnitStreams) -> Any:
+        """A unit's answers. Only the unit's own existence call may raise NotFoundError
+        (the unit is gone); every stream is fetched through ``streams.fetch``."""
+        ...
 
     def transform(self, fetched: list[Any]) -> TableBatch: ...
 
@@ -143,6 +150,7 @@ class ClientAdapter:
     client: Any
     region: str | None = None  # where the account lives, when the source has regions
     partial_tables: frozenset[str] = frozenset()  # every table's rows are replaced whole
+    streams: Sequence[Stream] = ()
 
     @property
     def base_url(self) -> str | None:
@@ -177,12 +185,14 @@ class Plan:
 
 
 def plan_units(
-    listing: Listing, state: Mapping[str, UnitState], mode: str, resumed: frozenset[str] | set[str] = frozenset()
+    listing: Listing, state: Mapping[str, UnitState], mode: str, resumed: frozenset[str] | set[str] = frozenset(),
+    selected: frozenset[str] = frozenset(),
 ) -> Plan:
     """Which units to fetch: new ones, ones whose cursor moved (or that came back after
-    deletion), and in full-refresh mode all of them — except, when a full refresh resumes
-    one that was interrupted (``resumed``: its runs' ids), units those runs already loaded
-    and that did not change since; known units missing from a complete list are gone."""
+    deletion), ones loaded without a stream this run fetches (``selected``: excluded or
+    forbidden then), and in full-refresh mode all of them — except, when a full refresh
+    resumes one that was interrupted (``resumed``: its runs' ids), units those runs already
+    loaded and that did not change since; known units missing from a complete list are gone."""
     plan = Plan()
     listed = set()
     for unit in listing.units:
@@ -192,7 +202,7 @@ def plan_units(
             plan.new.append(unit)
         elif known.deleted or unit.cursor is None or known.cursor != unit.cursor or (
             mode == "full_refresh" and known.run_id not in resumed
-        ):
+        ) or not selected.isdisjoint(known.missing_streams):
             plan.changed.append(replace(unit, stored=True))
         else:
             plan.unchanged.append(unit)
@@ -224,6 +234,7 @@ class FetchedBatch:
     payloads: list[Any]
     failed: dict[str, str]
     vanished: list[str]
+    skipped: dict[str, frozenset[str]] = field(default_factory=dict)  # unit → streams it went without
 
 
 @dataclass(frozen=True)
@@ -249,12 +260,16 @@ async def list_units(adapter: SourceAdapter, known: Mapping[str, UnitState]) -> 
     return await adapter.list_units(known)
 
 
-async def fetch_batch(adapter: SourceAdapter, units: list[Unit]) -> FetchedBatch:
+async def fetch_batch(adapter: SourceAdapter, units: list[Unit], gate: StreamGate) -> FetchedBatch:
     """Fetch every unit of a batch concurrently (the HTTP client bounds requests in
-    flight). A unit that fails is recorded, not fatal; a 401 stops the run."""
-    results = await asyncio.gather(*(adapter.fetch_unit(u) for u in units), return_exceptions=True)
+    flight). A unit that fails is recorded, not fatal; a 401 stops the run. Only a unit's
+    own existence call can make it vanish; its streams go through ``gate``."""
+    unit_streams = [gate.for_unit() for _ in units]
+    unselected = {stream.name for stream in adapter.streams if stream.per_unit} - gate.selected
+    results = await asyncio.gather(*(adapter.fetch_unit(u, s) for u, s in zip(units, unit_streams)),
+                                   return_exceptions=True)
     batch = FetchedBatch([], [], {}, [])
-    for unit, result in zip(units, results):
+    for unit, streams, result in zip(units, unit_streams, results):
         if isinstance(result, AuthError):
             raise result
         if isinstance(result, NotFoundError):
@@ -266,7 +281,15 @@ async def fetch_batch(adapter: SourceAdapter, units: list[Unit]) -> FetchedBatch
         else:
             batch.units.append(unit)
             batch.payloads.append(result)
+            if streams.skipped or unselected:
+                batch.skipped[unit.key] = frozenset(streams.skipped | unselected)
     return batch
+
+
+def kept_tables(streams: Sequence[Stream], skipped: Mapping[str, frozenset[str]]) -> dict[str, frozenset[str]]:
+    """Per unit, the tables whose rows stay as they are: those its skipped streams feed."""
+    feeds = {stream.name: stream.tables for stream in streams}
+    return {key: frozenset(table for name in names for table in feeds.get(name, ())) for key, names in skipped.items()}
 
 
 def transform_and_load(
@@ -279,6 +302,7 @@ def transform_and_load(
     loaded per table and the number of rejected records."""
     crash_point("transform")
     batch = adapter.transform(fetched.payloads)
+    kept = kept_tables(adapter.streams, fetched.skipped)
     frames: dict[str, pl.DataFrame] = {}
     rejected: list[RejectedRecord] = list(batch.rejected)
     issues: list[RowIssue] = []
@@ -287,6 +311,16 @@ def transform_and_load(
         frames[name] = valid
         rejected.extend(bad)
         issues.extend(buffer.row_issues())
+    if kept:
+        # A skipped stream's rows stay as they were, even where another answer carried
+        # some (RAYTeams' aggregate answer holds every kind of record).
+        tables_by_name = {table.name: table for table in adapter.tables}
+        for name, frame in frames.items():
+            keeping = [key for key, tables in kept.items() if name in tables]
+            if keeping and name in tables_by_name:
+                frames[name] = frame.filter(~pl.col(tables_by_name[name].unit_column).is_in(keeping))
+        rejected = [r for r in rejected if r.table not in kept.get(r.unit_key, ())]
+        issues = [i for i in issues if i.table not in kept.get(i.unit_key, ())]
     loaded = replace_units(
         con,
         source=adapter.source,
@@ -296,6 +330,8 @@ def transform_and_load(
         cursors={u.key: u.cursor for u in fetched.units},
         stored=[u.key for u in fetched.units if u.stored],
         partial_tables=adapter.partial_tables,
+        kept_tables=kept,
+        missing_streams=fetched.skipped,
         frames=frames,
         rejected=rejected,
         issues=issues,
@@ -310,10 +346,11 @@ async def sync_batch(
     units: list[Unit],
     run_id: str,
     writer: asyncio.Lock,
+    gate: StreamGate,
 ) -> BatchOutcome:
     """Fetch a batch of units, then transform, validate and load it in a worker thread.
     ``writer`` keeps one load at a time on the connection; the next batch fetches meanwhile."""
-    fetched = await fetch_batch(adapter, units)
+    fetched = await fetch_batch(adapter, units, gate)
     crash_point("fetched")
     rows: dict[str, int] = {}
     rejected = 0
@@ -362,6 +399,7 @@ async def run_sync(
     progress: Progress | None = None,
     allow_mass_delete: bool = False,
     max_delete_share: float = DEFAULT_MAX_DELETE_SHARE,
+    streams: frozenset[str] | None = None,
 ) -> RunRecord:
     """Sync one source account into an open warehouse connection; returns the ledger row.
 
@@ -372,7 +410,11 @@ async def run_sync(
 
     A run cancelled (Ctrl-C, SIGTERM: the CLI cancels its task) stops fetching at once,
     lets a load in flight commit, and is recorded ``interrupted``; the next run resumes
-    (committed batches are unchanged units)."""
+    (committed batches are unchanged units).
+
+    ``streams`` names the streams to fetch (default: all the adapter declares); a stream
+    that answers 403 is skipped for the rest of the run, its rows kept, and the run ends
+    ``partial`` naming it (pwh/flows/streams.py)."""
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
     if batch_size < 1:
@@ -385,7 +427,8 @@ async def run_sync(
     started = time.perf_counter()
     try:
         guard = None if allow_mass_delete else max_delete_share
-        await _sync(adapter, con, run, mode, batch_size, stages, progress, guard)
+        gate = StreamGate(frozenset(s.name for s in adapter.streams) if streams is None else streams)
+        await _sync(adapter, con, run, mode, batch_size, stages, progress, guard, gate)
     except (asyncio.CancelledError, KeyboardInterrupt) as exc:
         run.status = "interrupted"
         run.error = str(exc) or "interrupted"  # the CLI names the signal in the cancellation
@@ -407,7 +450,7 @@ async def run_sync(
 
 
 async def _sync(adapter, con, run: RunRecord, mode: str, batch_size: int, stages: Stages, progress: Progress,
-                max_delete_share: float | None) -> None:
+                max_delete_share: float | None, gate: StreamGate) -> None:
     state = read_state(con, adapter.source, adapter.account)
     try:
         listing = await stages.list_units(adapter, state)
@@ -424,7 +467,7 @@ async def _sync(adapter, con, run: RunRecord, mode: str, batch_size: int, stages
         log.warning("%s list named %d projects more than once; each is synced once", adapter.source, duplicates)
         listing = Listing(list({u.key: u for u in units}.values()), listing.complete)
     resumed = interrupted_full_refreshes(con, adapter.source, adapter.account, run.run_id) if mode == "full_refresh" else set()
-    plan = plan_units(listing, state, mode, resumed)
+    plan = plan_units(listing, state, mode, resumed, gate.selected)
     if resumed:
         log.info("%s/%s: resuming an interrupted full refresh; %d projects it loaded are kept",
                  adapter.source, adapter.account, len(plan.unchanged))
@@ -455,7 +498,7 @@ async def _sync(adapter, con, run: RunRecord, mode: str, batch_size: int, stages
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 absorb(done)
             units = to_fetch[start : start + batch_size]
-            future = asyncio.ensure_future(stages.sync_batch(adapter, con, units, run.run_id, writer))
+            future = asyncio.ensure_future(stages.sync_batch(adapter, con, units, run.run_id, writer, gate))
             outcome_size[future] = len(units)
             pending.add(future)
         while pending:
@@ -482,5 +525,11 @@ async def _sync(adapter, con, run: RunRecord, mode: str, batch_size: int, stages
         con, source=adapter.source, account=adapter.account, unit_keys=vanished,
         tables=adapter.tables, now=_now(),
     )
-    run.status = "partial" if run.failed_units else "success"
+    if gate.forbidden:
+        run.skipped_streams = dict(gate.forbidden)
+        run.error = "; ".join(
+            f"stream {name} answered {status}: skipped (its rows are kept; the next run tries again)"
+            for name, status in sorted(gate.forbidden.items())
+        )
+    run.status = "partial" if run.failed_units or gate.forbidden else "success"
     progress.update(requests=adapter.requests, retries=adapter.retries)

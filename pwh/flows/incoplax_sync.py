@@ -43,6 +43,7 @@ from typing import Any
 from pwh.flows.engine import ClientAdapter, Listing, Unit, listed_units
 from pwh.flows.runner import sync_into_warehouse
 from pwh.flows.secrets import read_secret
+from pwh.flows.streams import UnitStreams
 from pwh.schemas import incoplax as tables
 from pwh.sources.errors import AuthError, NotFoundError, SourceError
 from pwh.sources.http import HttpSettings
@@ -166,7 +167,7 @@ class IncoplaxAdapter(ClientAdapter):
         return units
 
     # ------------------------------------------------------------------ one project
-    async def fetch_unit(self, unit: Unit) -> FetchedProject:
+    async def fetch_unit(self, unit: Unit, streams: UnitStreams) -> FetchedProject:
         """The list entry when it carries every field of the row, else ``GET {id}``."""
         entry = unit.entry
         if isinstance(entry, dict) and has_fields(entry, ROW_FIELDS):

@@ -16,6 +16,7 @@ from typing import Any
 from pwh.flows.engine import ClientAdapter, Listing, Unit
 from pwh.flows.runner import sync_into_warehouse
 from pwh.flows.secrets import read_secret
+from pwh.flows.streams import Stream, UnitStreams
 from pwh.schemas import openproject as tables
 from pwh.sources.errors import AuthError, NotFoundError, SourceError
 from pwh.sources.http import HttpSettings
@@ -34,10 +35,23 @@ from pwh.warehouse.load import UnitState
 log = logging.getLogger("pwh.openproject")
 
 
+# A project's linked collections (the project itself, its custom values included, is its own).
+STREAMS = (
+    # Work packages carry custom values too: skipping them keeps the project's custom values as they were.
+    Stream("work_packages", (tables.WORK_PACKAGES.name, tables.CUSTOM_VALUES.name),
+           "Work packages of every status, all pages, with their custom values."),
+    Stream("versions", (tables.VERSIONS.name,), "Versions available in the project."),
+    Stream("categories", (tables.CATEGORIES.name,), "Work-package categories."),
+    Stream("types", (tables.TYPES.name,), "Work-package types enabled in the project."),
+    Stream("memberships", (tables.MEMBERSHIPS.name,), "Members and their roles."),
+)
+
+
 class OpenProjectAdapter(ClientAdapter):
     source = "openproject"
     strategy = None
     tables = tables.TABLES
+    streams = STREAMS
     redact = staticmethod(redact_unknown_source)
 
     def __init__(self, client: OpenProjectClient, *, account: str, probe_work_packages: bool = True) -> None:
@@ -89,10 +103,10 @@ class OpenProjectAdapter(ClientAdapter):
             log.info("work-package probe of project %s failed (%s): fetched in full", element.get("id"), exc)
             return project, None
 
-    async def fetch_unit(self, unit: Unit) -> ProjectPayload:
+    async def fetch_unit(self, unit: Unit, streams: UnitStreams) -> ProjectPayload:
         entry = unit.entry
         listed = entry if isinstance(entry, dict) else None
-        return await self.client.fetch_project_payload(unit.key, listed)
+        return await self.client.fetch_project_payload(unit.key, listed, streams.fetch)
 
     def transform(self, fetched: list[ProjectPayload]) -> TableBatch:
         return transform_projects(fetched, account=self.account)

@@ -14,6 +14,7 @@ from pwh.flows.engine import ClientAdapter, Listing, Unit, listed_units
 from pwh.flows.host import flow_run_context
 from pwh.flows.runner import sync_into_warehouse
 from pwh.flows.secrets import read_secret
+from pwh.flows.streams import Stream, UnitStreams
 from pwh.schemas import rayteams as tables
 from pwh.sources.http import HttpSettings
 from pwh.sources.rayteams.client import (
@@ -27,7 +28,7 @@ from pwh.sources.rayteams.oauth import OAuthCredentials, SecretNames
 from pwh.transforms.coerce import CoercionError, as_timestamp_ms
 from pwh.transforms.frames import TableBatch
 from pwh.transforms.pseudonym import Pseudonymizer, choose_key
-from pwh.transforms.rayteams import FetchedProject, transform_projects
+from pwh.transforms.rayteams import FetchedProject, route, transform_projects
 from pwh.transforms.redact import Redactor
 from pwh.warehouse.load import UnitState
 
@@ -47,9 +48,21 @@ PARTIAL_TABLES: dict[str, frozenset[str]] = {
 }
 
 
+# A project's sub-resources; `projects` and `other_records` come with the project itself.
+STREAMS = (
+    Stream("memos", (tables.MEMOS.name, tables.MEMO_COMMENTS.name), "Memos and their comments."),
+    Stream("attachments", (tables.ATTACHMENTS.name,), "Attachments (metadata; links removed)."),
+    Stream("histories", (tables.HISTORIES.name,), "Change histories."),
+    Stream("orders", (tables.ORDERS.name,), "Orders."),
+    Stream("groups", (tables.GROUPS.name,), "Groups the project is shared with."),
+    Stream("files", (tables.FILES.name,), "Downloadable files and their sizes (the FILE scope: GET /file/{_id})."),
+)
+
+
 class RayteamsAdapter(ClientAdapter):
     source = "rayteams"
     tables = tables.TABLES
+    streams = STREAMS
 
     def __init__(self, client: RayteamsClient, *, account: str, strategy: str, pseudonyms: Pseudonymizer,
                  region: str | None = None) -> None:
@@ -68,12 +81,22 @@ class RayteamsAdapter(ClientAdapter):
         units = listed_units(await self.client.list_projects(), "_id", project_cursor, self.source)
         return Listing(units)
 
-    async def fetch_unit(self, unit: Unit) -> FetchedProject:
-        payload = await self.client.fetch_project(unit.key, self.strategy)
-        return FetchedProject(unit.key, unit.entry, payload.records, payload.files)
+    async def fetch_unit(self, unit: Unit, streams: UnitStreams) -> FetchedProject:
+        payload = await self.client.fetch_project(unit.key, self.strategy, streams.fetch)
+        records = payload.records
+        if self.strategy == "aggregate" and not any(_is_group(record) for record in records):
+            # The aggregate answer may be scoped without groups (the seed's 4.3.2-4.3.6 leave
+            # them out): then the groups stream is fetched on its own.
+            records = records + await streams.fetch(
+                "groups", lambda: self.client.fetch_sub_resource(unit.key, "groups"), [])
+        return FetchedProject(unit.key, unit.entry, records, payload.files)
 
     def transform(self, fetched: list[FetchedProject]) -> TableBatch:
         return transform_projects(fetched, account=self.account, pseudonyms=self.pseudonyms)
+
+
+def _is_group(record: Any) -> bool:
+    return isinstance(record, dict) and isinstance(record.get("sk"), str) and route(record["sk"]) == "groups"
 
 
 def project_cursor(record: dict[str, Any]) -> str | None:

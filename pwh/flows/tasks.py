@@ -25,8 +25,8 @@ async def list_units_task(adapter, known):
     return await _list_units(adapter, quote(known))
 
 
-async def sync_batch_task(adapter, con, units, run_id, writer):
-    return await _sync_batch(adapter, con, quote(units), run_id, writer)
+async def sync_batch_task(adapter, con, units, run_id, writer, gate):
+    return await _sync_batch(adapter, con, quote(units), run_id, writer, gate)
 
 
 TASK_STAGES = engine.Stages(list_units=list_units_task, sync_batch=sync_batch_task)

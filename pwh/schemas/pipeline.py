@@ -95,6 +95,9 @@ UNIT_STATE = Table(
         timestamp("synced_at", "When the project was last loaded (UTC)."),
         text("run_id", "Run that last loaded it."),
         timestamp("deleted_at", "When it vanished from the API (UTC); NULL while it exists."),
+        text("missing_streams", "Streams the project was last loaded without (excluded, or forbidden: HTTP 403), "
+                                "comma-separated; their rows are older. A run that fetches such a stream refetches the "
+                                "project. NULL: loaded whole."),
     ),
     key=("source", "account", "unit_key"), unit_column="unit_key",
 )

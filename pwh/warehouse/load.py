@@ -26,14 +26,19 @@ class UnitState:
     cursor: str | None
     deleted: bool
     run_id: str | None = None  # the run that last loaded the unit
+    missing_streams: frozenset[str] = frozenset()  # streams it was loaded without
 
 
 def read_state(con: duckdb.DuckDBPyConnection, source: str, account: str) -> dict[str, UnitState]:
     rows = con.execute(
-        "SELECT unit_key, cursor, deleted_at IS NOT NULL, run_id FROM pipeline.unit_state WHERE source = ? AND account = ?",
+        "SELECT unit_key, cursor, deleted_at IS NOT NULL, run_id, missing_streams FROM pipeline.unit_state "
+        "WHERE source = ? AND account = ?",
         [source, account],
     ).fetchall()
-    return {key: UnitState(cursor, deleted, run_id) for key, cursor, deleted, run_id in rows}
+    return {
+        key: UnitState(cursor, deleted, run_id, frozenset(missing.split(",")) if missing else frozenset())
+        for key, cursor, deleted, run_id, missing in rows
+    }
 
 
 def replace_units(
@@ -50,6 +55,8 @@ def replace_units(
     stored: Collection[str] | None = None,
     partial_tables: Collection[str] = (),
     issues: Iterable[RowIssue] = (),
+    kept_tables: Mapping[str, Collection[str]] | None = None,
+    missing_streams: Mapping[str, Collection[str]] | None = None,
 ) -> dict[str, int]:
     """Replace the units named in ``cursors`` (unit key → cursor) as one transaction: their
     rows, quarantined records (``rejected``) and field issues (``issues``).
@@ -62,18 +69,29 @@ def replace_units(
     same key. Likewise their quarantined records: kept, unless the batch quarantines a
     record of the same key again.
 
+    ``kept_tables`` (unit → tables) are tables a unit's rows stay in as they are: a stream
+    that feeds them was skipped (excluded, or forbidden); ``missing_streams`` (unit →
+    streams) is recorded in its state, so that a run fetching them refetches the unit.
+
     Returns rows inserted per table."""
     replaced = list(cursors) if stored is None else list(stored)
     units = pl.DataFrame({"unit_key": replaced}, schema={"unit_key": pl.Utf8})
     quarantine = _rejected_frame(source, account, run_id, rejected, now)
     field_issues = _issues_frame(source, account, run_id, issues, now)
+    missing = missing_streams or {}
     state = pl.DataFrame(
-        {"unit_key": list(cursors), "cursor": list(cursors.values())},
-        schema={"unit_key": pl.Utf8, "cursor": pl.Utf8},
+        {"unit_key": list(cursors), "cursor": list(cursors.values()),
+         "missing_streams": [",".join(sorted(missing[key])) if missing.get(key) else None for key in cursors]},
+        schema={"unit_key": pl.Utf8, "cursor": pl.Utf8, "missing_streams": pl.Utf8},
+    )
+    kept = pl.DataFrame(
+        [(key, table) for key, tables in (kept_tables or {}).items() for table in tables],
+        schema={"unit_key": pl.Utf8, "table_name": pl.Utf8}, orient="row",
     )
     inserted: dict[str, int] = {}
     with transaction(con):
         con.register("batch_units", units)
+        con.register("batch_kept", kept)
         for table in tables:
             frame = frames.get(table.name)
             if table.name in partial_tables:
@@ -82,15 +100,16 @@ def replace_units(
             elif replaced:
                 con.execute(
                     f"DELETE FROM {table.qualified_name} WHERE account = ? "
-                    f"AND {table.unit_column} IN (SELECT unit_key FROM batch_units)",
-                    [account],
+                    f"AND {table.unit_column} IN (SELECT unit_key FROM batch_units) "
+                    f"AND {table.unit_column} NOT IN (SELECT unit_key FROM batch_kept WHERE table_name = ?)",
+                    [account, table.name],
                 )
             if frame is not None and frame.height:
                 con.register("batch_rows", frame)
                 con.execute(f"INSERT INTO {table.qualified_name} BY NAME SELECT * FROM batch_rows")
                 con.unregister("batch_rows")
             inserted[table.name] = 0 if frame is None else frame.height
-        kept = list(partial_tables)
+        partial = list(partial_tables)
         for table, rows in ((pipeline.REJECTED_RECORDS, quarantine), (pipeline.FIELD_ISSUES, field_issues)):
             con.register("batch_pipeline_rows", rows)
             if replaced:
@@ -98,8 +117,10 @@ def replace_units(
                     f"DELETE FROM {table.qualified_name} WHERE source = ? AND account = ? "
                     "AND unit_key IN (SELECT unit_key FROM batch_units) "
                     "AND (coalesce(table_name NOT IN (SELECT unnest(?::VARCHAR[])), TRUE) "
-                    "     OR record_key IN (SELECT record_key FROM batch_pipeline_rows))",
-                    [source, account, kept],
+                    "     OR record_key IN (SELECT record_key FROM batch_pipeline_rows)) "
+                    "AND NOT EXISTS (SELECT 1 FROM batch_kept k WHERE k.unit_key = "
+                    f"{table.qualified_name}.unit_key AND k.table_name = {table.qualified_name}.table_name)",
+                    [source, account, partial],
                 )
             if rows.height:
                 # Numbered after the unit's kept rows (none unless partial tables).
@@ -113,15 +134,18 @@ def replace_units(
         con.execute(
             """
             MERGE INTO pipeline.unit_state AS s
-            USING (SELECT ? AS source, ? AS account, unit_key, cursor FROM batch_state) AS n
+            USING (SELECT ? AS source, ? AS account, unit_key, cursor, missing_streams FROM batch_state) AS n
             ON s.source = n.source AND s.account = n.account AND s.unit_key = n.unit_key
-            WHEN MATCHED THEN UPDATE SET cursor = n.cursor, synced_at = ?, run_id = ?, deleted_at = NULL
-            WHEN NOT MATCHED THEN INSERT (source, account, unit_key, cursor, first_seen_at, synced_at, run_id, deleted_at)
-                VALUES (n.source, n.account, n.unit_key, n.cursor, ?, ?, ?, NULL)
+            WHEN MATCHED THEN UPDATE SET cursor = n.cursor, synced_at = ?, run_id = ?, deleted_at = NULL,
+                missing_streams = n.missing_streams
+            WHEN NOT MATCHED THEN INSERT (source, account, unit_key, cursor, first_seen_at, synced_at, run_id, deleted_at,
+                                          missing_streams)
+                VALUES (n.source, n.account, n.unit_key, n.cursor, ?, ?, ?, NULL, n.missing_streams)
             """,
             [source, account, now, run_id, now, now, run_id],
         )
         con.unregister("batch_state")
+        con.unregister("batch_kept")
         con.unregister("batch_units")
         crash_point("load-before-commit")
     crash_point("load-after-commit")

@@ -44,6 +44,10 @@ MIGRATIONS: list[Migration] = [
     # 7 creates only its own table, so it applies whether or not 6 came before it.
     Migration(7, "pipeline.field_issues: fields loaded NULL because they could not be read",
               create_tables((pipeline.FIELD_ISSUES,))),
+    # A file made before 8 has unit_state without the column; one made since has it from 1.
+    Migration(8, "pipeline.unit_state.missing_streams: streams a project was loaded without",
+              lambda con: con.execute(
+                  "ALTER TABLE pipeline.unit_state ADD COLUMN IF NOT EXISTS missing_streams VARCHAR")),
 ]
 
 

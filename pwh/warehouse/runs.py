@@ -36,6 +36,8 @@ class RunRecord:
     requests: int = 0
     retries: int = 0
     error: str | None = None
+    # Streams skipped for the run, with the status that forbade them (kept in ``error``).
+    skipped_streams: dict[str, str] = field(default_factory=dict)
 
     def summary(self) -> dict:
         """Counts and status only (no record content): what a flow returns and the CLI prints."""
@@ -46,10 +48,12 @@ class RunRecord:
             "units_failed": self.units_failed, "failed_units": sorted(self.failed_units),
             "rows_loaded": dict(self.rows_loaded), "rows_rejected": self.rows_rejected,
             "requests": self.requests, "retries": self.retries,
+            "skipped_streams": dict(self.skipped_streams),
         }
 
     def row(self) -> dict:
         values = asdict(self)
+        del values["skipped_streams"]  # the ledger keeps them in ``error``
         values["failed_units"] = orjson.dumps(self.failed_units).decode()
         values["rows_loaded"] = orjson.dumps(self.rows_loaded).decode()
         return values

@@ -18,6 +18,7 @@ import asyncio
 import base64
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -35,6 +36,7 @@ from pwh.sources.http import (
     loads_json,
 )
 from pwh.sources.paging import collect_pages
+from pwh.sources.stream_calls import FetchStream, direct
 
 TOKEN_VARIABLE = "OPENPROJECT_API_KEY"
 MEDIA_TYPE = "application/hal+json"
@@ -255,19 +257,24 @@ class OpenProjectClient(SourceClient):
         latest = elements[0].get("updatedAt") if elements and isinstance(elements[0], dict) else None
         return f"wp:{page.get('total')}:{latest}"
 
-    async def fetch_project_payload(self, project_id: str, listed: dict[str, Any] | None) -> ProjectPayload:
-        """The complete project and its linked collections, fetched concurrently; a
-        collection answering 404 is recorded in ``not_visible`` and loads as empty."""
+    async def fetch_project_payload(
+        self, project_id: str, listed: dict[str, Any] | None, fetch_stream: FetchStream = direct
+    ) -> ProjectPayload:
+        """The complete project (its existence answer: 404 means gone) and its linked
+        collections, each a stream fetched concurrently through ``fetch_stream(stream,
+        fetch, empty)`` (pwh/flows/streams.py); a collection answering 404 is recorded in
+        ``not_visible`` and loads as empty."""
         project = await self.complete(listed) if listed is not None else await self.fetch_project(project_id)
-        kinds = tuple(LINKED)
-        results = await asyncio.gather(*(self.fetch_linked(project, k) for k in kinds), return_exceptions=True)
         payload = ProjectPayload(project_id, project)
-        for kind, result in zip(kinds, results):
-            if isinstance(result, NotFoundError):
+
+        async def visible(kind: str) -> list[Any]:
+            try:
+                return await self.fetch_linked(project, kind)
+            except NotFoundError:
                 payload.not_visible.append(kind)
-                payload.linked[kind] = []
-            elif isinstance(result, BaseException):
-                raise result
-            else:
-                payload.linked[kind] = result
+                return []
+
+        kinds = tuple(LINKED)
+        results = await asyncio.gather(*(fetch_stream(kind, partial(visible, kind), []) for kind in kinds))
+        payload.linked = dict(zip(kinds, results))
         return payload

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
@@ -27,8 +28,12 @@ from pwh.sources.http import (
     loads_json,
 )
 from pwh.sources.rayteams.oauth import OAuthCredentials
+from pwh.sources.stream_calls import FetchStream, direct
 
 SUB_RESOURCES = ("memo", "attachments", "histories", "orders", "groups")
+# The stream (pwh/flows/streams.py) each sub-resource call serves.
+STREAM_OF = {"memo": "memos", "attachments": "attachments", "histories": "histories", "orders": "orders",
+             "groups": "groups"}
 STRATEGIES = ("aggregate", "per_resource")
 # Measured against the simulator (see README, Performance): two requests a project
 # instead of six, so the aggregate call is the default.
@@ -182,16 +187,21 @@ class RayteamsClient(SourceClient):
             raise ApiError(f"GET {path}: 'files' is not an array")
         return files
 
-    async def fetch_project(self, project_id: str, strategy: str = DEFAULT_STRATEGY) -> ProjectPayload:
-        """All records and files of one project, fetched concurrently."""
+    async def fetch_project(
+        self, project_id: str, strategy: str = DEFAULT_STRATEGY, fetch_stream: FetchStream = direct
+    ) -> ProjectPayload:
+        """All records and files of one project, fetched concurrently. ``aggregate``'s
+        ``GET /project/{_id}`` is the project's existence answer (NO_ITEM/404: gone); every
+        other call is a stream's, made through ``fetch_stream(stream, fetch, empty)``
+        (pwh/flows/streams.py: selection, 404 = no records, 403 = forbidden)."""
+        files = fetch_stream("files", lambda: self.fetch_project_files(project_id), [])
         if strategy == "aggregate":
-            records, files = await asyncio.gather(
-                self.fetch_project_records(project_id), self.fetch_project_files(project_id)
-            )
+            records, files = await asyncio.gather(self.fetch_project_records(project_id), files)
         elif strategy == "per_resource":
             *lists, files = await asyncio.gather(
-                *(self.fetch_sub_resource(project_id, kind) for kind in SUB_RESOURCES),
-                self.fetch_project_files(project_id),
+                *(fetch_stream(STREAM_OF[kind], partial(self.fetch_sub_resource, project_id, kind), [])
+                  for kind in SUB_RESOURCES),
+                files,
             )
             records = [record for records_of_kind in lists for record in records_of_kind]
         else:
