@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from enum import Enum
 
+from pwh.flows.registry import names
+
 
 class Strategy(str, Enum):
     """RAYTeams fetch strategy (pwh.sources.rayteams.client.STRATEGIES)."""
@@ -23,12 +25,8 @@ class Listing(str, Enum):
     recent = "recent"
 
 
-class DemoSource(str, Enum):
-    """Simulated sources ``pwh demo`` syncs (pwh.demo.DEMO_SOURCES)."""
-
-    rayteams = "rayteams"
-    openproject = "openproject"
-    all = "all"
+# Simulated sources ``pwh demo`` syncs: every source of the registry, or all of them.
+DemoSource = Enum("DemoSource", {name: name for name in (*names(), "all")}, type=str)  # type: ignore[misc]
 
 
 class Auth(str, Enum):

@@ -17,7 +17,7 @@ from pwh.choices import Auth, DemoSource, Listing, LookupKey, Strategy
 from pwh.failures import describe_failure, enable_debug, keep_run_logs_off_console
 from pwh.formats import Format as SqlFormat
 from pwh.process import exit_without_teardown, tune_collector
-from pwh.validate import check_base_url, check_config, check_secrets
+from pwh.validate import check_base_url, check_config, check_secrets, check_streams
 
 # Shell completion (commands, options, choices): `pwh --install-completion`.
 app = typer.Typer(no_args_is_help=True, help="project-warehouse: project APIs → DuckDB.")
@@ -36,6 +36,10 @@ FullRefreshOption = Annotated[bool, typer.Option("--full-refresh", help="Refetch
 AllowMassDeleteOption = Annotated[bool, typer.Option(
     "--allow-mass-delete", help="Confirm a run that marks more than a quarter of the projects deleted "
                                 "(refused otherwise: an empty or short list looks the same).")]
+SelectOption = Annotated[Optional[list[str]], typer.Option(
+    "--select", help="Fetch only these streams (comma-separated or repeated; `pwh sources` lists them).")]
+ExcludeOption = Annotated[Optional[list[str]], typer.Option(
+    "--exclude", help="Do not fetch these streams: no request is made for them and their rows are kept.")]
 SeedOption = Annotated[int, typer.Option(help="Seed of the generated data.")]
 LatencyOption = Annotated[float, typer.Option(help="Added to every answer.")]
 FaultRateOption = Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of requests failing once.")]
@@ -92,22 +96,24 @@ def _quiet_prefect() -> None:
 
 
 def sync_module(source: str, prefect: Optional[bool]):
-    """The module whose sync functions a hand run calls: the Prefect flows of
-    pwh/flows/<source>.py when a Prefect API is configured (or --prefect), else the very same
-    functions run in this process (pwh/flows/<source>_sync.py): no Prefect import and no
-    temporary Prefect server (10-30 s) on every run (docs/operations.md). ``--prefect``
-    without an API is refused: Prefect's temporary server would throw the run's records
-    away when it ends, and a killed ``pwh`` would leave that server behind."""
+    """The module whose sync functions a hand run calls: the Prefect flows of the source
+    (pwh/flows/registry.py) when a Prefect API is configured (or --prefect), else the very
+    same functions run in this process: no Prefect import and no temporary Prefect server
+    (10-30 s) on every run (docs/operations.md). ``--prefect`` without an API is refused:
+    Prefect's temporary server would throw the run's records away when it ends, and a
+    killed ``pwh`` would leave that server behind."""
     import importlib
 
     from pwh.flows.host import configured_api_url
+    from pwh.flows.registry import source as declared
 
     configured = configured_api_url() is not None
     if prefect and not configured:
         fail("--prefect records the run on a Prefect server, and none is configured: set PREFECT_API_URL "
              "(start one with `prefect server start`), or drop --prefect")
     use_prefect = configured if prefect is None else prefect
-    return importlib.import_module(f"pwh.flows.{source}" if use_prefect else f"pwh.flows.{source}_sync")
+    found = declared(source)
+    return importlib.import_module(found.flows if use_prefect else found.sync.partition(":")[0])
 
 
 async def _stoppable(coro_factory, stopped_by: list[int]):
@@ -190,6 +196,8 @@ def print_summary(summary: dict) -> None:
     )
     typer.echo(f"rows loaded: {rows or 'none'}; rejected records: {summary['rows_rejected']:,}"
                + (" (see pipeline.rejected_records)" if summary["rows_rejected"] else ""))
+    for stream, answer in summary.get("skipped_streams", {}).items():
+        typer.echo(f"stream {stream} answered {answer}: skipped this run, its rows kept (the next run tries again)")
     if summary["failed_units"]:
         typer.echo(f"failed projects (retried next run): {', '.join(summary['failed_units'][:10])}"
                    + (" …" if len(summary["failed_units"]) > 10 else ""))
@@ -219,12 +227,16 @@ def sync_rayteams_command(
     rekey: Annotated[bool, typer.Option(
         "--rekey", help="Make the pseudonym key at hand the warehouse's: every pseudonym is recomputed by a full "
                         "refresh; those of deleted projects become NULL (docs/operations.md).")] = False,
+    select: SelectOption = None,
+    exclude: ExcludeOption = None,
     quiet: QuietOption = False,
     prefect: PrefectOption = None,
 ) -> None:
     """Sync every RAYTeams project (and sub-resource, and file) into the warehouse."""
     _quiet_prefect()
     from pwh.sources.rayteams.client import CLIENT_ID_VARIABLE, TOKEN_VARIABLE
+
+    check_streams("rayteams", select, exclude)
 
     strategy = strategy.value
     max_response_bytes = None if max_response_mb is None else int(max_response_mb * 1024 * 1024)
@@ -236,7 +248,7 @@ def sync_rayteams_command(
             config=config, db=db, account=account, all_accounts=all_accounts, concurrency=concurrency,
             mode="full_refresh" if full_refresh else "incremental", strategy=strategy,
             batch_size=batch_size, timeout=timeout, max_response_bytes=max_response_bytes, quiet=quiet,
-            allow_mass_delete=allow_mass_delete, rekey=rekey, prefect=prefect,
+            allow_mass_delete=allow_mass_delete, rekey=rekey, prefect=prefect, select=select, exclude=exclude,
         )
         return
     if all_accounts:
@@ -255,6 +267,7 @@ def sync_rayteams_command(
         mode="full_refresh" if full_refresh else "incremental", strategy=strategy,
         concurrency=concurrency, batch_size=batch_size, timeout_s=timeout,
         max_response_bytes=max_response_bytes, allow_mass_delete=allow_mass_delete, rekey=rekey,
+        select=select, exclude=exclude,
     ), show_progress=not quiet and sys.stderr.isatty())
     print_summary(summary)
     if summary["status"] == "partial":
@@ -343,7 +356,24 @@ def demo(
     from pwh.demo import run_demo
 
     run_demo(db=db, projects=projects, seed=seed, run_flow=run_flow, print_summary=print_summary,
-             sync_module=lambda name: sync_module(name, None), source=source.value)
+             sync_function=lambda declared: getattr(sync_module(declared.name, None), declared.flow),
+             source_name=source.value)
+
+
+@app.command()
+def sources() -> None:
+    """List the sources and their streams (what --select and --exclude take)."""
+    from pwh.flows.registry import SOURCES
+
+    for declared in SOURCES:
+        typer.echo(f"{declared.name}: {declared.title}. {declared.description}")
+        typer.echo(f"  credentials: {', '.join(declared.secrets)}; flow {declared.flow_name}; "
+                   f"e.g. --base-url {declared.base_url_example}")
+        for stream in declared.streams:
+            kind = "per project" if stream.per_unit else "per account"
+            typer.echo(f"  stream {stream.name:<14} {kind:<12} → {', '.join(stream.tables)}: {stream.description}")
+        if not declared.streams:
+            typer.echo("  (no streams to choose: every request serves the project rows)")
 
 
 @app.command()
@@ -451,12 +481,15 @@ def sync_incoplax_command(
     concurrency: ConcurrencyOption = 16,
     batch_size: BatchSizeOption = 250,
     timeout: TimeoutOption = 30.0,
+    select: SelectOption = None,
+    exclude: ExcludeOption = None,
     quiet: QuietOption = False,
     prefect: PrefectOption = None,
 ) -> None:
     """Sync every project of an Incoplax domain into the warehouse."""
     _quiet_prefect()
     _check_incoplax(base_url, auth)
+    check_streams("incoplax", select, exclude)
     check_config(None)
     sync_incoplax = sync_module("incoplax", prefect).sync_incoplax
     try:
@@ -470,7 +503,7 @@ def sync_incoplax_command(
         base_url=base_url, db_path=str(db), account=account,
         mode="full_refresh" if full_refresh else "incremental", listing=listing.value, order=order_value,
         page_size=page_size, concurrency=concurrency, batch_size=batch_size, auth_scheme=auth.value, timeout_s=timeout,
-        allow_mass_delete=allow_mass_delete,
+        allow_mass_delete=allow_mass_delete, select=select, exclude=exclude,
     ), show_progress=not quiet and sys.stderr.isatty())
     print_summary(summary)
     if summary["status"] == "partial":
@@ -552,6 +585,8 @@ def sync_clarity_command(
     concurrency: ConcurrencyOption = 8,
     batch_size: BatchSizeOption = 250,
     timeout: TimeoutOption = 60.0,
+    select: SelectOption = None,
+    exclude: ExcludeOption = None,
     quiet: QuietOption = False,
     prefect: PrefectOption = None,
 ) -> None:
@@ -568,6 +603,7 @@ def sync_clarity_command(
     check_base_url(base_url)
     check_config(None)
     check_secrets([USERNAME_VARIABLE, PASSWORD_VARIABLE])
+    check_streams("clarity", select, exclude)
     try:  # before importing Prefect: a typo fails in a blink
         filter_params(name or (), open_date, udf or ())
         if since:
@@ -581,6 +617,7 @@ def sync_clarity_command(
         mode="full_refresh" if full_refresh else "incremental",
         names=name or None, open_date=open_date, udf=udf or None, since=since, overlap_s=overlap,
         concurrency=concurrency, batch_size=batch_size, timeout_s=timeout, allow_mass_delete=allow_mass_delete,
+        select=select, exclude=exclude,
     ), show_progress=not quiet and sys.stderr.isatty())
     print_summary(summary)
     if summary.get("udf_parse_errors"):
@@ -754,6 +791,8 @@ def sync_openproject_command(
     timeout: TimeoutOption = 30.0,
     probe_work_packages: Annotated[bool, typer.Option(help="Incremental runs also check each project's work packages (one small request a project): a project's updatedAt does not move when only they change.")] = True,
     api_key: Annotated[Optional[str], typer.Option(help="Overrides OPENPROJECT_API_KEY (prefer the variable: flags show in `ps`).")] = None,
+    select: SelectOption = None,
+    exclude: ExcludeOption = None,
     quiet: QuietOption = False,
     prefect: PrefectOption = None,
 ) -> None:
@@ -766,13 +805,14 @@ def sync_openproject_command(
     if api_key:
         os.environ[TOKEN_VARIABLE] = api_key  # the flow reads it from its environment, never as a parameter
     check_secrets([TOKEN_VARIABLE], flags="--api-key")
+    check_streams("openproject", select, exclude)
     sync_openproject = sync_module("openproject", prefect).sync_openproject
 
     summary = run_flow(lambda: sync_openproject(
         base_url=base_url, db_path=str(db), account=account,
         mode="full_refresh" if full_refresh else "incremental", page_size=page_size,
         concurrency=concurrency, batch_size=batch_size, timeout_s=timeout, probe_work_packages=probe_work_packages,
-        allow_mass_delete=allow_mass_delete,
+        allow_mass_delete=allow_mass_delete, select=select, exclude=exclude,
     ), show_progress=not quiet and sys.stderr.isatty())
     print_summary(summary)
     if summary["status"] == "partial":

@@ -68,3 +68,17 @@ def check_config(path: Path | None):
     except (ConfigError, ScheduleError) as exc:
         raise SettingError(str(exc)) from None
     return loaded
+
+
+def check_streams(source: str, select: Iterable[str] | None, exclude: Iterable[str] | None) -> None:
+    """--select/--exclude name streams the source has (pwh/flows/registry.py)."""
+    from pwh.flows.registry import streams_of
+    from pwh.flows.streams import UnknownStreamError, choose_streams
+
+    try:
+        chosen = choose_streams(source, streams_of(source), select or (), exclude or ())
+    except UnknownStreamError as exc:
+        raise SettingError(f"{exc} (`pwh sources` lists them)") from None
+    if streams_of(source) and not chosen:
+        raise SettingError(f"--select/--exclude leave no stream of {source} to fetch; "
+                           "to sync projects alone, exclude only the streams you do not want")

@@ -197,7 +197,7 @@ def test_a_shorthand_cron_in_the_file_passes_and_a_bad_cron_option_is_named(pwh,
      "(see pwh sync clarity --help)"),
     (["demo", "--source", "jira"],
      "pwh: error: Invalid value for '--source': Value error, 'jira' is not one of 'rayteams', 'openproject', "
-     "'all'. (see pwh demo --help)"),
+     "'clarity', 'incoplax', 'all'. (see pwh demo --help)"),
 ])
 def test_options_out_of_range_or_choice_fail_in_one_line(pwh, tmp_path, args, line):
     run = pwh(*args, env=ALL_SECRETS)
@@ -209,7 +209,7 @@ def test_choices_are_listed_in_help_and_completion_is_offered(pwh):
     for args, listed in ((["sync", "rayteams", "--help"], "aggregate|per_resource"),
                          (["sync", "incoplax", "--help"], "auto|minimal|recent"),
                          (["sync", "incoplax", "--help"], "bearer|basic"),
-                         (["demo", "--help"], "rayteams|openproject|all")):
+                         (["demo", "--help"], "rayteams|openproject|clarity|incoplax|all")):
         run = pwh(*args)
         assert run.code == 0 and listed in run.out, run.out
     top = pwh("--help")

@@ -22,7 +22,8 @@ import pytest
 from aiohttp import web
 
 from pwh.flows.engine import run_sync
-from pwh.flows.rayteams_sync import STREAMS, RayteamsAdapter
+from pwh.flows.rayteams_sync import RayteamsAdapter
+from pwh.flows.registry import RAYTEAMS
 from pwh.flows.streams import UnknownStreamError, choose_streams
 from pwh.sources.rayteams.client import RayteamsClient
 from pwh.sources.rayteams.dataset import DatasetConfig, RayteamsDataset
@@ -35,7 +36,8 @@ from pwh.warehouse.migrations import migrate
 TOKEN = "tok-SECRET-streams-5d1e"
 CLIENT_ID = "client-SECRET-streams-77"
 N_PROJECTS = 12
-ALL_STREAMS = frozenset(s.name for s in STREAMS)
+STREAMS = RAYTEAMS.streams
+ALL_STREAMS = frozenset(RAYTEAMS.stream_names)
 
 
 @dataclass

@@ -214,6 +214,8 @@ async def sync_clarity(
     max_attempts: int = 6,
     max_response_bytes: int | None = None,
     allow_mass_delete: bool = False,
+    select: list[str] | None = None,
+    exclude: list[str] | None = None,
 ) -> dict[str, Any]:
     """Sync the Clarity LIMS projects of one instance (``base_url``: ``https://host/api/v2``)
     into the DuckDB warehouse at ``db_path``.
@@ -239,7 +241,8 @@ async def sync_clarity(
         since=parse_timestamp(since) if since else None,
     )
     summary = await sync_into_warehouse(adapter, db_path=db_path, tables=tables.TABLES, mode=mode,
-                                        batch_size=batch_size, allow_mass_delete=allow_mass_delete)
+                                        batch_size=batch_size, allow_mass_delete=allow_mass_delete, select=select,
+                                        exclude=exclude)
     summary["udf_parse_errors"] = adapter.udf_parse_errors
     if adapter.udf_parse_errors:
         log.warning("%d UDF values do not parse as their declared type; kept as text "

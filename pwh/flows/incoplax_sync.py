@@ -203,6 +203,8 @@ async def sync_incoplax(
     max_attempts: int = 6,
     max_response_bytes: int | None = None,
     allow_mass_delete: bool = False,
+    select: list[str] | None = None,
+    exclude: list[str] | None = None,
 ) -> dict[str, Any]:
     """Sync every project of an Incoplax domain into the DuckDB warehouse at ``db_path``.
 
@@ -221,5 +223,5 @@ async def sync_incoplax(
     return await sync_into_warehouse(
         IncoplaxAdapter(client, account=account, mode=mode, listing=listing, order=order),
         db_path=db_path, tables=tables.TABLES, mode=mode, batch_size=batch_size,
-        allow_mass_delete=allow_mass_delete,
+        allow_mass_delete=allow_mass_delete, select=select, exclude=exclude,
     )

@@ -14,9 +14,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from pwh.flows.engine import ClientAdapter, Listing, Unit
+from pwh.flows.registry import OPENPROJECT
 from pwh.flows.runner import sync_into_warehouse
 from pwh.flows.secrets import read_secret
-from pwh.flows.streams import Stream, UnitStreams
+from pwh.flows.streams import UnitStreams
 from pwh.schemas import openproject as tables
 from pwh.sources.errors import AuthError, NotFoundError, SourceError
 from pwh.sources.http import HttpSettings
@@ -35,23 +36,11 @@ from pwh.warehouse.load import UnitState
 log = logging.getLogger("pwh.openproject")
 
 
-# A project's linked collections (the project itself, its custom values included, is its own).
-STREAMS = (
-    # Work packages carry custom values too: skipping them keeps the project's custom values as they were.
-    Stream("work_packages", (tables.WORK_PACKAGES.name, tables.CUSTOM_VALUES.name),
-           "Work packages of every status, all pages, with their custom values."),
-    Stream("versions", (tables.VERSIONS.name,), "Versions available in the project."),
-    Stream("categories", (tables.CATEGORIES.name,), "Work-package categories."),
-    Stream("types", (tables.TYPES.name,), "Work-package types enabled in the project."),
-    Stream("memberships", (tables.MEMBERSHIPS.name,), "Members and their roles."),
-)
-
-
 class OpenProjectAdapter(ClientAdapter):
     source = "openproject"
     strategy = None
     tables = tables.TABLES
-    streams = STREAMS
+    streams = OPENPROJECT.streams
     redact = staticmethod(redact_unknown_source)
 
     def __init__(self, client: OpenProjectClient, *, account: str, probe_work_packages: bool = True) -> None:
@@ -138,6 +127,8 @@ async def sync_openproject(
     max_response_bytes: int | None = None,
     probe_work_packages: bool = True,
     allow_mass_delete: bool = False,
+    select: list[str] | None = None,
+    exclude: list[str] | None = None,
 ) -> dict[str, Any]:
     """Sync every project of one OpenProject instance, with its work packages, versions,
     categories, types, memberships and custom values, into the warehouse at ``db_path``.
@@ -158,5 +149,5 @@ async def sync_openproject(
     return await sync_into_warehouse(
         OpenProjectAdapter(client, account=account, probe_work_packages=probe_work_packages),
         db_path=db_path, tables=tables.TABLES, mode=mode, batch_size=batch_size,
-        allow_mass_delete=allow_mass_delete,
+        allow_mass_delete=allow_mass_delete, select=select, exclude=exclude,
     )

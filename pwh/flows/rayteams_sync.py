@@ -12,9 +12,10 @@ from typing import Any
 from pwh.config import CONFIG_FILE, ConfigError, RayteamsAccount, load_config
 from pwh.flows.engine import ClientAdapter, Listing, Unit, listed_units
 from pwh.flows.host import flow_run_context
+from pwh.flows.registry import RAYTEAMS
 from pwh.flows.runner import sync_into_warehouse
 from pwh.flows.secrets import read_secret
-from pwh.flows.streams import Stream, UnitStreams
+from pwh.flows.streams import UnitStreams
 from pwh.schemas import rayteams as tables
 from pwh.sources.http import HttpSettings
 from pwh.sources.rayteams.client import (
@@ -48,21 +49,10 @@ PARTIAL_TABLES: dict[str, frozenset[str]] = {
 }
 
 
-# A project's sub-resources; `projects` and `other_records` come with the project itself.
-STREAMS = (
-    Stream("memos", (tables.MEMOS.name, tables.MEMO_COMMENTS.name), "Memos and their comments."),
-    Stream("attachments", (tables.ATTACHMENTS.name,), "Attachments (metadata; links removed)."),
-    Stream("histories", (tables.HISTORIES.name,), "Change histories."),
-    Stream("orders", (tables.ORDERS.name,), "Orders."),
-    Stream("groups", (tables.GROUPS.name,), "Groups the project is shared with."),
-    Stream("files", (tables.FILES.name,), "Downloadable files and their sizes (the FILE scope: GET /file/{_id})."),
-)
-
-
 class RayteamsAdapter(ClientAdapter):
     source = "rayteams"
     tables = tables.TABLES
-    streams = STREAMS
+    streams = RAYTEAMS.streams  # `projects` and `other_records` come with the project itself
 
     def __init__(self, client: RayteamsClient, *, account: str, strategy: str, pseudonyms: Pseudonymizer,
                  region: str | None = None) -> None:
@@ -118,6 +108,7 @@ def default_key_file(db_path: str) -> Path:
 async def sync_client(
     client: RayteamsClient, *, account: str, db_path: str, mode: str, strategy: str, batch_size: int,
     region: str | None = None, allow_mass_delete: bool = False, rekey: bool = False,
+    select: list[str] | None = None, exclude: list[str] | None = None,
 ) -> dict[str, Any]:
     """One account's sync through ``client`` into the warehouse (what every RAYTeams flow runs);
     ``rekey``: adopt the pseudonym key at hand as the warehouse's (pwh/warehouse/pseudonym_keys.py)."""
@@ -126,7 +117,7 @@ async def sync_client(
         RayteamsAdapter(client, account=account, strategy=strategy, pseudonyms=Pseudonymizer(key.secret),
                         region=region),
         db_path=db_path, tables=tables.TABLES, mode=mode, batch_size=batch_size, pseudonym_key=key, rekey=rekey,
-        allow_mass_delete=allow_mass_delete,
+        allow_mass_delete=allow_mass_delete, select=select, exclude=exclude,
     )
 
 
@@ -143,6 +134,8 @@ async def sync_rayteams(
     max_response_bytes: int | None = None,
     allow_mass_delete: bool = False,
     rekey: bool = False,
+    select: list[str] | None = None,
+    exclude: list[str] | None = None,
 ) -> dict[str, Any]:
     """Sync every RAYTeams project of one account into the DuckDB warehouse at ``db_path``.
 
@@ -158,7 +151,8 @@ async def sync_rayteams(
     settings = HttpSettings.for_run(concurrency, timeout_s, max_attempts, max_response_bytes)
     client = RayteamsClient.connect(base_url, token=token, client_id=client_id, settings=settings)
     return await sync_client(client, account=account, db_path=db_path, mode=mode, strategy=strategy,
-                             batch_size=batch_size, allow_mass_delete=allow_mass_delete, rekey=rekey)
+                             batch_size=batch_size, allow_mass_delete=allow_mass_delete, rekey=rekey,
+                             select=select, exclude=exclude)
 
 
 def oauth_credentials(account: RayteamsAccount, settings: HttpSettings) -> OAuthCredentials:
@@ -189,6 +183,8 @@ async def sync_rayteams_account(
     max_response_bytes: int | None = None,
     allow_mass_delete: bool = False,
     rekey: bool = False,
+    select: list[str] | None = None,
+    exclude: list[str] | None = None,
 ) -> dict[str, Any]:
     """Sync one RAYTeams account of ``config_path`` (default ``pwh.toml``), renewing its
     OAuth access token from its refresh token whenever it expires.
@@ -202,7 +198,7 @@ async def sync_rayteams_account(
                                     settings=settings)
     summary = await sync_client(client, account=configured.name, db_path=db_path, mode=mode,
                                 strategy=strategy, batch_size=batch_size, region=configured.region,
-                                allow_mass_delete=allow_mass_delete, rekey=rekey)
+                                allow_mass_delete=allow_mass_delete, rekey=rekey, select=select, exclude=exclude)
     return {"account": configured.name, "region": configured.region, **summary}
 
 
@@ -227,6 +223,8 @@ async def sync_rayteams_accounts(
     max_response_bytes: int | None = None,
     allow_mass_delete: bool = False,
     rekey: bool = False,
+    select: list[str] | None = None,
+    exclude: list[str] | None = None,
 ) -> dict[str, Any]:
     """Sync every RAYTeams account of ``config_path`` (or only ``account``), one after
     another (one DuckDB writer at a time), each with its own ledger row (and, under Prefect,
@@ -254,7 +252,7 @@ async def sync_rayteams_accounts(
                 name, config_path=config_path, db_path=db_path, mode=mode, strategy=strategy,
                 concurrency=concurrency, batch_size=batch_size, timeout_s=timeout_s,
                 max_attempts=max_attempts, max_response_bytes=max_response_bytes,
-                allow_mass_delete=allow_mass_delete, rekey=rekey,
+                allow_mass_delete=allow_mass_delete, rekey=rekey, select=select, exclude=exclude,
             )
         except Exception as error:  # an interrupt stops every account
             outcome["failed"][name] = f"{type(error).__name__}: {error}".splitlines()[0][:2000]

@@ -10,12 +10,13 @@ import asyncio
 import os
 import uuid
 from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from contextlib import AsyncExitStack
 from typing import Any
 
-from pwh.flows.engine import DEFAULT_MAX_DELETE_SHARE, PLAIN_STAGES, SourceAdapter, run_sync
+from pwh.flows.engine import DEFAULT_MAX_DELETE_SHARE, PLAIN_STAGES, ClientAdapter, run_sync
 from pwh.flows.host import flow_run_context
 from pwh.flows.progress import new_progress
+from pwh.flows.streams import choose_streams
 from pwh.schemas.spec import Table
 from pwh.transforms.pseudonym import PseudonymKey
 from pwh.warehouse.integrity import check_primary
@@ -62,7 +63,7 @@ def max_delete_share() -> float:
 
 
 async def sync_into_warehouse(
-    adapter: AbstractAsyncContextManager[SourceAdapter],
+    adapter: ClientAdapter,
     *,
     db_path: str,
     tables: Sequence[Table],
@@ -71,14 +72,19 @@ async def sync_into_warehouse(
     allow_mass_delete: bool = False,
     pseudonym_key: PseudonymKey | None = None,
     rekey: bool = False,
+    select: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Run one source account's sync into the warehouse file; returns the run summary
     (counts only: safe to store as a flow result). In a Prefect flow run the run id is the
     flow run's and the stages are Prefect tasks; otherwise a fresh id and the plain stages.
     ``allow_mass_delete`` lifts the engine's mass-deletion guard for this run.
     A source that pseudonymises passes the key its adapter uses: it must be the warehouse's
-    (``rekey``: it becomes the warehouse's, and the run a full refresh)."""
+    (``rekey``: it becomes the warehouse's, and the run a full refresh).
+    ``select``/``exclude`` choose the streams fetched (pwh/flows/streams.py); an unknown
+    name fails before the warehouse is opened."""
     context = flow_run_context()
+    streams = choose_streams(adapter.source, adapter.streams, select or (), exclude or ())
     stages = PLAIN_STAGES
     async with AsyncExitStack() as stack:
         if context is not None:
@@ -107,7 +113,7 @@ async def sync_into_warehouse(
             run = await run_sync(
                 opened, con, run_id=run_id, mode=mode, batch_size=batch_size,
                 stages=stages, progress=new_progress(), allow_mass_delete=allow_mass_delete,
-                max_delete_share=max_delete_share(),
+                max_delete_share=max_delete_share(), streams=streams,
             )
         if run.status in ("success", "partial"):
             # Still the only writer: marts and comments refreshed, then the readers'

@@ -21,14 +21,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-# source name → "module:flow". A new source's flow is served by adding one line here.
-SCHEDULABLE_FLOWS: dict[str, str] = {
-    "rayteams": "pwh.flows.rayteams:sync_rayteams",
-    "rayteams-accounts": "pwh.flows.rayteams:sync_rayteams_accounts",
-    "clarity": "pwh.flows.clarity:sync_clarity",
-    "incoplax": "pwh.flows.incoplax:sync_incoplax",
-    "openproject": "pwh.flows.openproject:sync_openproject",
-}
+from pwh.flows.registry import schedulable_flows
+
+# source name → "module:flow", from the source registry.
+SCHEDULABLE_FLOWS: dict[str, str] = schedulable_flows()
 
 DEFAULT_CRON = "0 * * * *"  # hourly, on the hour
 CONFIG_FILE = Path("pwh.toml")

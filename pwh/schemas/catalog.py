@@ -19,6 +19,11 @@ def _table_modules() -> list:
     return [importlib.import_module(f"pwh.schemas.{name}") for name in names]
 
 
+def tables_of(source: str) -> tuple[Table, ...]:
+    """The tables of one source (its ``pwh/schemas/<source>.py``)."""
+    return tuple(importlib.import_module(f"pwh.schemas.{source}").TABLES)
+
+
 def all_tables() -> tuple[Table, ...]:
     tables: list[Table] = []
     for module in _table_modules():

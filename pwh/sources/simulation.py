@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +27,26 @@ HTML_ERROR_PAGE = (
     b"<body><h1>502 Bad Gateway</h1><p>The upstream server did not answer in time.</p>"
     b"<hr><address>sim-gateway</address></body></html>\n"
 )
+
+@dataclass(frozen=True)
+class Simulated:
+    """A simulator serving on loopback, as `pwh demo` and the contract tests use it."""
+
+    base_url: str  # what --base-url takes
+    credentials: dict[str, str]  # environment variable -> the value the simulator accepts
+    dataset: Any  # the data it serves (``mutate`` changes it between runs)
+
+
+@asynccontextmanager
+async def simulating(app: web.Application, dataset: Any, credentials: dict[str, str], *, path: str = "",
+                     middlewares: Sequence[Any] = (), any_method: bool = False) -> AsyncIterator[Simulated]:
+    """Serve a simulator's ``app`` on a free loopback port; ``middlewares`` see every
+    request first (a test's request counter or fault)."""
+    for middleware in reversed(middlewares):
+        app.middlewares.insert(0, middleware)
+    async with serving(app, any_method=any_method) as root:
+        yield Simulated(root + path, credentials, dataset)
+
 
 # Renders a source's own error answer: (status, headers) -> response.
 ErrorRenderer = Callable[[int, dict[str, str]], web.Response]

@@ -14,6 +14,10 @@ from pwh.warehouse.connection import transaction
 log = logging.getLogger("pwh.runs")
 
 
+# Fields of a run the ledger has no column for: skipped streams are written into ``error``.
+NOT_IN_LEDGER = ("skipped_streams",)
+
+
 @dataclass
 class RunRecord:
     run_id: str
@@ -53,7 +57,8 @@ class RunRecord:
 
     def row(self) -> dict:
         values = asdict(self)
-        del values["skipped_streams"]  # the ledger keeps them in ``error``
+        for name in NOT_IN_LEDGER:
+            del values[name]
         values["failed_units"] = orjson.dumps(self.failed_units).decode()
         values["rows_loaded"] = orjson.dumps(self.rows_loaded).decode()
         return values
@@ -104,7 +109,7 @@ def record_failure(con: duckdb.DuckDBPyConnection, run: RunRecord, error: str) -
 
 def load_run(con: duckdb.DuckDBPyConnection, run_id: str) -> RunRecord | None:
     """A run's ledger row, as written (None when the run never started)."""
-    names = [f.name for f in fields(RunRecord)]
+    names = [f.name for f in fields(RunRecord) if f.name not in NOT_IN_LEDGER]
     row = con.execute(f"SELECT {', '.join(names)} FROM pipeline.runs WHERE run_id = ?", [run_id]).fetchone()
     if row is None:
         return None

@@ -24,7 +24,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import email.utils
-from collections.abc import AsyncIterator
+import secrets
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -35,14 +36,17 @@ from xml.sax.saxutils import escape, quoteattr
 import orjson
 from aiohttp import web
 
-from pwh.sources.clarity.dataset import ClarityDataset
+from pwh.sources.clarity.client import PASSWORD_VARIABLE, USERNAME_VARIABLE
+from pwh.sources.clarity.dataset import ClarityDataset, DatasetConfig
 from pwh.sources.simulation import (
     FAULT_KINDS,
     AdminHooks,
+    Simulated,
     add_admin_routes,
     fault_injector_for,
     serve_until_interrupted,
     serving,
+    simulating,
 )
 
 API_PREFIX = "/api/v2"
@@ -297,6 +301,18 @@ async def running_simulator(
     """Serve the simulator on ``host:port`` (0: a free port); yields its base URL (…/api/v2)."""
     async with serving(build_app(dataset, options), host, port) as root:
         yield f"{root}{API_PREFIX}"
+
+
+@asynccontextmanager
+async def simulated(projects: int, seed: int, *, fault_rate: float = 0.0,
+                    middlewares: Sequence[Any] = ()) -> AsyncIterator[Simulated]:
+    """A fresh simulator with a user of its own (source registry: demo, contract tests)."""
+    dataset = ClarityDataset(DatasetConfig(seed=seed, n_projects=projects))
+    options = SimulatorOptions(username="sim-user", password=secrets.token_urlsafe(24), fault_rate=fault_rate)
+    credentials = {USERNAME_VARIABLE: options.username, PASSWORD_VARIABLE: options.password}
+    async with simulating(build_app(dataset, options), dataset, credentials, path=API_PREFIX,
+                          middlewares=middlewares) as simulator:
+        yield simulator
 
 
 def serve_forever(dataset: ClarityDataset, options: SimulatorOptions | None = None,

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator, Callable
+import secrets
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,14 +33,17 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from pwh.sources.incoplax.dataset import IncoplaxDataset
+from pwh.sources.incoplax.client import TOKEN_VARIABLE
+from pwh.sources.incoplax.dataset import DatasetConfig, IncoplaxDataset
 from pwh.sources.simulation import (
     FAULT_KINDS,
     AdminHooks,
+    Simulated,
     add_admin_routes,
     fault_injector_for,
     serve_until_interrupted,
     serving,
+    simulating,
 )
 
 __all__ = ["SimulatorOptions", "build_app", "running_simulator", "serve_forever", "SIMULATOR_KEY"]
@@ -372,6 +376,17 @@ async def running_simulator(
     (the client adds ``/rest/v1/domain/projects``)."""
     async with serving(build_app(dataset, options), host, port, any_method=True) as root:
         yield root
+
+
+@asynccontextmanager
+async def simulated(projects: int, seed: int, *, fault_rate: float = 0.0,
+                    middlewares: Sequence[Any] = ()) -> AsyncIterator[Simulated]:
+    """A fresh simulator with a token of its own (source registry: demo, contract tests)."""
+    dataset = IncoplaxDataset(DatasetConfig(seed=seed, n_projects=projects))
+    options = SimulatorOptions(token=secrets.token_urlsafe(24), fault_rate=fault_rate)
+    async with simulating(build_app(dataset, options), dataset, {TOKEN_VARIABLE: options.token},
+                          middlewares=middlewares, any_method=True) as simulator:
+        yield simulator
 
 
 def serve_forever(dataset: IncoplaxDataset, options: SimulatorOptions | None = None,

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator, Callable
+import secrets
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -25,16 +26,18 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from pwh.sources.openproject.client import MEDIA_TYPE
-from pwh.sources.openproject.dataset import API, OpenProjectDataset
+from pwh.sources.openproject.client import MEDIA_TYPE, TOKEN_VARIABLE
+from pwh.sources.openproject.dataset import API, DatasetConfig, OpenProjectDataset
 from pwh.sources.simulation import (
     FAULT_KINDS,
     MUTATION_FIELDS,
     AdminHooks,
+    Simulated,
     add_admin_routes,
     fault_injector_for,
     serve_until_interrupted,
     serving,
+    simulating,
 )
 
 STAT_KINDS = ("list", "project", "work_packages", "versions", "categories", "types", "memberships")
@@ -250,6 +253,17 @@ async def running_simulator(dataset: OpenProjectDataset, options: SimulatorOptio
     """Serve on ``host:port`` (0: a free port); yields the instance root URL (``--base-url``)."""
     async with serving(build_app(dataset, options), host, port) as root:
         yield root
+
+
+@asynccontextmanager
+async def simulated(projects: int, seed: int, *, fault_rate: float = 0.0,
+                    middlewares: Sequence[Any] = ()) -> AsyncIterator[Simulated]:
+    """A fresh simulator with an API key of its own (source registry: demo, contract tests)."""
+    dataset = OpenProjectDataset(DatasetConfig(seed=seed, n_projects=projects))
+    options = SimulatorOptions(api_key=secrets.token_urlsafe(24), fault_rate=fault_rate)
+    async with simulating(build_app(dataset, options), dataset, {TOKEN_VARIABLE: options.api_key},
+                          middlewares=middlewares) as simulator:
+        yield simulator
 
 
 def serve_forever(dataset: OpenProjectDataset, options: SimulatorOptions | None = None,

@@ -33,7 +33,7 @@ import asyncio
 import base64
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -43,14 +43,17 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from pwh.sources.rayteams.dataset import FILE_TYPES, SUB_KINDS, RayteamsDataset
+from pwh.sources.rayteams.client import CLIENT_ID_VARIABLE, TOKEN_VARIABLE
+from pwh.sources.rayteams.dataset import FILE_TYPES, SUB_KINDS, DatasetConfig, RayteamsDataset
 from pwh.sources.simulation import (
     FAULT_KINDS,
     AdminHooks,
+    Simulated,
     add_admin_routes,
     fault_injector_for,
     serve_until_interrupted,
     serving,
+    simulating,
 )
 
 __all__ = [
@@ -388,6 +391,18 @@ def token_url(base_url: str) -> str:
     if root.endswith(API_PREFIX):
         root = root[: -len(API_PREFIX)]
     return f"{root}{TOKEN_PATH}"
+
+
+@asynccontextmanager
+async def simulated(projects: int, seed: int, *, fault_rate: float = 0.0,
+                    middlewares: Sequence[Any] = ()) -> AsyncIterator[Simulated]:
+    """A fresh simulator with credentials of its own (source registry: demo, contract tests)."""
+    dataset = RayteamsDataset(DatasetConfig(seed=seed, n_projects=projects))
+    options = SimulatorOptions(token=token_urlsafe(24), client_id="sim-client", fault_rate=fault_rate)
+    credentials = {TOKEN_VARIABLE: options.token, CLIENT_ID_VARIABLE: options.client_id}
+    async with simulating(build_app(dataset, options), dataset, credentials, path=API_PREFIX,
+                          middlewares=middlewares) as simulator:
+        yield simulator
 
 
 def serve_forever(

@@ -1,0 +1,100 @@
+"""The source registry is the one list of sources; every other place that names sources is
+made from it or checked against it here (issue 16)."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from pwh.choices import DemoSource
+from pwh.cli import app
+from pwh.demo import DEMO_SOURCES, EXAMPLE_QUERIES
+from pwh.flows.registry import COMMON_PARAMETERS, SOURCES, flow_entrypoints, schedulable_flows
+from pwh.flows.schedules import SCHEDULABLE_FLOWS
+from pwh.schemas.catalog import all_tables, tables_of
+from pwh.warehouse.marts import PROJECTS, VIEWS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_stream_feeds_tables_of_its_own_source_and_names_are_unique():
+    for source in SOURCES:
+        own = {table.name for table in tables_of(source.name)}
+        names = [stream.name for stream in source.streams]
+        assert len(names) == len(set(names)), source.name
+        for stream in source.streams:
+            assert stream.tables and set(stream.tables) <= own, (source.name, stream.name)
+
+
+def test_every_flow_is_named_as_declared_and_takes_the_common_parameters():
+    for source in SOURCES:
+        for flow_name, target in source.flow_entrypoints().items():
+            module, _, function = target.partition(":")
+            flow = getattr(importlib.import_module(module), function)
+            assert flow.name == flow_name
+            plain = getattr(importlib.import_module(source.sync.partition(":")[0]), function)
+            assert flow.fn is plain  # the Prefect flow wraps the very function a plain run calls
+        parameters = inspect.signature(source.sync_function()).parameters
+        assert set(COMMON_PARAMETERS) - {"base_url"} <= set(parameters), source.name
+
+
+def test_schedules_demo_and_choices_come_from_the_registry():
+    assert SCHEDULABLE_FLOWS == schedulable_flows()
+    assert {s.name for s in SOURCES} <= set(SCHEDULABLE_FLOWS)
+    assert DEMO_SOURCES == (*(s.name for s in SOURCES), "all")
+    assert tuple(choice.value for choice in DemoSource) == DEMO_SOURCES
+    assert set(EXAMPLE_QUERIES) <= {s.name for s in SOURCES}
+
+
+def test_prefect_yaml_deploys_every_flow_of_the_registry():
+    project = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    deployed = {d["entrypoint"].replace("/", ".").replace(".py:", ":") for d in project["deployments"]}
+    wanted = {target for s in SOURCES for target in s.schedulable().values() if ":sync_" in target
+              and target.endswith(f":{s.flow}")}
+    assert wanted <= deployed, f"prefect.yaml lacks {sorted(wanted - deployed)}"
+    assert deployed <= set(flow_entrypoints().values())
+
+
+def test_every_source_has_its_tables_migrated_documented_and_sync_commands():
+    schemas = {table.schema for table in all_tables()}
+    reference = (ROOT / "docs" / "tables.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    runner = CliRunner()
+    for source in SOURCES:
+        assert source.name in schemas
+        assert f"## {source.name}." in reference or f"`{source.name}." in reference, source.name
+        assert f"pwh sync {source.name}" in readme, source.name
+        helped = runner.invoke(app, ["sync", source.name, "--help"], terminal_width=200)
+        assert helped.exit_code == 0 and "--exclude" in helped.output and "--select" in helped.output
+        simulate = runner.invoke(app, ["simulate", source.name, "--help"], terminal_width=200)
+        assert simulate.exit_code == 0, source.name
+    # The cross-source project mart stacks one part per source; every part names a registered source.
+    assert {part.source for part in PROJECTS.parts} == {s.name for s in SOURCES}
+    assert {part.source for view in VIEWS for part in view.parts} <= {s.name for s in SOURCES}
+
+
+def test_pwh_sources_lists_every_source_and_stream():
+    done = subprocess.run([sys.executable, "-m", "pwh.cli", "sources"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    for source in SOURCES:
+        assert done.stdout.count(f"{source.name}: {source.title}.") == 1
+        for stream in source.streams:
+            assert f"stream {stream.name} " in done.stdout
+
+
+def test_an_unknown_stream_fails_in_one_line_before_anything_slow():
+    done = subprocess.run(
+        [sys.executable, "-m", "pwh.cli", "sync", "openproject", "--base-url", "http://127.0.0.1:9",
+         "--exclude", "work_packages,wiki"], capture_output=True, text=True, timeout=60,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(ROOT), "OPENPROJECT_API_KEY": "k"},
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "pwh: error: openproject has no stream wiki; its streams are work_packages, versions, categories, "
+        "types, memberships (`pwh sources` lists them)"]
