@@ -17,7 +17,7 @@ from pwh.flows.engine import ClientAdapter, Listing, Unit
 from pwh.flows.registry import OPENPROJECT
 from pwh.flows.runner import sync_into_warehouse
 from pwh.flows.secrets import read_secret
-from pwh.flows.streams import UnitStreams
+from pwh.flows.streams import UnitStreams, choose_streams
 from pwh.schemas import openproject as tables
 from pwh.sources.errors import AuthError, NotFoundError, SourceError
 from pwh.sources.http import HttpSettings
@@ -146,6 +146,9 @@ async def sync_openproject(
     # No cap given: PWH_MAX_RESPONSE_BYTES, else HttpSettings' default.
     settings = HttpSettings.for_run(concurrency, timeout_s, max_attempts, max_response_bytes)
     client = OpenProjectClient.connect(base_url, api_key=api_key, page_size=page_size, settings=settings)
+    # The probe is a request to the work-package stream: none when that stream is not fetched.
+    probe_work_packages = probe_work_packages and "work_packages" in choose_streams(
+        OPENPROJECT.name, OPENPROJECT.streams, select or (), exclude or ())
     return await sync_into_warehouse(
         OpenProjectAdapter(client, account=account, probe_work_packages=probe_work_packages),
         db_path=db_path, tables=tables.TABLES, mode=mode, batch_size=batch_size,

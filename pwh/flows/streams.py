@@ -29,6 +29,9 @@ class Stream:
     tables: tuple[str, ...]
     description: str
     per_unit: bool = True  # False: fetched once per run for the whole account (a dimension)
+    # The paths of its own calls, as a regular expression searched in the request path;
+    # "" when it makes none (its records come with another answer, e.g. RAYTeams' aggregate).
+    calls: str = ""
 
 
 class UnknownStreamError(ValueError):

@@ -833,8 +833,8 @@ class RayteamsDataset:
                 out.extend((table, pid, sk) for table, sk in self._subs(i, self._ver(i)).invalid)
         return out
 
-    def expected_rows(self, strategy: str) -> dict[str, int]:
-        """Rows each warehouse table must hold after a full sync with ``strategy``.
+    def expected_rows(self, strategy: str = "aggregate") -> dict[str, int]:
+        """Rows each warehouse table must hold after a full sync with ``strategy`` (the default one: aggregate).
 
         "aggregate": GET /project/{_id} per project (undocumented kinds land in other_records);
         "per_resource": GET /project/{_id}/<kind> per kind (undocumented kinds are unreachable).
