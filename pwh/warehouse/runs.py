@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
+from typing import Any
 
 import duckdb
 import orjson
@@ -37,7 +38,7 @@ class RunRecord:
     retries: int = 0
     error: str | None = None
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         """Counts and status only (no record content): what a flow returns and the CLI prints."""
         return {
             "run_id": self.run_id, "status": self.status, "mode": self.mode,
@@ -48,7 +49,7 @@ class RunRecord:
             "requests": self.requests, "retries": self.retries,
         }
 
-    def row(self) -> dict:
+    def row(self) -> dict[str, Any]:
         values = asdict(self)
         values["failed_units"] = orjson.dumps(self.failed_units).decode()
         values["rows_loaded"] = orjson.dumps(self.rows_loaded).decode()
