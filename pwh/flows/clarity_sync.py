@@ -120,7 +120,7 @@ def watermark(known: Mapping[str, UnitState], overlap: timedelta) -> datetime | 
     return since
 
 
-class ClarityAdapter(ClientAdapter):
+class ClarityAdapter(ClientAdapter[ClarityClient]):
     source = "clarity"
     tables = tables.TABLES
     strategy = None

@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 import duckdb
 import orjson
@@ -23,6 +23,7 @@ import polars as pl
 from pwh.schemas.spec import Table
 from pwh.schemas.validate import split_valid
 from pwh.sources.errors import AuthError, NotFoundError, SourceError
+from pwh.sources.http import SourceClient
 from pwh.transforms.frames import RejectedRecord, RowIssue, TableBatch
 from pwh.warehouse.crashpoints import crash_point
 from pwh.warehouse.load import UnitState, mark_deleted, read_state, replace_units
@@ -112,8 +113,14 @@ def listed_units(
 class SourceAdapter(Protocol):
     source: str
     account: str
-    strategy: str | None
-    tables: Sequence[Table]
+
+    # Read-only: an adapter's own narrower types (a str strategy, a tuple of tables) fit.
+    @property
+    def strategy(self) -> str | None: ...
+
+    @property
+    def tables(self) -> Sequence[Table]: ...
+
     # Tables the adapter's fetch sees only in part (e.g. a strategy that cannot see every
     # kind of record): a unit's rows there are not replaced, only upserted by key.
     partial_tables: frozenset[str]
@@ -136,11 +143,14 @@ class SourceAdapter(Protocol):
     def retries(self) -> int: ...
 
 
-class ClientAdapter:
+ClientT = TypeVar("ClientT", bound=SourceClient)
+
+
+class ClientAdapter(Generic[ClientT]):
     """Base of the source adapters: the adapter opens and closes its source client and
     reports the client's request counters."""
 
-    client: Any
+    client: ClientT
     region: str | None = None  # where the account lives, when the source has regions
     partial_tables: frozenset[str] = frozenset()  # every table's rows are replaced whole
 
@@ -148,7 +158,7 @@ class ClientAdapter:
     def base_url(self) -> str | None:
         return self.client.http.base_url
 
-    async def __aenter__(self):
+    async def __aenter__(self) -> Self:
         await self.client.__aenter__()
         return self
 
@@ -406,8 +416,8 @@ async def run_sync(
     return run
 
 
-async def _sync(adapter, con, run: RunRecord, mode: str, batch_size: int, stages: Stages, progress: Progress,
-                max_delete_share: float | None) -> None:
+async def _sync(adapter: SourceAdapter, con: duckdb.DuckDBPyConnection, run: RunRecord, mode: str, batch_size: int,
+                stages: Stages, progress: Progress, max_delete_share: float | None) -> None:
     state = read_state(con, adapter.source, adapter.account)
     try:
         listing = await stages.list_units(adapter, state)
@@ -435,9 +445,9 @@ async def _sync(adapter, con, run: RunRecord, mode: str, batch_size: int, stages
     vanished: list[str] = list(plan.gone)
     writer = asyncio.Lock()
     to_fetch = plan.to_fetch
-    pending: set[asyncio.Future] = set()
+    pending: set[asyncio.Task[BatchOutcome]] = set()
 
-    def absorb(done: set[asyncio.Future]) -> None:
+    def absorb(done: set[asyncio.Task[BatchOutcome]]) -> None:
         for future in done:
             outcome: BatchOutcome = future.result()
             for table, rows in outcome.rows.items():
@@ -448,7 +458,7 @@ async def _sync(adapter, con, run: RunRecord, mode: str, batch_size: int, stages
             progress.update(done=progress.done + outcome_size[future],
                             requests=adapter.requests, retries=adapter.retries)
 
-    outcome_size: dict[asyncio.Future, int] = {}
+    outcome_size: dict[asyncio.Task[BatchOutcome], int] = {}
     try:
         for start in range(0, len(to_fetch), batch_size):
             if len(pending) >= BATCHES_IN_FLIGHT:

@@ -87,7 +87,7 @@ def project_cursor(entity: Mapping[str, Any]) -> str | None:
     return lwt if isinstance(lwt, str) and lwt else None
 
 
-class IncoplaxAdapter(ClientAdapter):
+class IncoplaxAdapter(ClientAdapter[IncoplaxClient]):
     source = "incoplax"
     tables = tables.TABLES
     redact = staticmethod(redact_unknown_source)

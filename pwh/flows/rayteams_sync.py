@@ -47,7 +47,7 @@ PARTIAL_TABLES: dict[str, frozenset[str]] = {
 }
 
 
-class RayteamsAdapter(ClientAdapter):
+class RayteamsAdapter(ClientAdapter[RayteamsClient]):
     source = "rayteams"
     tables = tables.TABLES
 
