@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Optional, Protocol, cast
 
 import typer
 
@@ -121,6 +121,7 @@ async def _stoppable(coro_factory, stopped_by: list[int]):
     SIGTERM cancel it: the engine stops fetching, lets a load in flight commit, records
     the run ``interrupted`` and the command exits 128 + the signal (130, 143)."""
     task = asyncio.current_task()
+    assert task is not None  # a coroutine runs in a task
     loop = asyncio.get_running_loop()
 
     def stop(signum: int) -> None:
@@ -237,8 +238,6 @@ def sync_rayteams_command(
     from pwh.sources.rayteams.client import CLIENT_ID_VARIABLE, TOKEN_VARIABLE
 
     check_streams("rayteams", select, exclude)
-
-    strategy = strategy.value
     max_response_bytes = None if max_response_mb is None else int(max_response_mb * 1024 * 1024)
     if base_url is None:
         if token or client_id:
@@ -246,7 +245,7 @@ def sync_rayteams_command(
                  "tokens from RAYTEAMS_<NAME>_REFRESH_TOKEN (see docs/accounts.md)")
         _sync_rayteams_accounts(
             config=config, db=db, account=account, all_accounts=all_accounts, concurrency=concurrency,
-            mode="full_refresh" if full_refresh else "incremental", strategy=strategy,
+            mode="full_refresh" if full_refresh else "incremental", strategy=strategy.value,
             batch_size=batch_size, timeout=timeout, max_response_bytes=max_response_bytes, quiet=quiet,
             allow_mass_delete=allow_mass_delete, rekey=rekey, prefect=prefect, select=select, exclude=exclude,
         )
@@ -264,7 +263,7 @@ def sync_rayteams_command(
     sync_rayteams = sync_module("rayteams", prefect).sync_rayteams
     summary = run_flow(lambda: sync_rayteams(
         base_url=base_url, db_path=str(db), account=account or "default",
-        mode="full_refresh" if full_refresh else "incremental", strategy=strategy,
+        mode="full_refresh" if full_refresh else "incremental", strategy=strategy.value,
         concurrency=concurrency, batch_size=batch_size, timeout_s=timeout,
         max_response_bytes=max_response_bytes, allow_mass_delete=allow_mass_delete, rekey=rekey,
         select=select, exclude=exclude,
@@ -349,7 +348,7 @@ def demo(
     db: DbOption = Path("warehouse.duckdb"),
     projects: Annotated[int, typer.Option(min=1, help="Simulated projects.")] = 200,
     seed: Annotated[int, typer.Option(help="Seed of the simulated data.")] = 7,
-    source: Annotated[DemoSource, typer.Option(help="Which simulated sources to sync.")] = DemoSource.rayteams,
+    source: Annotated[DemoSource, typer.Option(help="Which simulated sources to sync.")] = DemoSource("rayteams"),
 ) -> None:
     """Simulator on a free loopback port → full sync into a local DuckDB file → summary."""
     _quiet_prefect()
@@ -850,12 +849,20 @@ def main() -> None:
     exit_without_teardown(run_app())
 
 
+class _ClickError(Protocol):
+    """What is read of click's UsageError and ClickException (classes typer does not export)."""
+
+    exit_code: int
+
+    def format_message(self) -> str: ...
+
+
 def run_app() -> object:
     """Run the commands; every failure is one line on stderr (pwh.failures), the exit
     status is returned."""
     # click's UsageError and ClickException, whichever click typer uses (it vendors one).
-    usage_error = typer.BadParameter.__mro__[1]
-    click_exception = usage_error.__mro__[1]
+    usage_error: type[Exception] = typer.BadParameter.__mro__[1]
+    click_exception: type[Exception] = usage_error.__mro__[1]
     try:
         code = app(standalone_mode=False)  # click's errors come here, not to its boxed output
         if code == 130 and not _failure_printed:
@@ -865,14 +872,16 @@ def run_app() -> object:
     except SystemExit as done:
         return done.code
     except usage_error as exc:
+        usage = cast(_ClickError, exc)  # found above, so typed as Exception only
         if exc.__class__.__name__ != "NoArgsIsHelpError":  # that one: typer has printed the help
             ctx = getattr(exc, "ctx", None)
             where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
-            typer.echo(f"pwh: error: {exc.format_message()}{where}", err=True)
-        return exc.exit_code
+            typer.echo(f"pwh: error: {usage.format_message()}{where}", err=True)
+        return usage.exit_code
     except click_exception as exc:
-        typer.echo(f"pwh: error: {exc.format_message()}", err=True)
-        return exc.exit_code
+        click_error = cast(_ClickError, exc)
+        typer.echo(f"pwh: error: {click_error.format_message()}", err=True)
+        return click_error.exit_code
     except typer.Abort:
         typer.echo("pwh: aborted", err=True)
         return 1

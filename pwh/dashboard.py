@@ -395,7 +395,7 @@ def write_report(db: Path | str, out: Path | str) -> Snapshot:
 
 # ------------------------------------------------------------------------------ serve
 
-def build_app(db: Path | str, *, refresh_s: int = 60):
+def build_app(db: Path | str, *, refresh_s: int | None = 60):
     from aiohttp import web
     from plotly.offline import get_plotlyjs
 
@@ -422,7 +422,7 @@ class PortInUseError(OSError):
     """The dashboard's port cannot be listened on."""
 
 
-def serve(db: Path | str, *, port: int, refresh_s: int = 60, on_listening=lambda: None) -> None:
+def serve(db: Path | str, *, port: int, refresh_s: int | None = 60, on_listening=lambda: None) -> None:
     """Serve until SIGINT or SIGTERM. ``on_listening`` is called once the port is bound
     (the URL is worth printing only then); a port that cannot be bound is one
     :class:`PortInUseError`, not aiohttp's traceback."""

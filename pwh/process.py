@@ -53,7 +53,7 @@ def exit_without_teardown(code: object) -> None:
     status = exit_status(code)
     # The two steps a normal exit takes, through CPython's own (private) functions;
     # tests/test_process_exit.py compares their effects and order with a normal exit.
-    threading._shutdown()
+    threading._shutdown()  # type: ignore[attr-defined]  # private, so not in typeshed
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:

@@ -91,7 +91,8 @@ def private_output(path: Path, *, binary: bool) -> Iterator[IO[Any]]:
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         os.fchmod(fd, 0o600)  # O_CREAT's mode is filtered by the umask; be exact
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""})) as out:
+        out: IO[Any] = os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="")
+        with out:
             yield out
         os.replace(temporary, path)
     except BaseException:

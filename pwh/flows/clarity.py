@@ -8,4 +8,4 @@ from prefect import flow
 
 from pwh.flows import clarity_sync as plain
 
-sync_clarity = flow(plain.sync_clarity, name="sync-clarity", log_prints=False, validate_parameters=True)
+sync_clarity = flow(name="sync-clarity", log_prints=False, validate_parameters=True)(plain.sync_clarity)

@@ -110,9 +110,9 @@ def watermark(known: Mapping[str, UnitState], overlap: timedelta) -> datetime | 
     unfinished = [m for m in latest if m.listed is not None and loaded[m.run] < m.listed]
     if not unfinished:
         return min(latest_time, datetime.now(timezone.utc)) - overlap
-    missing = sum(m.listed - loaded[m.run] for m in unfinished)
-    sinces = [m.since for m in unfinished]
-    since = None if any(s is None for s in sinces) else min(sinces)
+    missing = sum(m.listed - loaded[m.run] for m in unfinished if m.listed is not None)
+    sinces = [m.since for m in unfinished if m.since is not None]
+    since = min(sinces) if len(sinces) == len(unfinished) else None  # a complete listing among them: None
     log.warning(
         "the last listing (%s) named %d projects that were not loaded (failed, gone, or the run "
         "stopped); asking again for its whole window (%s)", format_timestamp(latest_time), missing,
@@ -121,7 +121,7 @@ def watermark(known: Mapping[str, UnitState], overlap: timedelta) -> datetime | 
     return since
 
 
-class ClarityAdapter(ClientAdapter):
+class ClarityAdapter(ClientAdapter[ClarityClient]):
     source = "clarity"
     tables = tables.TABLES
     strategy = None

@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 import duckdb
 import orjson
@@ -24,6 +24,7 @@ from pwh.flows.streams import Stream, StreamGate, UnitStreams
 from pwh.schemas.spec import Table
 from pwh.schemas.validate import split_valid
 from pwh.sources.errors import AuthError, NotFoundError, SourceError
+from pwh.sources.http import SourceClient
 from pwh.transforms.frames import RejectedRecord, RowIssue, TableBatch
 from pwh.warehouse.crashpoints import crash_point
 from pwh.warehouse.load import UnitState, mark_deleted, read_state, replace_units
@@ -113,14 +114,23 @@ def listed_units(
 class SourceAdapter(Protocol):
     source: str
     account: str
-    strategy: str | None
-    tables: Sequence[Table]
+
+    # Read-only: an adapter's own narrower types (a str strategy, a tuple of tables) fit.
+    @property
+    def strategy(self) -> str | None: ...
+
+    @property
+    def tables(self) -> Sequence[Table]: ...
+
     # Tables the adapter's fetch sees only in part (e.g. a strategy that cannot see every
     # kind of record): a unit's rows there are not replaced, only upserted by key.
     partial_tables: frozenset[str]
-    # The unit's sub-resources (pwh/flows/streams.py); tables no stream names are the
-    # unit's own, read by its existence call.
-    streams: Sequence[Stream]
+
+    @property
+    def streams(self) -> Sequence[Stream]:
+        """The unit's sub-resources (pwh/flows/streams.py); tables no stream names are the
+        unit's own, read by its existence call."""
+        ...
 
     async def list_units(self, known: Mapping[str, UnitState]) -> Listing:
         """List the units; ``known`` is the committed state, for sources that can ask
@@ -143,11 +153,14 @@ class SourceAdapter(Protocol):
     def retries(self) -> int: ...
 
 
-class ClientAdapter:
+ClientT = TypeVar("ClientT", bound=SourceClient)
+
+
+class ClientAdapter(Generic[ClientT]):
     """Base of the source adapters: the adapter opens and closes its source client and
     reports the client's request counters."""
 
-    client: Any
+    client: ClientT
     region: str | None = None  # where the account lives, when the source has regions
     partial_tables: frozenset[str] = frozenset()  # every table's rows are replaced whole
     streams: Sequence[Stream] = ()
@@ -156,7 +169,7 @@ class ClientAdapter:
     def base_url(self) -> str | None:
         return self.client.http.base_url
 
-    async def __aenter__(self):
+    async def __aenter__(self) -> Self:
         await self.client.__aenter__()
         return self
 
@@ -317,8 +330,9 @@ def transform_and_load(
         tables_by_name = {table.name: table for table in adapter.tables}
         for name, frame in frames.items():
             keeping = [key for key, tables in kept.items() if name in tables]
-            if keeping and name in tables_by_name:
-                frames[name] = frame.filter(~pl.col(tables_by_name[name].unit_column).is_in(keeping))
+            unit_column = tables_by_name[name].unit_column if name in tables_by_name else None
+            if keeping and unit_column is not None:
+                frames[name] = frame.filter(~pl.col(unit_column).is_in(keeping))
         rejected = [r for r in rejected if r.table not in kept.get(r.unit_key, ())]
         issues = [i for i in issues if i.table not in kept.get(i.unit_key, ())]
     loaded = replace_units(
@@ -449,8 +463,8 @@ async def run_sync(
     return run
 
 
-async def _sync(adapter, con, run: RunRecord, mode: str, batch_size: int, stages: Stages, progress: Progress,
-                max_delete_share: float | None, gate: StreamGate) -> None:
+async def _sync(adapter: SourceAdapter, con: duckdb.DuckDBPyConnection, run: RunRecord, mode: str, batch_size: int,
+                stages: Stages, progress: Progress, max_delete_share: float | None, gate: StreamGate) -> None:
     state = read_state(con, adapter.source, adapter.account)
     try:
         listing = await stages.list_units(adapter, state)
@@ -478,9 +492,9 @@ async def _sync(adapter, con, run: RunRecord, mode: str, batch_size: int, stages
     vanished: list[str] = list(plan.gone)
     writer = asyncio.Lock()
     to_fetch = plan.to_fetch
-    pending: set[asyncio.Future] = set()
+    pending: set[asyncio.Task[BatchOutcome]] = set()
 
-    def absorb(done: set[asyncio.Future]) -> None:
+    def absorb(done: set[asyncio.Task[BatchOutcome]]) -> None:
         for future in done:
             outcome: BatchOutcome = future.result()
             for table, rows in outcome.rows.items():
@@ -491,7 +505,7 @@ async def _sync(adapter, con, run: RunRecord, mode: str, batch_size: int, stages
             progress.update(done=progress.done + outcome_size[future],
                             requests=adapter.requests, retries=adapter.retries)
 
-    outcome_size: dict[asyncio.Future, int] = {}
+    outcome_size: dict[asyncio.Task[BatchOutcome], int] = {}
     try:
         for start in range(0, len(to_fetch), batch_size):
             if len(pending) >= BATCHES_IN_FLIGHT:

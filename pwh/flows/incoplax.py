@@ -8,4 +8,4 @@ from prefect import flow
 
 from pwh.flows import incoplax_sync as plain
 
-sync_incoplax = flow(plain.sync_incoplax, name="sync-incoplax", log_prints=False, validate_parameters=True)
+sync_incoplax = flow(name="sync-incoplax", log_prints=False, validate_parameters=True)(plain.sync_incoplax)

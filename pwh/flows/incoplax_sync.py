@@ -38,7 +38,7 @@ import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from pwh.flows.engine import ClientAdapter, Listing, Unit, listed_units
 from pwh.flows.runner import sync_into_warehouse
@@ -88,7 +88,7 @@ def project_cursor(entity: Mapping[str, Any]) -> str | None:
     return lwt if isinstance(lwt, str) and lwt else None
 
 
-class IncoplaxAdapter(ClientAdapter):
+class IncoplaxAdapter(ClientAdapter[IncoplaxClient]):
     source = "incoplax"
     tables = tables.TABLES
     redact = staticmethod(redact_unknown_source)
@@ -178,7 +178,15 @@ class IncoplaxAdapter(ClientAdapter):
         return transform_projects(fetched, account=self.account)
 
 
-def read_credentials(auth_scheme: str) -> dict[str, str]:
+class Credentials(TypedDict, total=False):
+    """The secrets IncoplaxClient.connect takes: a token (bearer) or a user name and password (basic)."""
+
+    token: str
+    username: str
+    password: str
+
+
+def read_credentials(auth_scheme: str) -> Credentials:
     """The secrets of an auth scheme, read inside the flow run (never parameters)."""
     if auth_scheme == "bearer":
         return {"token": read_secret(TOKEN_VARIABLE)}

@@ -8,4 +8,4 @@ from prefect import flow
 
 from pwh.flows import openproject_sync as plain
 
-sync_openproject = flow(plain.sync_openproject, name="sync-openproject", log_prints=False, validate_parameters=True)
+sync_openproject = flow(name="sync-openproject", log_prints=False, validate_parameters=True)(plain.sync_openproject)

@@ -36,7 +36,7 @@ from pwh.warehouse.load import UnitState
 log = logging.getLogger("pwh.openproject")
 
 
-class OpenProjectAdapter(ClientAdapter):
+class OpenProjectAdapter(ClientAdapter[OpenProjectClient]):
     source = "openproject"
     strategy = None
     tables = tables.TABLES

@@ -8,8 +8,8 @@ from prefect import flow
 
 from pwh.flows import rayteams_sync as plain
 
-sync_rayteams = flow(plain.sync_rayteams, name="sync-rayteams", log_prints=False, validate_parameters=True)
-sync_rayteams_account = flow(plain.sync_rayteams_account, name="sync-rayteams-account", log_prints=False,
-                             validate_parameters=True)
-sync_rayteams_accounts = flow(plain.sync_rayteams_accounts, name="sync-rayteams-accounts", log_prints=False,
-                              validate_parameters=True)
+sync_rayteams = flow(name="sync-rayteams", log_prints=False, validate_parameters=True)(plain.sync_rayteams)
+sync_rayteams_account = flow(name="sync-rayteams-account", log_prints=False,
+                             validate_parameters=True)(plain.sync_rayteams_account)
+sync_rayteams_accounts = flow(name="sync-rayteams-accounts", log_prints=False,
+                              validate_parameters=True)(plain.sync_rayteams_accounts)

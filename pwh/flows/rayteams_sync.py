@@ -49,7 +49,7 @@ PARTIAL_TABLES: dict[str, frozenset[str]] = {
 }
 
 
-class RayteamsAdapter(ClientAdapter):
+class RayteamsAdapter(ClientAdapter[RayteamsClient]):
     source = "rayteams"
     tables = tables.TABLES
     streams = RAYTEAMS.streams  # `projects` and `other_records` come with the project itself
@@ -77,8 +77,9 @@ class RayteamsAdapter(ClientAdapter):
         if self.strategy == "aggregate" and not any(_is_group(record) for record in records):
             # The aggregate answer may be scoped without groups (the seed's 4.3.2-4.3.6 leave
             # them out): then the groups stream is fetched on its own.
+            no_groups: list[dict[str, Any]] = []
             records = records + await streams.fetch(
-                "groups", lambda: self.client.fetch_sub_resource(unit.key, "groups"), [])
+                "groups", lambda: self.client.fetch_sub_resource(unit.key, "groups"), no_groups)
         return FetchedProject(unit.key, unit.entry, records, payload.files)
 
     def transform(self, fetched: list[FetchedProject]) -> TableBatch:

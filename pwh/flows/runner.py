@@ -11,9 +11,9 @@ import os
 import uuid
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import Any, Protocol
 
-from pwh.flows.engine import DEFAULT_MAX_DELETE_SHARE, PLAIN_STAGES, ClientAdapter, run_sync
+from pwh.flows.engine import DEFAULT_MAX_DELETE_SHARE, PLAIN_STAGES, SourceAdapter, run_sync
 from pwh.flows.host import flow_run_context
 from pwh.flows.progress import new_progress
 from pwh.flows.streams import choose_streams
@@ -62,8 +62,16 @@ def max_delete_share() -> float:
     return share
 
 
+class OpenableAdapter(SourceAdapter, Protocol):
+    """An adapter not yet opened (``async with``): its source is named before its client opens."""
+
+    async def __aenter__(self) -> SourceAdapter: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
+
+
 async def sync_into_warehouse(
-    adapter: ClientAdapter,
+    adapter: OpenableAdapter,
     *,
     db_path: str,
     tables: Sequence[Table],

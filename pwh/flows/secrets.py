@@ -29,8 +29,9 @@ def read_secret(variable: str) -> str:
     from prefect.blocks.system import Secret
 
     try:
-        # _sync: inside an async flow, load() would otherwise return a coroutine.
-        return Secret.load(block_name(variable), _sync=True).get()
+        # _sync: inside an async flow, load() would otherwise return a coroutine. Prefect's
+        # async_dispatch takes _sync, but its type has no such parameter (so: maybe a coroutine).
+        return Secret.load(block_name(variable), _sync=True).get()  # type: ignore[call-arg, union-attr]
     except ValueError:
         pass  # no such block: fall through to the clear error below
     raise MissingSecretError(missing_secrets_message([variable]))

@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from pwh import schemas
 from pwh.schemas.spec import Table
 
+if TYPE_CHECKING:
+    from pwh.warehouse.marts import View
 
-def _table_modules() -> list:
+
+def _table_modules() -> list[ModuleType]:
     names = sorted(
         name for _, name, _ in pkgutil.iter_modules(schemas.__path__) if name not in ("catalog", "spec", "validate")
     )
@@ -31,7 +36,7 @@ def all_tables() -> tuple[Table, ...]:
     return tuple(tables)
 
 
-def all_views() -> tuple:
+def all_views() -> tuple[View, ...]:
     """The analysts' marts (``warehouse.marts``): views documented like the tables."""
     from pwh.warehouse.marts import VIEWS
 
@@ -52,7 +57,7 @@ def schema_docs() -> dict[str, str]:
     return docs
 
 
-def markdown_reference(tables: tuple[Table, ...] | None = None) -> str:
+def markdown_reference(tables: tuple[Table | View, ...] | None = None) -> str:
     """The table reference (docs/tables.md): every schema, table and column with its meaning."""
     lines: list[str] = []
     current_schema = None
@@ -71,7 +76,7 @@ def markdown_reference(tables: tuple[Table, ...] | None = None) -> str:
         else:
             sources = ", ".join(f"`{s}`" for s in dict.fromkeys(p.source for p in table.parts))
             lines.append(f"#### `{table.qualified_name}` (view)\n\n{table.doc} Grain: {table.grain}. Sources: {sources}.\n")
-            if table.macro_doc:
+            if table.macro_doc and table.parameter is not None:  # a macro_doc implies a parameter
                 lines.append(f"Table macro `{table.qualified_macro}({table.parameter[0]})`: {table.macro_doc}\n")
             keyed = set()
         lines.append("| column | type | meaning |\n| --- | --- | --- |")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pandera.polars as pa
 
-from pwh.schemas.spec import Table, boolean, date, integer, json_text, text, timestamp
+from pwh.schemas.spec import Column, Table, boolean, date, integer, json_text, text, timestamp
 
 SCHEMA = "openproject"
 
@@ -21,11 +21,11 @@ CREATED = timestamp("created_at", "When it was created (UTC; `createdAt`).")
 UPDATED = timestamp("updated_at", "When it was last changed (UTC; `updatedAt`).")
 
 
-def _link_id(name: str, what: str) -> object:
+def _link_id(name: str, what: str) -> Column:
     return integer(f"{name}_id", f"Id of the {what} (from the `_links` href); NULL when unset, hidden or unreadable (see `pipeline.field_issues`).", checks=POSITIVE)
 
 
-def _link_title(name: str, what: str) -> object:
+def _link_title(name: str, what: str) -> Column:
     return text(f"{name}_title", f"Title of the {what} link (its display name).")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandera.polars as pa
 
 from pwh.schemas.spec import (
+    Column,
     Table,
     boolean,
     integer,
@@ -33,7 +34,7 @@ SUBJECT = text("subject_pseudonym", "Keyed pseudonym (HMAC-SHA256) of the patien
 BIRTH = small_int("subject_birth_year", "Year of the patient's birth (`subject.birth`); the full date is never stored.", checks=BIRTH_YEAR)
 
 
-def _sk(prefix: str, what: str) -> object:
+def _sk(prefix: str, what: str) -> Column:
     return text("sk", f"Sort key of the record, `{prefix}<epoch ms>`: identifies the {what} within its project.",
                 nullable=False, checks=_sk_prefix(prefix))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TypedDict, Unpack
 
 import pandera.polars as pa
 import polars as pl
@@ -48,35 +49,42 @@ class Column:
         return pl.Int64() if self.dtype == UTC_MS else self.dtype
 
 
-def text(name: str, doc: str, **kw) -> Column:
+class ColumnOptions(TypedDict, total=False):
+    """What a column helper passes on to :class:`Column` besides name, dtype and doc."""
+
+    nullable: bool
+    checks: tuple[pa.Check, ...]
+
+
+def text(name: str, doc: str, **kw: Unpack[ColumnOptions]) -> Column:
     return Column(name, pl.Utf8(), doc, **kw)
 
 
-def integer(name: str, doc: str, **kw) -> Column:
+def integer(name: str, doc: str, **kw: Unpack[ColumnOptions]) -> Column:
     return Column(name, pl.Int64(), doc, **kw)
 
 
-def number(name: str, doc: str, **kw) -> Column:
+def number(name: str, doc: str, **kw: Unpack[ColumnOptions]) -> Column:
     return Column(name, pl.Float64(), doc, **kw)
 
 
-def boolean(name: str, doc: str, **kw) -> Column:
+def boolean(name: str, doc: str, **kw: Unpack[ColumnOptions]) -> Column:
     return Column(name, pl.Boolean(), doc, **kw)
 
 
-def timestamp(name: str, doc: str, **kw) -> Column:
+def timestamp(name: str, doc: str, **kw: Unpack[ColumnOptions]) -> Column:
     return Column(name, UTC_MS, doc, **kw)
 
 
-def date(name: str, doc: str, **kw) -> Column:
+def date(name: str, doc: str, **kw: Unpack[ColumnOptions]) -> Column:
     return Column(name, pl.Date(), doc, **kw)
 
 
-def small_int(name: str, doc: str, **kw) -> Column:
+def small_int(name: str, doc: str, **kw: Unpack[ColumnOptions]) -> Column:
     return Column(name, pl.Int16(), doc, **kw)
 
 
-def json_text(name: str, doc: str, **kw) -> Column:
+def json_text(name: str, doc: str, **kw: Unpack[ColumnOptions]) -> Column:
     return Column(name, pl.Utf8(), doc, is_json=True, **kw)
 
 

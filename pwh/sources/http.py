@@ -21,7 +21,7 @@ import string
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, Self, TypeVar
 
 import aiohttp
 import orjson
@@ -237,7 +237,7 @@ class HttpClient:
         ``decode`` turns a non-retryable answer into a value or a typed error; raising
         ``TransientError`` from it (e.g. a truncated body) makes the request retry.
         """
-        attempt = lambda: self._attempt(method, path, decode, params, data, headers)  # noqa: E731
+        attempt: Callable[[], Awaitable[T]] = lambda: self._attempt(method, path, decode, params, data, headers)  # noqa: E731
         try:
             # The first attempt runs outside tenacity: its per-call machinery costs ~30 us,
             # a fifth of a whole request, and most requests succeed at once.
@@ -636,6 +636,9 @@ def _without_surrogates(value: Any) -> Any:
     pending = [value]
     while pending:
         node = pending.pop()
+        # A list's keys are indices, a dict's are str (JSON object keys).
+        entries: Iterable[tuple[Any, Any]]
+        key: Any
         if isinstance(node, list):
             entries = enumerate(node)
         elif isinstance(node, dict):
@@ -677,7 +680,7 @@ class SourceClient:
     def http_clients(self) -> tuple[HttpClient, ...]:
         return (self.http,)
 
-    async def __aenter__(self):
+    async def __aenter__(self) -> Self:
         for client in self.http_clients:
             await client.__aenter__()
         return self

@@ -260,7 +260,7 @@ def as_date(value: Any, field: str) -> Date | None:
     raise _refuse(field, "expected a date YYYY-MM-DD", value)
 
 
-def as_object(value: Any, field: str) -> dict | None:
+def as_object(value: Any, field: str) -> dict[str, Any] | None:
     if value is None or isinstance(value, dict):
         return value
     raise _refuse(field, "expected an object", value)

@@ -102,7 +102,8 @@ def read_link(link: Any, path: str, issues: FieldIssues, read_href: Callable[[An
 
 def link_id(links: Mapping[str, Any], name: str, issues: FieldIssues) -> int | None:
     """The id of ``_links.<name>`` (its title is not modelled)."""
-    return read_link(links.get(name), f"_links.{name}", issues, titled=False)[0]
+    link_id: int | None = read_link(links.get(name), f"_links.{name}", issues, titled=False)[0]
+    return link_id
 
 
 def linked(links: Mapping[str, Any], name: str, issues: FieldIssues) -> tuple[int | None, str | None]:
@@ -193,11 +194,13 @@ class _Transform:
         if isinstance(links, Mapping):
             found += [(name, "link", links, f"_links.{name}") for name in links if CUSTOM.match(name)]
         for name, kind, holder, path in found:
+            custom = CUSTOM.match(name)
+            assert custom is not None  # found holds the names CUSTOM matches
             e = FieldIssues()
             value = e.take(as_json_text, holder, name, path=path)
             row = {
                 "owner_type": owner_type, "owner_id": owner_id, "field": name, "kind": kind,
-                "custom_field_id": int(CUSTOM.match(name).group(2)),
+                "custom_field_id": int(custom.group(2)),
                 # A value that cannot be stored cannot be rendered either (and is one issue).
                 "value": value, "value_text": None if e else e.take(render_value, holder, name, path=path),
             }
@@ -401,12 +404,12 @@ class _Transform:
     def membership(self, pid: str, key: str, mid: int | None, r: Mapping[str, Any], e: FieldIssues) -> None:
         require_this_project(r, pid, "membership")
         links = e.nested(r, "_links")
-        principal = links.get("principal")
         principal_id, principal_title = linked(links, "principal", e)
         role_ids, role_titles = self._roles(links, e)
         row = {
             "id": mid,
-            "principal_type": _principal_type(principal["href"]) if principal_id is not None else None,
+            # An id was read, so the link and its href are there.
+            "principal_type": _principal_type(links["principal"]["href"]) if principal_id is not None else None,
             "principal_id": principal_id,
             "principal_title": principal_title,
             "role_ids": None if role_ids is None else as_json(role_ids),

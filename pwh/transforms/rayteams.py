@@ -16,6 +16,7 @@ from typing import Any
 
 from pwh.schemas import rayteams as tables
 from pwh.transforms.coerce import (
+    FieldIssue,
     FieldIssues,
     as_bool,
     as_float,
@@ -118,7 +119,7 @@ class _ProjectTransform:
         }
 
     def _add(self, table: str, project_id: str, key: str, row: dict[str, Any],
-             raw: Any, issues: FieldIssues) -> None:
+             raw: Any, issues: Iterable[FieldIssue]) -> None:
         key = self._scrub_key(project_id, key)
         for column, value in row.items():
             if isinstance(value, str) and column not in NOT_FREE_TEXT:

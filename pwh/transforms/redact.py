@@ -168,7 +168,9 @@ def _candidates(match: re.Match[str], epochs: bool = True) -> set[tuple[int, int
 
 def _month_of(match: re.Match[str]) -> str:
     # casefold, not lower: the pattern ignores case as Unicode does (``ſep`` is ``sep``).
-    return re.search(_MON, match.group(0), re.IGNORECASE).group(1).casefold()
+    month = re.search(_MON, match.group(0), re.IGNORECASE)
+    assert month is not None  # called only on matches of a written month (_MON)
+    return month.group(1).casefold()
 
 
 def birth_dates(value: Any) -> set[tuple[int, int, int]]:
@@ -216,7 +218,7 @@ class PatientIdentifiers:
         self.parts: set[str] = set()  # casefolded name parts of two characters or more
         self._needles: tuple[str, ...] | None = None
         self._traces: _Traces | None = None
-        self._added: set[tuple[str, Any]] = set()  # a project repeats its subject: added once
+        self._added: set[tuple[str, type, Any]] = set()  # a project repeats its subject: added once
 
     def _first_time(self, kind: str, value: Any) -> bool:
         """Whether ``value`` is new as a ``kind`` (adding one again changes nothing)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import duckdb
 
 from pwh.schemas.catalog import all_tables, all_views
+from pwh.warehouse.marts import View
 
 
 def _literal(text: str) -> str:
@@ -30,7 +31,7 @@ def comment_statements(present: dict[tuple[str, ...], str | None]) -> list[str]:
                 continue
             if present[(obj.schema, obj.name)] != obj.doc:
                 statements.append(f"COMMENT ON {kind} {obj.qualified_name} IS {_literal(obj.doc)}")
-            if kind == "VIEW" and obj.macro_doc:
+            if isinstance(obj, View) and obj.macro and obj.macro_doc:
                 key = ("macro", obj.schema, obj.macro)
                 if key in present and present[key] != obj.macro_doc:
                     statements.append(f"COMMENT ON MACRO TABLE {obj.qualified_macro} IS {_literal(obj.macro_doc)}")

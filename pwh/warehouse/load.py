@@ -222,7 +222,7 @@ def _per_unit_frame(
 ) -> pl.DataFrame:
     """Rows of a pipeline table kept per unit (quarantine, field issues), numbered ``seq``
     within their unit."""
-    columns: dict[str, list] = {name: [] for name in table.polars_schema}
+    columns: dict[str, list[Any]] = {name: [] for name in table.polars_schema}
     seq_by_unit: dict[str, int] = {}
     for unit_key, values in entries:
         seq = seq_by_unit.get(unit_key, 0)

@@ -435,6 +435,7 @@ def create_views(con: duckdb.DuckDBPyConnection, views: tuple[View, ...] = VIEWS
     for view in views:
         con.execute(f"CREATE OR REPLACE VIEW {view.qualified_name} AS\n{view.sql(present)}")
         if view.macro:
+            assert view.parameter is not None, view.name  # a macro takes the view's parameter
             con.execute(f"CREATE OR REPLACE MACRO {view.qualified_macro}({view.parameter[0]}) AS TABLE\n{view.macro_sql(present)}")
         covered[view.name] = view.sources(present)
     return covered

@@ -32,6 +32,16 @@ def create_tables(tables: Iterable[Table]) -> Callable[[duckdb.DuckDBPyConnectio
     return apply
 
 
+def add_column(table: Table, column: str) -> Callable[[duckdb.DuckDBPyConnection], None]:
+    """Add a column of ``table``'s spec to a file made before it (one made since has it)."""
+    spec = next(c for c in table.columns if c.name == column)
+
+    def apply(con: duckdb.DuckDBPyConnection) -> None:
+        con.execute(f"ALTER TABLE {table.qualified_name} ADD COLUMN IF NOT EXISTS {spec.name} {spec.sql_type}")
+
+    return apply
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "pipeline tables and the RAYTeams tables", create_tables((
         pipeline.SCHEMA_VERSION, pipeline.RUNS, pipeline.REJECTED_RECORDS, pipeline.UNIT_STATE, *rayteams.TABLES))),
@@ -44,10 +54,8 @@ MIGRATIONS: list[Migration] = [
     # 7 creates only its own table, so it applies whether or not 6 came before it.
     Migration(7, "pipeline.field_issues: fields loaded NULL because they could not be read",
               create_tables((pipeline.FIELD_ISSUES,))),
-    # A file made before 8 has unit_state without the column; one made since has it from 1.
     Migration(8, "pipeline.unit_state.missing_streams: streams a project was loaded without",
-              lambda con: con.execute(
-                  "ALTER TABLE pipeline.unit_state ADD COLUMN IF NOT EXISTS missing_streams VARCHAR")),
+              add_column(pipeline.UNIT_STATE, "missing_streams")),
 ]
 
 

@@ -47,6 +47,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow
@@ -205,11 +206,11 @@ def _replace_ledger(path: Path, runs: pyarrow.Table) -> dict[str, int]:
     return kept
 
 
-def _ledger_digest(con: duckdb.DuckDBPyConnection) -> tuple:
+def _ledger_digest(con: duckdb.DuckDBPyConnection) -> tuple[Any, ...]:
     return con.execute(f"SELECT count(*), sum(hash(r)) FROM {LEDGER} r").fetchall()[0]
 
 
-def _replica_ledger_digest(replica: Path) -> tuple | None:
+def _replica_ledger_digest(replica: Path) -> tuple[Any, ...] | None:
     """The replica's ledger digest (an empty ledger's when there is no replica yet); None
     when it does not read: then :func:`publish_ledger` tries, and proves what it publishes."""
     if not replica.exists():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
+from typing import Any
 
 import duckdb
 import orjson
@@ -43,7 +44,7 @@ class RunRecord:
     # Streams skipped for the run, with the status that forbade them (kept in ``error``).
     skipped_streams: dict[str, str] = field(default_factory=dict)
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         """Counts and status only (no record content): what a flow returns and the CLI prints."""
         return {
             "run_id": self.run_id, "status": self.status, "mode": self.mode,
@@ -55,7 +56,7 @@ class RunRecord:
             "skipped_streams": dict(self.skipped_streams),
         }
 
-    def row(self) -> dict:
+    def row(self) -> dict[str, Any]:
         values = asdict(self)
         for name in NOT_IN_LEDGER:
             del values[name]

@@ -25,7 +25,7 @@ import asyncio
 import base64
 import email.utils
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -129,7 +129,9 @@ class _Simulator:
     def public(self, request: web.Request) -> str:
         return (self.opt.public_url or f"{request.url.origin()}{API_PREFIX}").rstrip("/")
 
-    async def answer(self, request: web.Request, kind: str, limsid: str | None, produce) -> web.StreamResponse:
+    async def answer(
+        self, request: web.Request, kind: str, limsid: str | None, produce: Callable[[], tuple[int, bytes]]
+    ) -> web.StreamResponse:
         self.stats["total"] += 1
         self.stats[kind] += 1
         if request.headers.get("Authorization") != self._auth:

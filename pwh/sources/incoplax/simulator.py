@@ -159,7 +159,7 @@ def _parse_int(raw: str | None, name: str, default: int) -> int:
     return value
 
 
-def _sort_key(value: Any) -> tuple:
+def _sort_key(value: Any) -> tuple[Any, ...]:
     if value is _MISSING or value is None:
         return (0, "")
     if isinstance(value, str):

@@ -91,7 +91,8 @@ class SimProject:
 
     @property
     def id(self) -> int:
-        return self.project["id"]
+        project_id: int = self.project["id"]
+        return project_id
 
 
 class OpenProjectDataset:

@@ -233,7 +233,30 @@ class _Core:
         "files",
     )
 
-    def info(self) -> dict:
+    index: int
+    pid: str
+    region: str
+    name_num: int
+    name_is_number: bool
+    patient_id: str
+    projecttype: str
+    owner: str
+    lab: str
+    last_update: str
+    status_text: str | None
+    subject_name: str
+    birth: str
+    istrash: bool
+    isarchive: bool
+    created: int
+    updated: list[int]  # one time stamp per version; the last is the current one
+    q_count_bool: bool
+    q_istrash_str: bool
+    q_created_str: bool
+    q_updated_str: bool
+    files: list[dict[str, Any]]
+
+    def info(self) -> dict[str, Any]:
         files = self.files
         count = len(files)
         d: dict[str, Any] = {
@@ -258,7 +281,7 @@ class _Core:
         d["updated"] = _ts(self.updated[-1], self.q_updated_str)
         return d
 
-    def file_records(self) -> list[dict]:
+    def file_records(self) -> list[dict[str, Any]]:
         expires = self.updated[-1] + DOWNLOAD_TTL_MS
         return [
             {
@@ -278,8 +301,8 @@ class _Subs:
     __slots__ = ("kinds", "other", "invalid", "protected")
 
     def __init__(self) -> None:
-        self.kinds: dict[str, list[dict]] = {k: [] for k in SUB_KINDS}
-        self.other: list[dict] = []  # undocumented-kind records (aggregate only)
+        self.kinds: dict[str, list[dict[str, Any]]] = {k: [] for k in SUB_KINDS}
+        self.other: list[dict[str, Any]] = []  # undocumented-kind records (aggregate only)
         self.invalid: list[tuple[str, str]] = []  # (table, sk)
         self.protected: set[str] = set()  # sks a mutation must not remove (forced quirks, invalid)
 
@@ -298,7 +321,7 @@ class RayteamsDataset:
         self._order: list[int] = list(range(config.n_projects))  # current indices, stable order
         self._present: set[int] | None = None  # lazily built from _order
         self._next_index = config.n_projects
-        self._events: dict[int, tuple[tuple, ...]] = {}
+        self._events: dict[int, tuple[tuple[Any, ...], ...]] = {}
         self._pids: dict[int, str] = {}
         self._by_pid: dict[str, int] | None = None
         self.state = 0
@@ -374,7 +397,7 @@ class RayteamsDataset:
         c.q_updated_str = ts_str or r.random() < 0.04
         c.created = created = T0_MS + index * PROJECT_SPACING_MS + int(r.random() * PROJECT_SPACING_MS)
         c.updated = [created + _ri(r, 3_600_000, 60 * 86_400_000)]
-        files: list[dict] = []
+        files: list[dict[str, Any]] = []
         if not (res == _Q_NO_FILES or r.random() < 0.1):
             for ft in _TYPE_FILES[c.projecttype]:
                 if r.random() < 0.85:
@@ -390,7 +413,7 @@ class RayteamsDataset:
             self._core_event(c, v, event)
         return c
 
-    def _new_file(self, r: random.Random, pid: str, filetype: str, name: str) -> dict:
+    def _new_file(self, r: random.Random, pid: str, filetype: str, name: str) -> dict[str, Any]:
         sig = hashlib.sha256(f"{self._seed}:{pid}:file:{name}".encode()).hexdigest()
         link = f"{LINK_HOST}/{pid}/{quote(name)}?X-Amz-Expires=1800&X-Amz-Signature={sig}"
         return {
@@ -401,7 +424,7 @@ class RayteamsDataset:
             "exp_str": r.random() < 0.08,
         }
 
-    def _core_event(self, c: _Core, v: int, event: tuple) -> None:
+    def _core_event(self, c: _Core, v: int, event: tuple[Any, ...]) -> None:
         r = random.Random(f"{self._seed}:{c.index}:{v}:p:{event[1]}")
         prev = c.updated[-1]
         if event[0] == "upload":
@@ -557,18 +580,20 @@ class RayteamsDataset:
         for v, event in enumerate(self._events.get(index, ())[:version], start=1):
             self._subs_event(s, core, v, event)
 
-        for k in SUB_KINDS:
-            s.kinds[k].sort(key=lambda d: d["sk"])
+        for kind in SUB_KINDS:
+            s.kinds[kind].sort(key=lambda d: d["sk"])
         return s
 
     @staticmethod
-    def _add_history(r, histories, pid, ts, update_type, data) -> None:
+    def _add_history(
+        r: random.Random, histories: list[dict[str, Any]], pid: str, ts: int, update_type: str, data: dict[str, Any]
+    ) -> None:
         rec: dict[str, Any] = {"_id": pid, "sk": f"his:{ts}", "updateType": update_type, "created": ts, "data": data}
         if r.random() < 0.03:
             rec["created"] = str(ts)
         histories.append(rec)
 
-    def _history_data(self, r: random.Random, update_type: str, core: _Core) -> dict:
+    def _history_data(self, r: random.Random, update_type: str, core: _Core) -> dict[str, Any]:
         if update_type == "RAY_LINK_PROJECT_UPDATE":
             return {"status": {"code": "custom", "text": _pick(r, _STATUS_TEXTS)}, "lastUpdateGroupId": core.owner}
         if update_type == "RAY_LINK_PROJECT_ADDATTACHMENT":
@@ -580,7 +605,7 @@ class RayteamsDataset:
         name, _ = _pick(r, _WORKFLOW_STEPS)
         return {"data": {"status": f"node_{core.created + _ri(r, 1, 99_999)}", "statusName": name}}
 
-    def _new_attachment(self, r: random.Random, pid: str, ts: int, k: int) -> dict:
+    def _new_attachment(self, r: random.Random, pid: str, ts: int, k: int) -> dict[str, Any]:
         mime, ext = _pick(r, _MIMES)
         rec = {
             "_id": pid,
@@ -594,7 +619,7 @@ class RayteamsDataset:
             rec["created"] = str(ts)
         return rec
 
-    def _new_order(self, r: random.Random, core: _Core, ts: int, upper: int) -> dict:
+    def _new_order(self, r: random.Random, core: _Core, ts: int, upper: int) -> dict[str, Any]:
         currency, productname, price = _pick(r, _PRODUCTS)
         steps = r.sample(_WORKFLOW_STEPS[:5], _ri(r, 3, 5))
         nodes = [{"id": f"node_{core.created - 86_400_000 * (i + 1)}", "name": n, "type": t} for i, (n, t) in enumerate(steps)]
@@ -632,10 +657,10 @@ class RayteamsDataset:
         }
 
     @staticmethod
-    def _group(pid: str, sk: str, group_id: str, name: str, core: _Core) -> dict:
+    def _group(pid: str, sk: str, group_id: str, name: str, core: _Core) -> dict[str, Any]:
         return {"_id": pid, "sk": sk, "group_id": group_id, "name": name, "patientId": core.patient_id}
 
-    def _subs_event(self, s: _Subs, core: _Core, v: int, event: tuple) -> None:
+    def _subs_event(self, s: _Subs, core: _Core, v: int, event: tuple[Any, ...]) -> None:
         pid = core.pid
         lo, hi = core.updated[v - 1], core.updated[v]
         kinds = s.kinds
@@ -717,20 +742,20 @@ class RayteamsDataset:
     def project_ids(self) -> list[str]:
         return [self._pid(i) for i in self._order]
 
-    def project_list(self) -> list[dict]:
+    def project_list(self) -> list[dict[str, Any]]:
         return [self._core(i, self._ver(i)).info() for i in self._order]
 
-    def project_info(self, project_id: str) -> dict | None:
+    def project_info(self, project_id: str) -> dict[str, Any] | None:
         cur = self._current(project_id)
         return None if cur is None else self._core(*cur).info()
 
-    def sub_resource(self, project_id: str, kind: str) -> list[dict] | None:
+    def sub_resource(self, project_id: str, kind: str) -> list[dict[str, Any]] | None:
         if kind not in SUB_KINDS:
             raise ValueError(f"unknown kind {kind!r}; expected one of {SUB_KINDS}")
         cur = self._current(project_id)
         return None if cur is None else _clone(self._subs(*cur).kinds[kind])
 
-    def aggregate(self, project_id: str) -> list[dict] | None:
+    def aggregate(self, project_id: str) -> list[dict[str, Any]] | None:
         cur = self._current(project_id)
         if cur is None:
             return None
@@ -742,7 +767,7 @@ class RayteamsDataset:
         records.sort(key=lambda d: d["sk"])  # one partition queried by sort key
         return records
 
-    def files(self, project_id: str, filetype: str | None = None) -> dict | None:
+    def files(self, project_id: str, filetype: str | None = None) -> dict[str, Any] | None:
         """``data`` of GET /file/{id}[/{type}]: {} when no (matching) files; None if no such project."""
         cur = self._current(project_id)
         if cur is None:
@@ -752,24 +777,24 @@ class RayteamsDataset:
             recs = [f for f in recs if f["filetype"] == filetype]
         return {"_id": project_id, "files": recs} if recs else {}
 
-    def attachment_download(self, project_id: str, attachment_sk: str) -> dict | None:
+    def attachment_download(self, project_id: str, attachment_sk: str) -> dict[str, Any] | None:
         """The attachment object plus its temporary ``downloadLink``; None if no such attachment."""
         cur = self._current(project_id)
         if cur is None:
             return None
         for att in self._subs(*cur).kinds["attachments"]:
             if att["sk"] == attachment_sk:
-                out = _clone(att)
+                out: dict[str, Any] = _clone(att)
                 out["downloadLink"] = self._attachment_link(project_id, att)
                 return out
         return None
 
-    def _attachment_link(self, pid: str, att: dict) -> str:
+    def _attachment_link(self, pid: str, att: dict[str, Any]) -> str:
         sig = hashlib.sha256(f"{self._seed}:{pid}:{att['sk']}".encode()).hexdigest()
         return f"{LINK_HOST}/{pid}/attachments/{_sk_ts(att['sk'])}/{quote(str(att['name']))}?X-Amz-Expires=1800&X-Amz-Signature={sig}"
 
     # ------------------------------------------------------------------ changing
-    def add_attachment(self, project_id: str, name: str, filetype: str, size: int) -> dict | None:
+    def add_attachment(self, project_id: str, name: str, filetype: str, size: int) -> dict[str, Any] | None:
         """POST /project/{_id}/attachment/add: a new attachment record (None if no such project)."""
         i = self._index(project_id)
         if i is None:
@@ -778,7 +803,8 @@ class RayteamsDataset:
         self.state += 1
         s = self._subs(i, self._ver(i))
         newest = max(s.kinds["attachments"], key=lambda d: _sk_ts(d["sk"]))
-        return _clone(newest)
+        added: dict[str, Any] = _clone(newest)
+        return added
 
     def mutate(self, *, seed: int, update_share: float = 0.05, add_share: float = 0.01, remove_share: float = 0.01) -> MutationSummary:
         """Change the dataset in place, deterministically for (config.seed, history of calls, seed).
@@ -826,7 +852,7 @@ class RayteamsDataset:
     @property
     def invalid_record_keys(self) -> list[tuple[str, str, str]]:
         """(table, project_id, sk) of every schema-invalid record currently served."""
-        out = []
+        out: list[tuple[str, str, str]] = []
         for i in self._order:
             if i in self._invalid_plan:
                 pid = self._pid(i)
@@ -896,7 +922,7 @@ class RayteamsDataset:
 
     def download_links(self) -> set[str]:
         """Every downloadLink the server can hand out (project files and attachment downloads)."""
-        links = set()
+        links: set[str] = set()
         for i in self._order:
             v = self._ver(i)
             pid = self._pid(i)

@@ -273,7 +273,7 @@ def build_app(dataset: RayteamsDataset, options: SimulatorOptions | None = None)
     """The simulator as an aiohttp application (API under ``/v1.0``, admin under ``/_sim``)."""
     options = options or SimulatorOptions()
     sim = _Simulator(dataset, options)
-    kwargs = {} if options.max_body_bytes is None else {"client_max_size": options.max_body_bytes}
+    kwargs: dict[str, Any] = {} if options.max_body_bytes is None else {"client_max_size": options.max_body_bytes}
     app = web.Application(**kwargs)
     app[SIMULATOR_KEY] = sim
 
