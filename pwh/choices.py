@@ -9,22 +9,6 @@ from enum import Enum
 
 from pwh.flows.registry import names
 
-
-class Strategy(str, Enum):
-    """RAYTeams fetch strategy (pwh.sources.rayteams.client.STRATEGIES)."""
-
-    aggregate = "aggregate"
-    per_resource = "per_resource"
-
-
-class Listing(str, Enum):
-    """Incoplax listing (pwh.flows.incoplax_sync.LISTINGS)."""
-
-    auto = "auto"
-    minimal = "minimal"
-    recent = "recent"
-
-
 # Simulated sources ``pwh demo`` syncs: every source of the registry, or all of them.
 DemoSource = Enum("DemoSource", {name: name for name in (*names(), "all")}, type=str)  # type: ignore[misc]
 

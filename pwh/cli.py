@@ -13,11 +13,12 @@ from typing import Annotated, Optional, Protocol, cast
 
 import typer
 
-from pwh.choices import Auth, DemoSource, Listing, LookupKey, Strategy
+from pwh.choices import Auth, DemoSource, LookupKey
 from pwh.failures import describe_failure, enable_debug, keep_run_logs_off_console
 from pwh.formats import Format as SqlFormat
 from pwh.process import exit_without_teardown, tune_collector
-from pwh.validate import check_base_url, check_config, check_secrets, check_streams
+from pwh.source_commands import add_source_commands
+from pwh.validate import check_base_url, check_secrets
 
 # Shell completion (commands, options, choices): `pwh --install-completion`.
 app = typer.Typer(no_args_is_help=True, help="project-warehouse: project APIs → DuckDB.")
@@ -27,26 +28,6 @@ app.add_typer(sync_app, name="sync")
 app.add_typer(simulate_app, name="simulate")
 
 DbOption = Annotated[Path, typer.Option("--db", help="DuckDB warehouse file.")]
-# Options every sync or simulate command takes alike.
-ConcurrencyOption = Annotated[int, typer.Option(min=1, max=512, help="Requests in flight.")]
-BatchSizeOption = Annotated[int, typer.Option(min=1, help="Projects per load transaction.")]
-TimeoutOption = Annotated[float, typer.Option(min=0.001, help="Per-request timeout, seconds.")]
-QuietOption = Annotated[bool, typer.Option("--quiet", help="No progress bar.")]
-FullRefreshOption = Annotated[bool, typer.Option("--full-refresh", help="Refetch every project and reconcile.")]
-AllowMassDeleteOption = Annotated[bool, typer.Option(
-    "--allow-mass-delete", help="Confirm a run that marks more than a quarter of the projects deleted "
-                                "(refused otherwise: an empty or short list looks the same).")]
-SelectOption = Annotated[Optional[list[str]], typer.Option(
-    "--select", help="Fetch only these streams (comma-separated or repeated; `pwh sources` lists them).")]
-ExcludeOption = Annotated[Optional[list[str]], typer.Option(
-    "--exclude", help="Do not fetch these streams: no request is made for them and their rows are kept.")]
-SeedOption = Annotated[int, typer.Option(help="Seed of the generated data.")]
-LatencyOption = Annotated[float, typer.Option(help="Added to every answer.")]
-FaultRateOption = Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of requests failing once.")]
-PrefectOption = Annotated[Optional[bool], typer.Option(
-    "--prefect/--no-prefect", help="Run as a Prefect flow run (needs a Prefect API: PREFECT_API_URL or the "
-                                   "active profile), or in this process alone. Default: a flow run when an API is "
-                                   "configured.")]
 
 
 def _print_version(value: bool) -> None:
@@ -84,7 +65,7 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-def _quiet_prefect() -> None:
+def quiet_prefect() -> None:
     """Our own one-line errors and progress bar replace Prefect's console tracebacks;
     Prefect's run records still get everything."""
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
@@ -187,7 +168,8 @@ def run_flow(coro_factory, *, show_progress: bool = True) -> dict:
     raise AssertionError("unreachable")
 
 
-def print_summary(summary: dict) -> None:
+def print_summary(summary: dict, source=None) -> None:
+    """A sync's summary; ``source`` (its registry declaration) adds the counts it notes."""
     rows = ", ".join(f"{table} {count:,}" for table, count in sorted(summary["rows_loaded"].items()))
     typer.echo(
         f"{summary['status']}: {summary['units_seen']:,} projects listed, "
@@ -199,148 +181,12 @@ def print_summary(summary: dict) -> None:
                + (" (see pipeline.rejected_records)" if summary["rows_rejected"] else ""))
     for stream, answer in summary.get("skipped_streams", {}).items():
         typer.echo(f"stream {stream} answered {answer}: skipped this run, its rows kept (the next run tries again)")
+    for key, line in source.summary_notes if source is not None else ():
+        if summary.get(key):
+            typer.echo(line.format(count=summary[key]))
     if summary["failed_units"]:
         typer.echo(f"failed projects (retried next run): {', '.join(summary['failed_units'][:10])}"
                    + (" …" if len(summary["failed_units"]) > 10 else ""))
-
-
-@sync_app.command("rayteams")
-def sync_rayteams_command(
-    base_url: Annotated[Optional[str], typer.Option(
-        help="API base URL, e.g. https://api-ap-northeast-2-project.rayteams.com/v1.0 (one account, "
-             "fixed RAYTEAMS_TOKEN). Without it: the accounts of pwh.toml.")] = None,
-    db: DbOption = Path("warehouse.duckdb"),
-    account: Annotated[Optional[str], typer.Option(
-        help="With --base-url: the name recorded with every row (default 'default'). Without: "
-             "the pwh.toml account to sync.")] = None,
-    all_accounts: Annotated[bool, typer.Option("--all-accounts", help="Sync every account of pwh.toml (the default without --base-url).")] = False,
-    config: Annotated[Optional[Path], typer.Option("--config", help="Configuration file (default ./pwh.toml).")] = None,
-    concurrency: ConcurrencyOption = 32,
-    full_refresh: FullRefreshOption = False,
-    allow_mass_delete: AllowMassDeleteOption = False,
-    strategy: Annotated[Strategy, typer.Option(help="aggregate (GET /project/{_id}) or per_resource.")] = Strategy.aggregate,
-    batch_size: BatchSizeOption = 500,  # pwh.flows.rayteams.DEFAULT_BATCH_SIZE (not imported: the CLI starts without Prefect)
-    timeout: TimeoutOption = 30.0,
-    max_response_mb: Annotated[Optional[float], typer.Option(
-        min=0.001, help="Largest answer accepted, MiB (default: PWH_MAX_RESPONSE_BYTES, else 64).")] = None,
-    token: Annotated[Optional[str], typer.Option(help="Overrides RAYTEAMS_TOKEN (prefer the variable: flags show in `ps`).")] = None,
-    client_id: Annotated[Optional[str], typer.Option(help="Overrides RAYTEAMS_CLIENT_ID.")] = None,
-    rekey: Annotated[bool, typer.Option(
-        "--rekey", help="Make the pseudonym key at hand the warehouse's: every pseudonym is recomputed by a full "
-                        "refresh; those of deleted projects become NULL (docs/operations.md).")] = False,
-    select: SelectOption = None,
-    exclude: ExcludeOption = None,
-    quiet: QuietOption = False,
-    prefect: PrefectOption = None,
-) -> None:
-    """Sync every RAYTeams project (and sub-resource, and file) into the warehouse."""
-    _quiet_prefect()
-    from pwh.sources.rayteams.client import CLIENT_ID_VARIABLE, TOKEN_VARIABLE
-
-    check_streams("rayteams", select, exclude)
-    max_response_bytes = None if max_response_mb is None else int(max_response_mb * 1024 * 1024)
-    if base_url is None:
-        if token or client_id:
-            fail("--token and --client-id apply with --base-url only; configured accounts renew their "
-                 "tokens from RAYTEAMS_<NAME>_REFRESH_TOKEN (see docs/accounts.md)")
-        _sync_rayteams_accounts(
-            config=config, db=db, account=account, all_accounts=all_accounts, concurrency=concurrency,
-            mode="full_refresh" if full_refresh else "incremental", strategy=strategy.value,
-            batch_size=batch_size, timeout=timeout, max_response_bytes=max_response_bytes, quiet=quiet,
-            allow_mass_delete=allow_mass_delete, rekey=rekey, prefect=prefect, select=select, exclude=exclude,
-        )
-        return
-    if all_accounts:
-        fail("--all-accounts syncs the accounts of pwh.toml: drop --base-url")
-    check_base_url(base_url)
-    check_config(config)
-    # Secrets reach the flow through its environment, never as (stored) flow parameters.
-    if token:
-        os.environ[TOKEN_VARIABLE] = token
-    if client_id:
-        os.environ[CLIENT_ID_VARIABLE] = client_id
-    check_secrets([TOKEN_VARIABLE, CLIENT_ID_VARIABLE], flags="--token, --client-id")
-    sync_rayteams = sync_module("rayteams", prefect).sync_rayteams
-    summary = run_flow(lambda: sync_rayteams(
-        base_url=base_url, db_path=str(db), account=account or "default",
-        mode="full_refresh" if full_refresh else "incremental", strategy=strategy.value,
-        concurrency=concurrency, batch_size=batch_size, timeout_s=timeout,
-        max_response_bytes=max_response_bytes, allow_mass_delete=allow_mass_delete, rekey=rekey,
-        select=select, exclude=exclude,
-    ), show_progress=not quiet and sys.stderr.isatty())
-    print_summary(summary)
-    if summary["status"] == "partial":
-        raise typer.Exit(3)
-
-
-def _sync_rayteams_accounts(*, config: Optional[Path], db: Path, account: Optional[str], all_accounts: bool,
-                            quiet: bool, timeout: float, prefect: Optional[bool], **params) -> None:
-    """``pwh sync rayteams`` without --base-url: the accounts of pwh.toml, each renewing its
-    OAuth token; one summary per account; exit 1 if any account failed (the rest still ran)."""
-    from pwh.config import ConfigError
-    from pwh.validate import SettingError
-
-    if account and all_accounts:
-        fail("give --account NAME or --all-accounts, not both")
-    loaded = check_config(config)
-    try:
-        chosen = [loaded.rayteams_account(account)] if account else list(loaded.rayteams_accounts.values())
-    except ConfigError as exc:
-        fail(str(exc))
-    if not chosen:
-        fail("give --base-url, or configure RAYTeams accounts in pwh.toml ([rayteams.accounts.<name>], "
-             "see docs/accounts.md)")
-    refusals = []
-    for configured in chosen:  # an account without its secrets fails alone, the others still run
-        try:
-            check_secrets(([] if configured.client_id else [configured.client_id_variable])
-                          + [configured.client_secret_variable, configured.refresh_token_variable])
-        except SettingError as exc:
-            refusals.append(exc)
-    if len(refusals) == len(chosen):
-        raise refusals[0]
-    from pwh.flows.rayteams_sync import AccountsFailedError
-
-    sync_rayteams_accounts = sync_module("rayteams", prefect).sync_rayteams_accounts
-
-    async def run() -> dict:
-        try:
-            return await sync_rayteams_accounts(
-                config_path=str(loaded.path), db_path=str(db), account=account, timeout_s=timeout, **params)
-        except AccountsFailedError as exc:
-            return exc.outcome
-
-    outcome = run_flow(run, show_progress=not quiet and sys.stderr.isatty())
-    for name, summary in outcome["accounts"].items():
-        typer.echo(f"account {name} ({summary['region']}):")
-        print_summary(summary)
-    for name, message in outcome["failed"].items():
-        typer.echo(f"account {name}: failed: {message}", err=True)
-    if outcome["failed"]:
-        raise typer.Exit(1)
-    if any(summary["status"] == "partial" for summary in outcome["accounts"].values()):
-        raise typer.Exit(3)
-
-
-@simulate_app.command("rayteams")
-def simulate_rayteams_command(
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8765,
-    projects: Annotated[int, typer.Option(min=0, help="Number of simulated projects.")] = 100,
-    seed: SeedOption = 7,
-    latency_ms: LatencyOption = 0.0,
-    fault_rate: FaultRateOption = 0.0,
-    token: Annotated[str, typer.Option(help="Token the simulator accepts.")] = "sim-token",
-    client_id: Annotated[str, typer.Option(help="Client id the simulator accepts.")] = "sim-client",
-) -> None:
-    """Serve the RAYTeams simulator (every endpoint and quirk) until interrupted."""
-    from pwh.sources.rayteams.dataset import DatasetConfig, RayteamsDataset
-    from pwh.sources.rayteams.simulator import SimulatorOptions, serve_forever
-
-    dataset = RayteamsDataset(DatasetConfig(seed=seed, n_projects=projects))
-    options = SimulatorOptions(token=token, client_id=client_id, latency_ms=latency_ms, fault_rate=fault_rate)
-    typer.echo(f"RAYTeams simulator: http://127.0.0.1:{port}/v1.0 ({projects} projects, seed {seed}); "
-               f"token {token!r}, client id {client_id!r}. Ctrl-C stops it.")
-    serve_forever(dataset, options, host="127.0.0.1", port=port)
 
 
 @app.command()
@@ -351,7 +197,7 @@ def demo(
     source: Annotated[DemoSource, typer.Option(help="Which simulated sources to sync.")] = DemoSource("rayteams"),
 ) -> None:
     """Simulator on a free loopback port → full sync into a local DuckDB file → summary."""
-    _quiet_prefect()
+    quiet_prefect()
     from pwh.demo import run_demo
 
     run_demo(db=db, projects=projects, seed=seed, run_flow=run_flow, print_summary=print_summary,
@@ -408,7 +254,7 @@ def serve(
 
     One run of a deployment at a time: a run that would overlap a running one is skipped
     (cancelled); runs of different sources wait for each other's hold on the warehouse file."""
-    _quiet_prefect()
+    quiet_prefect()
     from pwh.flows.schedules import (
         ScheduleError,
         check_cron,
@@ -466,56 +312,13 @@ def _check_incoplax(base_url: str, auth: Auth) -> None:
     check_secrets([TOKEN_VARIABLE] if auth is Auth.bearer else [USERNAME_VARIABLE, PASSWORD_VARIABLE])
 
 
-@sync_app.command("incoplax")
-def sync_incoplax_command(
-    base_url: Annotated[str, typer.Option(help="Server root, e.g. https://incoplax.example.com (the client adds /rest/v1/domain/projects).")],
-    db: DbOption = Path("warehouse.duckdb"),
-    account: Annotated[str, typer.Option(help="Name recorded with every row (the instance/domain).")] = "default",
-    auth: AuthOption = Auth.bearer,
-    full_refresh: FullRefreshOption = False,
-    allow_mass_delete: AllowMassDeleteOption = False,
-    listing: Annotated[Listing, typer.Option(help="auto, minimal (complete list, mask id,ext.lwt) or recent (newest first, stop at the cursor; no deletions).")] = Listing.auto,
-    order: Annotated[str, typer.Option(help="List order as JSON, passed through (default [\"id\"]; '' sends none).")] = '["id"]',
-    page_size: Annotated[int, typer.Option(min=1, help="limit of each list request.")] = 500,
-    concurrency: ConcurrencyOption = 16,
-    batch_size: BatchSizeOption = 250,
-    timeout: TimeoutOption = 30.0,
-    select: SelectOption = None,
-    exclude: ExcludeOption = None,
-    quiet: QuietOption = False,
-    prefect: PrefectOption = None,
-) -> None:
-    """Sync every project of an Incoplax domain into the warehouse."""
-    _quiet_prefect()
-    _check_incoplax(base_url, auth)
-    check_streams("incoplax", select, exclude)
-    check_config(None)
-    sync_incoplax = sync_module("incoplax", prefect).sync_incoplax
-    try:
-        order_value = json.loads(order) if order.strip() else None
-    except ValueError:
-        fail("--order must be JSON, e.g. '[\"id\"]' or '[{\"ext.lwt\": \"desc\"}]'")
-    if order_value is not None and not isinstance(order_value, list):
-        fail("--order must be a JSON array")
-
-    summary = run_flow(lambda: sync_incoplax(
-        base_url=base_url, db_path=str(db), account=account,
-        mode="full_refresh" if full_refresh else "incremental", listing=listing.value, order=order_value,
-        page_size=page_size, concurrency=concurrency, batch_size=batch_size, auth_scheme=auth.value, timeout_s=timeout,
-        allow_mass_delete=allow_mass_delete, select=select, exclude=exclude,
-    ), show_progress=not quiet and sys.stderr.isatty())
-    print_summary(summary)
-    if summary["status"] == "partial":
-        raise typer.Exit(3)
-
-
 @incoplax_app.command("lookup")
 def incoplax_lookup_command(
     key: Annotated[str, typer.Argument(help="The project code (or id) to look up.")],
     base_url: Annotated[str, typer.Option(help="Server root (the client adds /rest/v1/domain/projects).")],
     by: Annotated[LookupKey, typer.Option(help="Which key field must match.")] = LookupKey.code,
     auth: AuthOption = Auth.bearer,
-    timeout: TimeoutOption = 30.0,
+    timeout: Annotated[float, typer.Option(min=0.001, help="Per-request timeout, seconds.")] = 30.0,
 ) -> None:
     """LOOKUP a project by code or id; prints the matching ids, one per line."""
     _check_incoplax(base_url, auth)
@@ -538,116 +341,6 @@ def incoplax_lookup_command(
         fail(f"{type(exc).__name__}: {exc}".splitlines()[0])
     for pid in ids:
         typer.echo(pid)
-
-
-@simulate_app.command("incoplax")
-def simulate_incoplax_command(
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8766,
-    projects: Annotated[int, typer.Option(min=0, help="Number of simulated projects.")] = 100,
-    seed: SeedOption = 7,
-    max_limit: Annotated[int, typer.Option(min=0, help="Cap on limit (0: no cap), like a server that caps pages.")] = 0,
-    list_opts: Annotated[bool, typer.Option("--list-opts", help="The list outputs opts (no detail requests needed).")] = False,
-    latency_ms: LatencyOption = 0.0,
-    fault_rate: FaultRateOption = 0.0,
-    auth: AuthOption = Auth.bearer,
-    token: Annotated[str, typer.Option(help="Token the simulator accepts (bearer).")] = "sim-token",
-    username: Annotated[str, typer.Option(help="User the simulator accepts (basic).")] = "sim-user",
-    password: Annotated[str, typer.Option(help="Password the simulator accepts (basic).")] = "sim-password",
-) -> None:
-    """Serve the Incoplax simulator (CRUD, LOOKUP, paging, masks, flat form) until interrupted."""
-    from pwh.sources.incoplax.dataset import DatasetConfig, IncoplaxDataset
-    from pwh.sources.incoplax.simulator import SimulatorOptions, serve_forever
-
-    dataset = IncoplaxDataset(DatasetConfig(seed=seed, n_projects=projects))
-    options = SimulatorOptions(auth=auth.value, token=token, username=username, password=password,
-                               max_limit=max_limit or None, list_opts=list_opts, latency_ms=latency_ms,
-                               fault_rate=fault_rate)
-    typer.echo(f"Incoplax simulator: http://127.0.0.1:{port} ({projects} projects, seed {seed}, {auth} auth); "
-               "Ctrl-C stops it.", err=False)
-    sys.stdout.flush()
-    serve_forever(dataset, options, host="127.0.0.1", port=port)
-
-
-@sync_app.command("clarity")
-def sync_clarity_command(
-    base_url: Annotated[str, typer.Option(help="API base URL, e.g. https://lims.example.org/api/v2")],
-    db: DbOption = Path("warehouse.duckdb"),
-    account: Annotated[str, typer.Option(help="Name recorded with every row (the LIMS instance).")] = "default",
-    name: Annotated[Optional[list[str]], typer.Option("--name", help="Only projects of this name (repeatable).")] = None,
-    open_date: Annotated[Optional[str], typer.Option(help="Only projects opened since this date (YYYY-MM-DD).")] = None,
-    udf: Annotated[Optional[list[str]], typer.Option(
-        "--udf", help="UDF/UDT filter passed through, e.g. 'udf.Project Type=RNA-Seq' or 'udt.name=Plan' (repeatable).")] = None,
-    full_refresh: Annotated[bool, typer.Option("--full-refresh", help="List and refetch every project; mark vanished ones deleted.")] = False,
-    allow_mass_delete: AllowMassDeleteOption = False,
-    since: Annotated[Optional[str], typer.Option(help="Override the incremental watermark (ISO 8601 with zone).")] = None,
-    overlap: Annotated[float, typer.Option(min=0.0, help="Seconds the watermark is moved back for safety.")] = 300.0,
-    concurrency: ConcurrencyOption = 8,
-    batch_size: BatchSizeOption = 250,
-    timeout: TimeoutOption = 60.0,
-    select: SelectOption = None,
-    exclude: ExcludeOption = None,
-    quiet: QuietOption = False,
-    prefect: PrefectOption = None,
-) -> None:
-    """Sync Clarity LIMS projects (UDFs typed, files, external ids) into the warehouse.
-    Credentials: CLARITY_USERNAME and CLARITY_PASSWORD."""
-    _quiet_prefect()
-    from pwh.sources.clarity.client import (
-        PASSWORD_VARIABLE,
-        USERNAME_VARIABLE,
-        filter_params,
-        parse_timestamp,
-    )
-
-    check_base_url(base_url)
-    check_config(None)
-    check_secrets([USERNAME_VARIABLE, PASSWORD_VARIABLE])
-    check_streams("clarity", select, exclude)
-    try:  # before importing Prefect: a typo fails in a blink
-        filter_params(name or (), open_date, udf or ())
-        if since:
-            parse_timestamp(since)
-    except ValueError as exc:
-        fail(str(exc))
-    sync_clarity = sync_module("clarity", prefect).sync_clarity
-
-    summary = run_flow(lambda: sync_clarity(
-        base_url=base_url, db_path=str(db), account=account,
-        mode="full_refresh" if full_refresh else "incremental",
-        names=name or None, open_date=open_date, udf=udf or None, since=since, overlap_s=overlap,
-        concurrency=concurrency, batch_size=batch_size, timeout_s=timeout, allow_mass_delete=allow_mass_delete,
-        select=select, exclude=exclude,
-    ), show_progress=not quiet and sys.stderr.isatty())
-    print_summary(summary)
-    if summary.get("udf_parse_errors"):
-        typer.echo(f"UDF values kept as text (not their declared type): {summary['udf_parse_errors']:,} "
-                   "(see clarity.project_udfs.parse_error)")
-    if summary["status"] == "partial":
-        raise typer.Exit(3)
-
-
-@simulate_app.command("clarity")
-def simulate_clarity_command(
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8767,
-    projects: Annotated[int, typer.Option(min=0, help="Number of simulated projects.")] = 1200,
-    seed: SeedOption = 7,
-    page_size: Annotated[int, typer.Option(min=1, help="Project links a list page holds.")] = 500,
-    latency_ms: LatencyOption = 0.0,
-    fault_rate: FaultRateOption = 0.0,
-    username: Annotated[str, typer.Option(help="User the simulator accepts.")] = "sim-user",
-    password: Annotated[str, typer.Option(help="Password the simulator accepts.")] = "sim-password",
-) -> None:
-    """Serve the Clarity LIMS simulator (paged XML project list, project details) until interrupted."""
-    from pwh.sources.clarity.dataset import ClarityDataset, DatasetConfig
-    from pwh.sources.clarity.simulator import SimulatorOptions, serve_forever
-
-    dataset = ClarityDataset(DatasetConfig(seed=seed, n_projects=projects))
-    options = SimulatorOptions(username=username, password=password, page_size=page_size,
-                               latency_ms=latency_ms, fault_rate=fault_rate)
-    typer.echo(f"Clarity LIMS simulator: http://127.0.0.1:{port}/api/v2 ({projects} projects, {page_size} a page, "
-               f"seed {seed}); user {username!r}. Ctrl-C stops it.")
-    sys.stdout.flush()
-    serve_forever(dataset, options, host="127.0.0.1", port=port)
 
 
 @app.command()
@@ -777,67 +470,8 @@ def report(
                f"{s.projects_current:,} current projects, {s.rejected_total:,} rejected rows, {len(s.runs)} recent runs")
 
 
-@sync_app.command("openproject")
-def sync_openproject_command(
-    base_url: Annotated[str, typer.Option(help="Instance root, e.g. https://openproject.example.org (the client adds /api/v3).")],
-    db: DbOption = Path("warehouse.duckdb"),
-    account: Annotated[str, typer.Option(help="Name recorded with every row (the instance).")] = "default",
-    full_refresh: FullRefreshOption = False,
-    allow_mass_delete: AllowMassDeleteOption = False,
-    page_size: Annotated[int, typer.Option(min=1, help="pageSize of every paged collection (the server may cap it).")] = 100,
-    concurrency: ConcurrencyOption = 16,
-    batch_size: BatchSizeOption = 100,
-    timeout: TimeoutOption = 30.0,
-    probe_work_packages: Annotated[bool, typer.Option(help="Incremental runs also check each project's work packages (one small request a project): a project's updatedAt does not move when only they change.")] = True,
-    api_key: Annotated[Optional[str], typer.Option(help="Overrides OPENPROJECT_API_KEY (prefer the variable: flags show in `ps`).")] = None,
-    select: SelectOption = None,
-    exclude: ExcludeOption = None,
-    quiet: QuietOption = False,
-    prefect: PrefectOption = None,
-) -> None:
-    """Sync every OpenProject project with its work packages, versions, categories, types, memberships and custom values."""
-    _quiet_prefect()
-    from pwh.sources.openproject.client import TOKEN_VARIABLE
-
-    check_base_url(base_url)
-    check_config(None)
-    if api_key:
-        os.environ[TOKEN_VARIABLE] = api_key  # the flow reads it from its environment, never as a parameter
-    check_secrets([TOKEN_VARIABLE], flags="--api-key")
-    check_streams("openproject", select, exclude)
-    sync_openproject = sync_module("openproject", prefect).sync_openproject
-
-    summary = run_flow(lambda: sync_openproject(
-        base_url=base_url, db_path=str(db), account=account,
-        mode="full_refresh" if full_refresh else "incremental", page_size=page_size,
-        concurrency=concurrency, batch_size=batch_size, timeout_s=timeout, probe_work_packages=probe_work_packages,
-        allow_mass_delete=allow_mass_delete, select=select, exclude=exclude,
-    ), show_progress=not quiet and sys.stderr.isatty())
-    print_summary(summary)
-    if summary["status"] == "partial":
-        raise typer.Exit(3)
-
-
-@simulate_app.command("openproject")
-def simulate_openproject_command(
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8768,
-    projects: Annotated[int, typer.Option(min=0, help="Number of simulated projects.")] = 100,
-    seed: SeedOption = 7,
-    max_work_packages: Annotated[int, typer.Option(min=0, help="Most work packages of a project.")] = 23,
-    max_page_size: Annotated[int, typer.Option(min=1, help="Largest pageSize served.")] = 100,
-    latency_ms: LatencyOption = 0.0,
-    fault_rate: FaultRateOption = 0.0,
-    api_key: Annotated[str, typer.Option(help="API key the simulator accepts (basic auth apikey:<key>).")] = "sim-api-key",
-) -> None:
-    """Serve the OpenProject API v3 simulator (HAL, paging, hidden parents, 404s) until interrupted."""
-    from pwh.sources.openproject.dataset import DatasetConfig, OpenProjectDataset
-    from pwh.sources.openproject.simulator import SimulatorOptions, serve_forever
-
-    dataset = OpenProjectDataset(DatasetConfig(seed=seed, n_projects=projects, max_work_packages=max_work_packages))
-    options = SimulatorOptions(api_key=api_key, max_page_size=max_page_size, latency_ms=latency_ms, fault_rate=fault_rate)
-    typer.echo(f"OpenProject simulator: http://127.0.0.1:{port} ({projects} projects, seed {seed}); "
-               f"OPENPROJECT_API_KEY={api_key}. Ctrl-C stops it.")
-    serve_forever(dataset, options, host="127.0.0.1", port=port)
+# `pwh sync <source>` and `pwh simulate <source>`, one of each per source of the registry.
+add_source_commands(sync_app, simulate_app)
 
 
 def main() -> None:

@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from pwh.choices import Auth, DemoSource, Listing, Strategy
+from pwh.choices import Auth, DemoSource
 from pwh.demo import DEMO_SOURCES
 from pwh.flows.incoplax_sync import LISTINGS
+from pwh.flows.registry import SOURCES
 from pwh.sources.incoplax.client import AUTH_SCHEMES
 from pwh.sources.rayteams.client import STRATEGIES
 from pwh.sources.simulation import HTML_ERROR_PAGE, serving
@@ -219,8 +220,10 @@ def test_choices_are_listed_in_help_and_completion_is_offered(pwh):
 
 
 def test_the_choices_are_the_ones_the_modules_accept():
-    assert tuple(s.value for s in Strategy) == STRATEGIES
-    assert tuple(s.value for s in Listing) == LISTINGS
+    options = {(s.name, o.parameter): o for s in SOURCES for o in s.options}
+    assert options["rayteams", "strategy"].choices == STRATEGIES
+    assert options["incoplax", "listing"].choices == LISTINGS
+    assert options["incoplax", "auth_scheme"].choices == AUTH_SCHEMES
     assert tuple(s.value for s in DemoSource) == DEMO_SOURCES
     assert tuple(s.value for s in Auth) == AUTH_SCHEMES
 

@@ -32,6 +32,35 @@ class UnknownSourceError(ValueError):
 
 
 @dataclass(frozen=True)
+class Option:
+    """A source's own setting: a flow parameter, and the `pwh sync` (or `pwh simulate`) option
+    that gives it. ``kind``: str, int, float, bool, list (repeatable text) or choice."""
+
+    parameter: str
+    help: str
+    default: Any = None
+    kind: str = "str"
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    flag: str | None = None  # default: --<parameter with dashes>
+    # "module:function" turning the option's text into the parameter's value; its ValueError
+    # is the one-line error (checked before anything slow).
+    convert: str | None = None
+
+    @property
+    def cli_flag(self) -> str:
+        return self.flag or "--" + self.parameter.replace("_", "-")
+
+
+@dataclass(frozen=True)
+class CredentialFlag:
+    """An option that stands in for a credential variable (prefer the variable: flags show in `ps`)."""
+
+    flag: str
+    variable: str
+
+
+@dataclass(frozen=True)
 class OtherFlow:
     """A further flow of a source (RAYTeams' configured accounts)."""
 
@@ -53,12 +82,37 @@ class Source:
     streams: tuple[Stream, ...]  # per-project sub-resources and per-account dimensions
     simulator: str  # "module:function": simulated(projects, seed, ...) -> an async context manager
     base_url_example: str
+    base_url_help: str = ""  # what the base URL is, beyond the example
     default_cron: str = "0 * * * *"
     other_flows: tuple[OtherFlow, ...] = ()
+    # `pwh sync` and flow defaults every source has, and the source's own options.
+    concurrency: int = 16
+    batch_size: int = 250
+    timeout_s: float = 30.0
+    options: tuple[Option, ...] = ()
+    credential_flags: tuple[CredentialFlag, ...] = ()
+    # (parameter, value, variables): the credentials read when an option takes that value.
+    secrets_when: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
+    # (summary key, line): a count the sync reports, printed with ``{count}`` when non-zero.
+    summary_notes: tuple[tuple[str, str], ...] = ()
+    # "module:function": what `pwh sync <source>` does without --base-url (configured accounts);
+    # None: --base-url is required.
+    configured_accounts: str | None = None
+    # `pwh simulate <source>`: its port, its own options, and "module:function" serving it.
+    simulator_port: int = 8765
+    simulator_options: tuple[Option, ...] = ()
+    serve: str = ""
 
     @property
     def stream_names(self) -> tuple[str, ...]:
         return tuple(stream.name for stream in self.streams)
+
+    def secrets_for(self, parameters: dict[str, Any]) -> tuple[str, ...]:
+        """The credential variables a sync with ``parameters`` reads."""
+        for parameter, value, variables in self.secrets_when:
+            if parameters.get(parameter) == value:
+                return variables
+        return self.secrets
 
     def sync_function(self, prefect: bool = False) -> Callable[..., Any]:
         """The sync, as a Prefect flow (``prefect``) or as the plain function."""
@@ -66,8 +120,7 @@ class Source:
         return getattr(importlib.import_module(module), self.flow)
 
     def simulated(self) -> Callable[..., Any]:
-        module, _, function = self.simulator.partition(":")
-        return getattr(importlib.import_module(module), function)
+        return resolve(self.simulator)
 
     def flow_entrypoints(self) -> dict[str, str]:
         """Prefect flow name → ``module:function`` of every flow of this source."""
@@ -107,6 +160,23 @@ RAYTEAMS = Source(
     ),
     simulator="pwh.sources.rayteams.simulator:simulated",
     base_url_example="https://api-ap-northeast-2-project.rayteams.com/v1.0",
+    base_url_help="one account, fixed RAYTEAMS_TOKEN; without it: the accounts of pwh.toml",
+    concurrency=32,
+    batch_size=500,  # fewer, larger load transactions (docs/performance.md)
+    options=(
+        Option("strategy", "aggregate (GET /project/{_id}) or per_resource.", "aggregate", kind="choice",
+               choices=("aggregate", "per_resource")),
+        Option("rekey", "Make the pseudonym key at hand the warehouse's: every pseudonym is recomputed by a full "
+                        "refresh; those of deleted projects become NULL (docs/operations.md).", False, kind="bool"),
+    ),
+    credential_flags=(CredentialFlag("--token", "RAYTEAMS_TOKEN"), CredentialFlag("--client-id", "RAYTEAMS_CLIENT_ID")),
+    configured_accounts="pwh.accounts_command:sync_configured_accounts",
+    simulator_port=8765,
+    simulator_options=(
+        Option("token", "Token the simulator accepts.", "sim-token"),
+        Option("client_id", "Client id the simulator accepts.", "sim-client"),
+    ),
+    serve="pwh.sources.rayteams.simulator:serve_command",
 )
 
 OPENPROJECT = Source(
@@ -134,7 +204,23 @@ OPENPROJECT = Source(
     ),
     simulator="pwh.sources.openproject.simulator:simulated",
     base_url_example="https://openproject.example.org",
+    base_url_help="the instance root (the client adds /api/v3)",
     default_cron="15 * * * *",
+    batch_size=100,
+    options=(
+        Option("page_size", "pageSize of every paged collection (the server may cap it).", 100, kind="int", minimum=1),
+        Option("probe_work_packages", "Incremental runs also check each project's work packages (one small request "
+                                      "a project): a project's updatedAt does not move when only they change.",
+               True, kind="bool"),
+    ),
+    credential_flags=(CredentialFlag("--api-key", "OPENPROJECT_API_KEY"),),
+    simulator_port=8768,
+    simulator_options=(
+        Option("max_work_packages", "Most work packages of a project.", 23, kind="int", minimum=0),
+        Option("max_page_size", "Largest pageSize served.", 100, kind="int", minimum=1),
+        Option("api_key", "API key the simulator accepts (basic auth apikey:<key>).", "sim-api-key"),
+    ),
+    serve="pwh.sources.openproject.simulator:serve_command",
 )
 
 CLARITY = Source(
@@ -150,6 +236,28 @@ CLARITY = Source(
     simulator="pwh.sources.clarity.simulator:simulated",
     base_url_example="https://lims.example.org/api/v2",
     default_cron="30 * * * *",
+    concurrency=8,
+    timeout_s=60.0,
+    options=(
+        Option("names", "Only projects of this name (repeatable).", None, kind="list", flag="--name"),
+        Option("open_date", "Only projects opened since this date (YYYY-MM-DD).", None,
+               convert="pwh.sources.clarity.client:checked_open_date"),
+        Option("udf", "UDF/UDT filter passed through, e.g. 'udf.Project Type=RNA-Seq' or 'udt.name=Plan' "
+                      "(repeatable).", None, kind="list", convert="pwh.sources.clarity.client:checked_udf_filters"),
+        Option("since", "Override the incremental watermark (ISO 8601 with zone).", None,
+               convert="pwh.sources.clarity.client:checked_since"),
+        Option("overlap_s", "Seconds the watermark is moved back for safety.", 300.0, kind="float", minimum=0.0,
+               flag="--overlap"),
+    ),
+    summary_notes=(("udf_parse_errors", "UDF values kept as text (not their declared type): {count:,} "
+                                        "(see clarity.project_udfs.parse_error)"),),
+    simulator_port=8767,
+    simulator_options=(
+        Option("page_size", "Project links a list page holds.", 500, kind="int", minimum=1),
+        Option("username", "User the simulator accepts.", "sim-user"),
+        Option("password", "Password the simulator accepts.", "sim-password"),
+    ),
+    serve="pwh.sources.clarity.simulator:serve_command",
 )
 
 INCOPLAX = Source(
@@ -164,10 +272,37 @@ INCOPLAX = Source(
     streams=(),
     simulator="pwh.sources.incoplax.simulator:simulated",
     base_url_example="https://incoplax.example.com",
+    base_url_help="the server root (the client adds /rest/v1/domain/projects)",
     default_cron="45 * * * *",
+    options=(
+        Option("listing", "auto, minimal (complete list, mask id,ext.lwt) or recent (newest first, stop at the "
+                          "cursor; no deletions).", "auto", kind="choice", choices=("auto", "minimal", "recent")),
+        Option("order", "List order as JSON, passed through (default [\"id\"]; '' sends none).", '["id"]',
+               convert="pwh.sources.incoplax.client:parse_order"),
+        Option("page_size", "limit of each list request.", 500, kind="int", minimum=1),
+        Option("auth_scheme", "bearer (INCOPLAX_TOKEN) or basic (INCOPLAX_USERNAME, INCOPLAX_PASSWORD).", "bearer",
+               kind="choice", choices=("bearer", "basic"), flag="--auth"),
+    ),
+    secrets_when=(("auth_scheme", "basic", ("INCOPLAX_USERNAME", "INCOPLAX_PASSWORD")),),
+    simulator_port=8766,
+    simulator_options=(
+        Option("max_limit", "Cap on limit (0: no cap), like a server that caps pages.", 0, kind="int", minimum=0),
+        Option("list_opts", "The list outputs opts (no detail requests needed).", False, kind="bool"),
+        Option("auth", "bearer or basic.", "bearer", kind="choice", choices=("bearer", "basic")),
+        Option("token", "Token the simulator accepts (bearer).", "sim-token"),
+        Option("username", "User the simulator accepts (basic).", "sim-user"),
+        Option("password", "Password the simulator accepts (basic).", "sim-password"),
+    ),
+    serve="pwh.sources.incoplax.simulator:serve_command",
 )
 
 SOURCES: tuple[Source, ...] = (RAYTEAMS, OPENPROJECT, CLARITY, INCOPLAX)
+
+
+def resolve(target: str) -> Any:
+    """The object a ``module:name`` string names (imported now)."""
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
 _BY_NAME = {source.name: source for source in SOURCES}
 
 

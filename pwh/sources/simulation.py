@@ -48,6 +48,11 @@ async def simulating(app: web.Application, dataset: Any, credentials: dict[str, 
         yield Simulated(root + path, credentials, dataset)
 
 
+def announce(line: str) -> None:
+    """A simulator's one line on stdout, at once (a script waiting for it reads it)."""
+    print(line, flush=True)
+
+
 # Renders a source's own error answer: (status, headers) -> response.
 ErrorRenderer = Callable[[int, dict[str, str]], web.Response]
 

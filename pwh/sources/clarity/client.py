@@ -105,6 +105,25 @@ def filter_params(
     return params
 
 
+def checked_open_date(open_date: str | None) -> str | None:
+    """``open_date`` as the option gave it, once it is a date (ValueError otherwise)."""
+    filter_params((), open_date, ())
+    return open_date
+
+
+def checked_udf_filters(udf: list[str] | None) -> list[str] | None:
+    """``udf`` filters as the option gave them, once each is well formed (ValueError otherwise)."""
+    filter_params((), None, udf or ())
+    return udf
+
+
+def checked_since(since: str | None) -> str | None:
+    """A watermark override as given, once it reads as a time stamp with a zone."""
+    if since:
+        parse_timestamp(since)
+    return since
+
+
 def format_timestamp(when: datetime) -> str:
     """``last-modified`` format (ISO 8601 with zone, seconds): ``2026-11-22T18:30:05Z``."""
     return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -43,6 +43,7 @@ from pwh.sources.simulation import (
     AdminHooks,
     Simulated,
     add_admin_routes,
+    announce,
     fault_injector_for,
     serve_until_interrupted,
     serving,
@@ -317,6 +318,12 @@ async def simulated(projects: int, seed: int, *, fault_rate: float = 0.0,
         yield simulator
 
 
-def serve_forever(dataset: ClarityDataset, options: SimulatorOptions | None = None,
-                  host: str = "127.0.0.1", port: int = 8766) -> None:
-    serve_until_interrupted(build_app(dataset, options), host, port)
+def serve_command(*, port: int, projects: int, seed: int, latency_ms: float, fault_rate: float, page_size: int,
+                  username: str, password: str) -> None:
+    """``pwh simulate clarity``: the paged XML project list and project details, until interrupted."""
+    dataset = ClarityDataset(DatasetConfig(seed=seed, n_projects=projects))
+    options = SimulatorOptions(username=username, password=password, page_size=page_size, latency_ms=latency_ms,
+                               fault_rate=fault_rate)
+    announce(f"Clarity LIMS simulator: http://127.0.0.1:{port}{API_PREFIX} ({projects} projects, {page_size} a page, "
+             f"seed {seed}); user {username!r}. Ctrl-C stops it.")
+    serve_until_interrupted(build_app(dataset, options), "127.0.0.1", port)

@@ -56,6 +56,19 @@ ROW_FIELDS = ("id", "code", "name", "opts.title", "opts.comment", "ext.ct", "ext
 DEFAULT_PAGE_SIZE = 500
 
 
+
+def parse_order(text: str | None) -> list[Any] | None:
+    """The list order an option gives as JSON text ('' or None: send none)."""
+    if text is None or not text.strip():
+        return None
+    try:
+        order = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise ValueError("--order must be JSON, e.g. '[\"id\"]' or '[{\"ext.lwt\": \"desc\"}]'") from None
+    if not isinstance(order, list):
+        raise ValueError("--order must be a JSON array")
+    return order
+
 class LookupNotFoundError(NotFoundError):
     """LOOKUP found no project for the key (``404 {"error_code": 1404}``)."""
 

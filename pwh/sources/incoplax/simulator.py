@@ -40,13 +40,14 @@ from pwh.sources.simulation import (
     AdminHooks,
     Simulated,
     add_admin_routes,
+    announce,
     fault_injector_for,
     serve_until_interrupted,
     serving,
     simulating,
 )
 
-__all__ = ["SimulatorOptions", "build_app", "running_simulator", "serve_forever", "SIMULATOR_KEY"]
+__all__ = ["SimulatorOptions", "build_app", "running_simulator", "serve_command", "SIMULATOR_KEY"]
 
 PROJECTS = "/rest/v1/domain/projects"
 LIST_MASK_FIELDS = ("id", "code", "name", "opts.title", "ext.lwt", "ext.ct")
@@ -389,7 +390,13 @@ async def simulated(projects: int, seed: int, *, fault_rate: float = 0.0,
         yield simulator
 
 
-def serve_forever(dataset: IncoplaxDataset, options: SimulatorOptions | None = None,
-                  host: str = "127.0.0.1", port: int = 8766) -> None:
-    """Serve until interrupted (``pwh simulate incoplax --port N``), LOOKUP included."""
-    serve_until_interrupted(build_app(dataset, options), host, port, any_method=True)
+def serve_command(*, port: int, projects: int, seed: int, latency_ms: float, fault_rate: float, max_limit: int,
+                  list_opts: bool, auth: str, token: str, username: str, password: str) -> None:
+    """``pwh simulate incoplax``: CRUD, LOOKUP, paging, masks, flat form, until interrupted."""
+    dataset = IncoplaxDataset(DatasetConfig(seed=seed, n_projects=projects))
+    options = SimulatorOptions(auth=auth, token=token, username=username, password=password,
+                               max_limit=max_limit or None, list_opts=list_opts, latency_ms=latency_ms,
+                               fault_rate=fault_rate)
+    announce(f"Incoplax simulator: http://127.0.0.1:{port} ({projects} projects, seed {seed}, {auth} auth); "
+             "Ctrl-C stops it.")
+    serve_until_interrupted(build_app(dataset, options), "127.0.0.1", port, any_method=True)

@@ -34,6 +34,7 @@ from pwh.sources.simulation import (
     AdminHooks,
     Simulated,
     add_admin_routes,
+    announce,
     fault_injector_for,
     serve_until_interrupted,
     serving,
@@ -266,6 +267,12 @@ async def simulated(projects: int, seed: int, *, fault_rate: float = 0.0,
         yield simulator
 
 
-def serve_forever(dataset: OpenProjectDataset, options: SimulatorOptions | None = None,
-                  host: str = "127.0.0.1", port: int = 8768) -> None:
-    serve_until_interrupted(build_app(dataset, options), host, port)
+def serve_command(*, port: int, projects: int, seed: int, latency_ms: float, fault_rate: float,
+                  max_work_packages: int, max_page_size: int, api_key: str) -> None:
+    """``pwh simulate openproject``: HAL, paging, hidden parents, 404s, until interrupted."""
+    dataset = OpenProjectDataset(DatasetConfig(seed=seed, n_projects=projects, max_work_packages=max_work_packages))
+    options = SimulatorOptions(api_key=api_key, max_page_size=max_page_size, latency_ms=latency_ms,
+                               fault_rate=fault_rate)
+    announce(f"OpenProject simulator: http://127.0.0.1:{port} ({projects} projects, seed {seed}); "
+             f"OPENPROJECT_API_KEY={api_key}. Ctrl-C stops it.")
+    serve_until_interrupted(build_app(dataset, options), "127.0.0.1", port)

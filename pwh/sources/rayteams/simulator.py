@@ -50,6 +50,7 @@ from pwh.sources.simulation import (
     AdminHooks,
     Simulated,
     add_admin_routes,
+    announce,
     fault_injector_for,
     serve_until_interrupted,
     serving,
@@ -63,7 +64,7 @@ __all__ = [
     "build_app",
     "running_simulator",
     "token_url",
-    "serve_forever",
+    "serve_command",
 ]
 
 API_PREFIX = "/v1.0"
@@ -405,11 +406,11 @@ async def simulated(projects: int, seed: int, *, fault_rate: float = 0.0,
         yield simulator
 
 
-def serve_forever(
-    dataset: RayteamsDataset,
-    options: SimulatorOptions | None = None,
-    host: str = "127.0.0.1",
-    port: int = 8765,
-) -> None:
-    """Serve until interrupted (``pwh simulate rayteams --port N``); prints nothing itself."""
-    serve_until_interrupted(build_app(dataset, options), host, port)
+def serve_command(*, port: int, projects: int, seed: int, latency_ms: float, fault_rate: float, token: str,
+                  client_id: str) -> None:
+    """``pwh simulate rayteams``: every endpoint and quirk, until interrupted."""
+    dataset = RayteamsDataset(DatasetConfig(seed=seed, n_projects=projects))
+    options = SimulatorOptions(token=token, client_id=client_id, latency_ms=latency_ms, fault_rate=fault_rate)
+    announce(f"RAYTeams simulator: http://127.0.0.1:{port}{API_PREFIX} ({projects} projects, seed {seed}); "
+             f"token {token!r}, client id {client_id!r}. Ctrl-C stops it.")
+    serve_until_interrupted(build_app(dataset, options), "127.0.0.1", port)
