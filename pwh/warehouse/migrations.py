@@ -44,6 +44,8 @@ MIGRATIONS: list[Migration] = [
     # 7 creates only its own table, so it applies whether or not 6 came before it.
     Migration(7, "pipeline.field_issues: fields loaded NULL because they could not be read",
               create_tables((pipeline.FIELD_ISSUES,))),
+    Migration(11, "pipeline.shard_loads: the load log of sharded syncs (each shard loaded once)",
+              create_tables((pipeline.SHARD_LOADS,))),
 ]
 
 
