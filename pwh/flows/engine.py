@@ -25,14 +25,9 @@ from pwh.schemas.validate import split_valid
 from pwh.sources.errors import AuthError, NotFoundError, SourceError
 from pwh.transforms.frames import RejectedRecord, RowIssue, TableBatch
 from pwh.warehouse.crashpoints import crash_point
-from pwh.warehouse.load import UnitState, mark_deleted, read_state, replace_units
-from pwh.warehouse.runs import (
-    RunRecord,
-    interrupted_full_refreshes,
-    record_account,
-    save_run,
-    start_run,
-)
+from pwh.warehouse.load import UnitState
+from pwh.warehouse.runs import RunRecord
+from pwh.warehouse.sink import WarehouseSink
 
 log = logging.getLogger("pwh.sync")
 
@@ -164,6 +159,30 @@ class ClientAdapter:
         return self.client.retries
 
 
+class Sink(Protocol):
+    """Where a run reads the committed state and writes what it loads: the warehouse
+    (:class:`pwh.warehouse.sink.WarehouseSink`; a DuckDB connection given to the engine
+    becomes one) or a shard's staging folder (:class:`pwh.warehouse.staging.StagingSink`).
+    ``replace_units`` and ``mark_deleted`` take the keyword arguments of their namesakes in
+    pwh/warehouse/load.py, without the connection."""
+
+    def read_state(self, source: str, account: str) -> dict[str, UnitState]: ...
+
+    def resumed_runs(self, source: str, account: str, run_id: str) -> set[str]: ...
+
+    def start_run(self, run: RunRecord, *, region: str | None, base_url: str | None) -> None: ...
+
+    def save_run(self, run: RunRecord) -> None: ...
+
+    def replace_units(self, **batch: Any) -> dict[str, int]: ...
+
+    def mark_deleted(self, **gone: Any) -> int: ...
+
+
+def as_sink(target: duckdb.DuckDBPyConnection | Sink) -> Sink:
+    return WarehouseSink(target) if isinstance(target, duckdb.DuckDBPyConnection) else target
+
+
 @dataclass
 class Plan:
     new: list[Unit] = field(default_factory=list)
@@ -271,7 +290,7 @@ async def fetch_batch(adapter: SourceAdapter, units: list[Unit]) -> FetchedBatch
 
 def transform_and_load(
     adapter: SourceAdapter,
-    con: duckdb.DuckDBPyConnection,
+    con: duckdb.DuckDBPyConnection | Sink,
     fetched: FetchedBatch,
     run_id: str,
 ) -> tuple[dict[str, int], int]:
@@ -287,8 +306,7 @@ def transform_and_load(
         frames[name] = valid
         rejected.extend(bad)
         issues.extend(buffer.row_issues())
-    loaded = replace_units(
-        con,
+    loaded = as_sink(con).replace_units(
         source=adapter.source,
         account=adapter.account,
         run_id=run_id,
@@ -306,7 +324,7 @@ def transform_and_load(
 
 async def sync_batch(
     adapter: SourceAdapter,
-    con: duckdb.DuckDBPyConnection,
+    con: duckdb.DuckDBPyConnection | Sink,
     units: list[Unit],
     run_id: str,
     writer: asyncio.Lock,
@@ -353,7 +371,7 @@ def check_deletions(source: str, account: str, live: int, deleting: int, max_sha
 
 async def run_sync(
     adapter: SourceAdapter,
-    con: duckdb.DuckDBPyConnection,
+    con: duckdb.DuckDBPyConnection | Sink,
     *,
     run_id: str,
     mode: str = "incremental",
@@ -363,7 +381,8 @@ async def run_sync(
     allow_mass_delete: bool = False,
     max_delete_share: float = DEFAULT_MAX_DELETE_SHARE,
 ) -> RunRecord:
-    """Sync one source account into an open warehouse connection; returns the ledger row.
+    """Sync one source account into an open warehouse connection (or another :class:`Sink`:
+    a shard's staging folder); returns the ledger row.
 
     Unless ``allow_mass_delete``, a run that would mark more than ``max_delete_share`` of
     the account's live projects deleted (listing gaps and 404s alike) marks none and fails
@@ -379,13 +398,12 @@ async def run_sync(
         raise ValueError("batch_size must be at least 1")
     progress = progress or Progress()
     run = RunRecord(run_id, adapter.source, adapter.account, mode, adapter.strategy, _now())
-    start_run(con, run)
-    record_account(con, source=adapter.source, account=adapter.account, region=getattr(adapter, "region", None),
-                   base_url=getattr(adapter, "base_url", None), run_id=run_id, now=run.started_at)
+    sink = as_sink(con)
+    sink.start_run(run, region=getattr(adapter, "region", None), base_url=getattr(adapter, "base_url", None))
     started = time.perf_counter()
     try:
         guard = None if allow_mass_delete else max_delete_share
-        await _sync(adapter, con, run, mode, batch_size, stages, progress, guard)
+        await _sync(adapter, sink, run, mode, batch_size, stages, progress, guard)
     except (asyncio.CancelledError, KeyboardInterrupt) as exc:
         run.status = "interrupted"
         run.error = str(exc) or "interrupted"  # the CLI names the signal in the cancellation
@@ -397,7 +415,7 @@ async def run_sync(
     finally:
         run.requests, run.retries = adapter.requests, adapter.retries
         run.ended_at = _now()
-        save_run(con, run)
+        sink.save_run(run)
         log.info(
             "%s/%s %s run %s: %s in %.1f s (%d projects fetched, %d unchanged, %d deleted, %d failed, %d requests)",
             adapter.source, adapter.account, mode, run_id, run.status, time.perf_counter() - started,
@@ -406,9 +424,9 @@ async def run_sync(
     return run
 
 
-async def _sync(adapter, con, run: RunRecord, mode: str, batch_size: int, stages: Stages, progress: Progress,
+async def _sync(adapter, sink: Sink, run: RunRecord, mode: str, batch_size: int, stages: Stages, progress: Progress,
                 max_delete_share: float | None) -> None:
-    state = read_state(con, adapter.source, adapter.account)
+    state = sink.read_state(adapter.source, adapter.account)
     try:
         listing = await stages.list_units(adapter, state)
     except NotFoundError as exc:
@@ -423,7 +441,7 @@ async def _sync(adapter, con, run: RunRecord, mode: str, batch_size: int, stages
     if duplicates:
         log.warning("%s list named %d projects more than once; each is synced once", adapter.source, duplicates)
         listing = Listing(list({u.key: u for u in units}.values()), listing.complete)
-    resumed = interrupted_full_refreshes(con, adapter.source, adapter.account, run.run_id) if mode == "full_refresh" else set()
+    resumed = sink.resumed_runs(adapter.source, adapter.account, run.run_id) if mode == "full_refresh" else set()
     plan = plan_units(listing, state, mode, resumed)
     if resumed:
         log.info("%s/%s: resuming an interrupted full refresh; %d projects it loaded are kept",
@@ -455,7 +473,7 @@ async def _sync(adapter, con, run: RunRecord, mode: str, batch_size: int, stages
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 absorb(done)
             units = to_fetch[start : start + batch_size]
-            future = asyncio.ensure_future(stages.sync_batch(adapter, con, units, run.run_id, writer))
+            future = asyncio.ensure_future(stages.sync_batch(adapter, sink, units, run.run_id, writer))
             outcome_size[future] = len(units)
             pending.add(future)
         while pending:
@@ -478,8 +496,8 @@ async def _sync(adapter, con, run: RunRecord, mode: str, batch_size: int, stages
         live = {key for key, known in state.items() if not known.deleted}
         check_deletions(adapter.source, adapter.account, len(live), len(live.intersection(vanished)),
                         max_delete_share)
-    run.units_deleted = mark_deleted(
-        con, source=adapter.source, account=adapter.account, unit_keys=vanished,
+    run.units_deleted = sink.mark_deleted(
+        source=adapter.source, account=adapter.account, unit_keys=vanished,
         tables=adapter.tables, now=_now(),
     )
     run.status = "partial" if run.failed_units else "success"
