@@ -221,6 +221,14 @@ def sync_rayteams_command(
                         "refresh; those of deleted projects become NULL (docs/operations.md).")] = False,
     quiet: QuietOption = False,
     prefect: PrefectOption = None,
+    shards: Annotated[Optional[int], typer.Option(
+        "--shards", min=1, help="Sync as shards: each account split into this many parts by project id, each "
+                                "part staged by its own run, then loaded here, each once (docs/scale.md).")] = None,
+    staging: Annotated[Optional[Path], typer.Option(
+        help="With --shards: the folder shards stage into (default .pwh/staging beside the warehouse).")] = None,
+    shard_deployment: Annotated[Optional[str], typer.Option(
+        help="With --shards: the deployment of the stage-rayteams-shard flow whose work pool runs the shards "
+             "(needs a Prefect API); without it they run in this process.")] = None,
 ) -> None:
     """Sync every RAYTeams project (and sub-resource, and file) into the warehouse."""
     _quiet_prefect()
@@ -228,6 +236,30 @@ def sync_rayteams_command(
 
     strategy = strategy.value
     max_response_bytes = None if max_response_mb is None else int(max_response_mb * 1024 * 1024)
+    if shards is None and (staging is not None or shard_deployment is not None):
+        fail("--staging and --shard-deployment apply with --shards only")
+    if shards is not None:
+        if rekey or max_response_mb is not None:
+            fail("--rekey and --max-response-mb are not available with --shards: run them without it")
+        if base_url is not None:
+            check_base_url(base_url)
+            if token:
+                os.environ[TOKEN_VARIABLE] = token
+            if client_id:
+                os.environ[CLIENT_ID_VARIABLE] = client_id
+            check_secrets([TOKEN_VARIABLE, CLIENT_ID_VARIABLE], flags="--token, --client-id")
+        elif token or client_id:
+            fail("--token and --client-id apply with --base-url only")
+        loaded = check_config(config) if base_url is None else None
+        _sync_rayteams_sharded(
+            staging=str(staging or db.resolve().parent / ".pwh" / "staging"), parts=shards,
+            shard_deployment=shard_deployment, base_url=base_url,
+            config_path=None if loaded is None else str(loaded.path), account=account, db_path=str(db),
+            mode="full_refresh" if full_refresh else "incremental", strategy=strategy, concurrency=concurrency,
+            batch_size=batch_size, timeout_s=timeout, allow_mass_delete=allow_mass_delete, quiet=quiet,
+            prefect=True if shard_deployment else prefect,
+        )
+        return
     if base_url is None:
         if token or client_id:
             fail("--token and --client-id apply with --base-url only; configured accounts renew their "
@@ -258,6 +290,35 @@ def sync_rayteams_command(
     ), show_progress=not quiet and sys.stderr.isatty())
     print_summary(summary)
     if summary["status"] == "partial":
+        raise typer.Exit(3)
+
+
+def _sync_rayteams_sharded(*, quiet: bool, prefect: Optional[bool], **params) -> None:
+    """``pwh sync rayteams --shards K``: one line per shard; exit 1 if a shard failed
+    (what the others staged is loaded), 3 if one was partial."""
+    from pwh.flows.shards import ShardsFailedError
+
+    flows = sync_module("rayteams", prefect)
+    if flows.__name__ == "pwh.flows.rayteams":  # the Prefect flow; else the same function in this process
+        sync_rayteams_sharded = flows.sync_rayteams_sharded
+    else:
+        from pwh.flows.rayteams_shards import sync_rayteams_sharded
+
+    async def run() -> dict:
+        try:
+            return await sync_rayteams_sharded(**params)
+        except ShardsFailedError as exc:
+            return exc.outcome
+
+    outcome = run_flow(run, show_progress=False)
+    for name, shard in sorted(outcome["shards"].items()):
+        typer.echo(f"shard {name}: {shard['status']}, {shard['units']:,} projects, {shard['rows']:,} rows"
+                   + ("" if shard["loaded_now"] else " (loaded before)"))
+    for name, message in sorted(outcome["failed"].items()):
+        typer.echo(f"shard {name}: failed: {message}", err=True)
+    if outcome["failed"]:
+        raise typer.Exit(1)
+    if any(shard["status"] == "partial" for shard in outcome["shards"].values()):
         raise typer.Exit(3)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from prefect import flow
 
+from pwh.flows import rayteams_shards as shards
 from pwh.flows import rayteams_sync as plain
 
 sync_rayteams = flow(plain.sync_rayteams, name="sync-rayteams", log_prints=False, validate_parameters=True)
@@ -13,3 +14,7 @@ sync_rayteams_account = flow(plain.sync_rayteams_account, name="sync-rayteams-ac
                              validate_parameters=True)
 sync_rayteams_accounts = flow(plain.sync_rayteams_accounts, name="sync-rayteams-accounts", log_prints=False,
                               validate_parameters=True)
+stage_rayteams_shard = flow(shards.stage_rayteams_shard, name="stage-rayteams-shard", log_prints=False,
+                            validate_parameters=True)
+sync_rayteams_sharded = flow(shards.sync_rayteams_sharded, name="sync-rayteams-sharded", log_prints=False,
+                             validate_parameters=True)
