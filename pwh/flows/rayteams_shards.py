@@ -25,6 +25,9 @@ from pwh.transforms.pseudonym import KEY_VARIABLE, Pseudonymizer, choose_key
 from pwh.warehouse.pseudonym_keys import PseudonymKeyError
 
 SHARD_FLOW = "stage-rayteams-shard"
+# How often the parent asks whether a shard's flow run has finished (Prefect's default, 5 s,
+# is a tenth of a small shard's run).
+SHARD_POLL_S = 1.0
 
 
 async def stage_rayteams_shard(
@@ -129,7 +132,7 @@ async def run_shard_deployment(deployment: str, shard: Shard, parameters: dict[s
     from prefect.deployments import run_deployment
 
     flow_run = await run_deployment(deployment, parameters=parameters, idempotency_key=shard.manifest_id,
-                                    timeout=None, as_subflow=True)
+                                    timeout=None, poll_interval=SHARD_POLL_S, as_subflow=True)
     if flow_run.state is None or not flow_run.state.is_completed():
         state = flow_run.state.name if flow_run.state is not None else "unknown"
         raise ShardRunError(f"shard flow run {flow_run.id} ended {state}")
