@@ -76,8 +76,8 @@ def test_the_part_of_a_unit_is_stable_and_spreads_units():
     assert {shard_part(key, 1) for key in keys} == {0}
 
 
-@pytest.mark.parametrize("parts", [1, 3])
-def test_a_sharded_sync_equals_a_single_process_sync_then_again_after_changes(sim, tmp_path, parts):
+def test_a_sharded_sync_equals_a_single_process_sync_then_again_after_changes(sim, tmp_path):
+    parts = 3  # one part: the worker-killed test
     one, many = tmp_path / "one.duckdb", tmp_path / "many.duckdb"
     single(sim, one)
     outcome = sharded(sim, many, tmp_path / "staging", parts)
@@ -86,6 +86,7 @@ def test_a_sharded_sync_equals_a_single_process_sync_then_again_after_changes(si
     assert content_hashes(many) == content_hashes(one)
     assert state(many) == state(one)
     assert sum(units for _, units in load_log(many)) == N_PROJECTS
+    assert list((tmp_path / "staging").iterdir()) == []  # loaded and published: the staged rows are gone
 
     # Updates, new projects and deletions (proved by each part's complete listing).
     sim.dataset.mutate(seed=5, update_share=0.2, add_share=0.1, remove_share=0.1)
@@ -189,3 +190,18 @@ def test_a_loader_killed_mid_load_then_rerun_equals_a_single_process_sync(sim, t
     assert content_hashes(many) == content_hashes(one)
     assert state(many) == state(one)
     assert sum(units for _, units in load_log(many)) == N_PROJECTS
+
+
+def test_two_parents_started_for_the_same_schedule_end_as_one_sync(sim, tmp_path):
+    one, many, staging = tmp_path / "one.duckdb", tmp_path / "many.duckdb", tmp_path / "staging"
+    single(sim, one)
+    # The second parent waits for the first one's writer lock, then finds nothing changed.
+    parents = [pwh("sync", "rayteams", "--base-url", sim.base_url, "--account", "lab", "--db", str(many),
+                   "--batch-size", "7", "--shards", "2", "--staging", str(staging), "--quiet",
+                   env=pwh_env(None, PWH_LOCK_WAIT_S="60")) for _ in range(2)]
+    for parent in parents:
+        out, err = parent.communicate(timeout=120)
+        assert parent.returncode == 0, err
+    assert content_hashes(many) == content_hashes(one)
+    assert state(many) == state(one)
+    assert len(load_log(many)) == 4 and sum(units for _, units in load_log(many)) == N_PROJECTS

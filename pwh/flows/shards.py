@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import shutil
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -84,7 +85,7 @@ def state_file(staging: Path | str, parent_run_id: str, source: str, account: st
 
 
 def write_state(path: Path, state: Mapping[str, UnitState]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     pl.DataFrame({
         "unit_key": list(state), "cursor": [s.cursor for s in state.values()],
         "deleted": [s.deleted for s in state.values()], "run_id": [s.run_id for s in state.values()],
@@ -172,6 +173,9 @@ async def run_sharded(
         if not failed:
             refresh_analyst_layer(con)
             await asyncio.to_thread(publish_replica, con, db_path)
+            # Loaded and published: the staged copy of the rows is no longer needed. (A
+            # failed parent's is kept for its retry; a new parent never reads it.)
+            await asyncio.to_thread(shutil.rmtree, Path(staging) / parent_run_id)
     outcome = {
         "parent_run_id": parent_run_id,
         "shards": {load.manifest_id: {"run_id": load.run_id, "status": load.status, "units": load.units,

@@ -54,7 +54,8 @@ class StagingSink:
         self.manifest_id = manifest_id
         self.attempt = uuid.uuid4().hex
         self.folder = shard_folder(root, manifest_id) / self.attempt
-        self.folder.mkdir(parents=True)
+        # Owner-only, as the warehouse file: the rows are the warehouse's.
+        self.folder.mkdir(parents=True, mode=0o700)
         self.state = dict(state)
         self.fingerprint = fingerprint
         self.run: RunRecord | None = None
