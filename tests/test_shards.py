@@ -99,6 +99,21 @@ def test_a_sharded_sync_equals_a_single_process_sync_then_again_after_changes(si
     # The readers' replica was published with the data.
     assert content_hashes(replica_path(many), exclude=("deleted_at",)) == content_hashes(one, exclude=("deleted_at",))
 
+    # Deletions only: shards that stage no rows still mark their projects' rows deleted.
+    sim.dataset.mutate(seed=6, update_share=0, add_share=0, remove_share=0.1)
+    single(sim, one)
+    sharded(sim, many, tmp_path / "staging", parts)
+    assert content_hashes(many, exclude=("deleted_at",)) == content_hashes(one, exclude=("deleted_at",))
+    assert state(many) == state(one)
+    con = duckdb.connect(str(many), read_only=True)
+    try:
+        gone = {key for key, (_, deleted) in state(many).items() if deleted}
+        marked = {key for (key,) in con.execute(
+            "SELECT project_id FROM rayteams.projects WHERE deleted_at IS NOT NULL").fetchall()}
+    finally:
+        con.close()
+    assert len(gone) > 6 and marked == gone
+
 
 def stage(sim, staging: Path, shard: Shard) -> dict:
     return asyncio.run(stage_rayteams_shard(str(staging), shard.parent_run_id, shard.account, shard.part,

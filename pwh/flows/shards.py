@@ -17,7 +17,7 @@ import logging
 import shutil
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from contextlib import AsyncExitStack
+from contextlib import AbstractContextManager, AsyncExitStack, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,20 +104,23 @@ async def stage_shard(adapter: Any, shard: Shard, *, staging: str, mode: str, ba
     ``adapter`` is the source's (an async context manager). Returns the run summary."""
     context = flow_run_context()
     stages = PLAIN_STAGES
+    logs: AbstractContextManager = nullcontext()
     if context is not None:
+        from pwh.flows.records import flow_run_logs
         from pwh.flows.tasks import TASK_STAGES
 
-        run_id, stages = str(context.flow_run.id), TASK_STAGES
+        run_id, stages, logs = str(context.flow_run.id), TASK_STAGES, flow_run_logs()
     else:
         run_id = str(uuid.uuid4())
     state = read_part_state(state_file(staging, shard.parent_run_id, adapter.source, shard.account), shard.part,
                             shard.parts)
     sink = StagingSink(Path(staging) / shard.parent_run_id / "shards", shard.manifest_id, state, fingerprint)
     try:
-        async with adapter as opened:
-            run = await run_sync(PartAdapter(opened, shard.part, shard.parts), sink, run_id=run_id, mode=mode,
-                                 batch_size=batch_size, stages=stages, progress=new_progress(),
-                                 allow_mass_delete=allow_mass_delete, max_delete_share=max_delete_share())
+        with logs:  # the engine's log lines in the shard's flow run logs
+            async with adapter as opened:
+                run = await run_sync(PartAdapter(opened, shard.part, shard.parts), sink, run_id=run_id, mode=mode,
+                                     batch_size=batch_size, stages=stages, progress=new_progress(),
+                                     allow_mass_delete=allow_mass_delete, max_delete_share=max_delete_share())
     finally:
         sink.finish()  # a failed or interrupted run's staged batches are whole, and its ledger row counts
     return run.summary()

@@ -111,6 +111,7 @@ class StagingSink:
         keys = sorted(set(unit_keys))
         if not keys:
             return 0
+        self.tables = [table.qualified_name for table in tables]  # a shard may stage deletions only
         _write(pl.DataFrame({"unit_key": keys}, schema={"unit_key": pl.Utf8}), self.folder / f"{DELETED}.parquet")
         self.deleted = {"units": len(keys), "now": now}
         return sum(1 for key in keys if key in self.state and not self.state[key].deleted)
