@@ -26,6 +26,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench]'
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.shards
 
 clean:
 	rm -rf $(VENV) warehouse.duckdb* .pwh

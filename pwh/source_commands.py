@@ -93,6 +93,17 @@ def _trailing_sync_parameters(source: Source) -> list[inspect.Parameter]:
                    help=f"Overrides {flag.variable} (prefer the variable: flags show in `ps`).")
         for flag in source.credential_flags
     ]
+    if source.sharded is not None:
+        parameters += [
+            _parameter("shards", Optional[int], None, "--shards", min=1,
+                       help="Sync as shards: each account split into this many parts by project id, each part staged "
+                            "by its own run, then loaded here, each once (docs/scale.md)."),
+            _parameter("staging", Optional[Path], None, "--staging",
+                       help="With --shards: the folder shards stage into (default .pwh/staging beside the warehouse)."),
+            _parameter("shard_deployment", Optional[str], None, "--shard-deployment",
+                       help="With --shards: the deployment of the shard flow whose work pool runs the shards (needs "
+                            "a Prefect API); without it they run in this process."),
+        ]
     if source.configured_accounts is not None:
         parameters += [
             _parameter("all_accounts", bool, False, "--all-accounts",
@@ -127,6 +138,14 @@ def sync_command(source: Source):
         )
         overrides = {flag: given[flag.flag.removeprefix("--").replace("-", "_")] for flag in source.credential_flags}
         base_url = given["base_url"]
+        if source.sharded is not None and (given["staging"] or given["shard_deployment"]) and not given["shards"]:
+            fail("--staging and --shard-deployment apply with --shards only")
+        if source.sharded is not None and given["shards"]:
+            resolve(source.sharded)(
+                source, shards=given["shards"], staging=given["staging"], shard_deployment=given["shard_deployment"],
+                base_url=base_url, config=given.get("config"), account=given["account"], quiet=given["quiet"],
+                prefect=given["prefect"], overrides={f.variable: v for f, v in overrides.items()}, **common)
+            return
         if base_url is None:  # only a source with configured accounts lets it out
             if any(overrides.values()):
                 fail(f"{', '.join(f.flag for f in source.credential_flags)} apply with --base-url only; configured "

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Generic, Protocol, Self, TypeVar
@@ -27,14 +27,9 @@ from pwh.sources.errors import AuthError, NotFoundError, SourceError
 from pwh.sources.http import SourceClient
 from pwh.transforms.frames import RejectedRecord, RowIssue, TableBatch
 from pwh.warehouse.crashpoints import crash_point
-from pwh.warehouse.load import UnitState, mark_deleted, read_state, replace_units
-from pwh.warehouse.runs import (
-    RunRecord,
-    interrupted_full_refreshes,
-    record_account,
-    save_run,
-    start_run,
-)
+from pwh.warehouse.load import UnitState
+from pwh.warehouse.runs import RunRecord
+from pwh.warehouse.sink import WarehouseSink
 
 log = logging.getLogger("pwh.sync")
 
@@ -185,6 +180,38 @@ class ClientAdapter(Generic[ClientT]):
         return self.client.retries
 
 
+class Sink(Protocol):
+    """Where a run reads the committed state and writes what it loads: the warehouse
+    (:class:`pwh.warehouse.sink.WarehouseSink`; a DuckDB connection given to the engine
+    becomes one) or a shard's staging folder (:class:`pwh.warehouse.staging.StagingSink`).
+    ``replace_units`` and ``mark_deleted`` take the keyword arguments of their namesakes in
+    pwh/warehouse/load.py, without the connection."""
+
+    def read_state(self, source: str, account: str) -> dict[str, UnitState]: ...
+
+    def resumed_runs(self, source: str, account: str, run_id: str) -> set[str]: ...
+
+    def start_run(self, run: RunRecord, *, region: str | None, base_url: str | None) -> None: ...
+
+    def save_run(self, run: RunRecord) -> None: ...
+
+    def replace_units(
+        self, *, source: str, account: str, run_id: str, tables: Sequence[Table],
+        cursors: Mapping[str, str | None], frames: Mapping[str, pl.DataFrame], rejected: Iterable[RejectedRecord],
+        now: datetime, stored: Collection[str] | None = None, partial_tables: Collection[str] = (),
+        issues: Iterable[RowIssue] = (), kept_tables: Mapping[str, Collection[str]] | None = None,
+        missing_streams: Mapping[str, Collection[str]] | None = None,
+    ) -> dict[str, int]: ...
+
+    def mark_deleted(
+        self, *, source: str, account: str, unit_keys: Iterable[str], tables: Sequence[Table], now: datetime
+    ) -> int: ...
+
+
+def as_sink(target: duckdb.DuckDBPyConnection | Sink) -> Sink:
+    return WarehouseSink(target) if isinstance(target, duckdb.DuckDBPyConnection) else target
+
+
 @dataclass
 class Plan:
     new: list[Unit] = field(default_factory=list)
@@ -307,7 +334,7 @@ def kept_tables(streams: Sequence[Stream], skipped: Mapping[str, frozenset[str]]
 
 def transform_and_load(
     adapter: SourceAdapter,
-    con: duckdb.DuckDBPyConnection,
+    con: duckdb.DuckDBPyConnection | Sink,
     fetched: FetchedBatch,
     run_id: str,
 ) -> tuple[dict[str, int], int]:
@@ -335,8 +362,7 @@ def transform_and_load(
                 frames[name] = frame.filter(~pl.col(unit_column).is_in(keeping))
         rejected = [r for r in rejected if r.table not in kept.get(r.unit_key, ())]
         issues = [i for i in issues if i.table not in kept.get(i.unit_key, ())]
-    loaded = replace_units(
-        con,
+    loaded = as_sink(con).replace_units(
         source=adapter.source,
         account=adapter.account,
         run_id=run_id,
@@ -356,7 +382,7 @@ def transform_and_load(
 
 async def sync_batch(
     adapter: SourceAdapter,
-    con: duckdb.DuckDBPyConnection,
+    con: duckdb.DuckDBPyConnection | Sink,
     units: list[Unit],
     run_id: str,
     writer: asyncio.Lock,
@@ -404,7 +430,7 @@ def check_deletions(source: str, account: str, live: int, deleting: int, max_sha
 
 async def run_sync(
     adapter: SourceAdapter,
-    con: duckdb.DuckDBPyConnection,
+    con: duckdb.DuckDBPyConnection | Sink,
     *,
     run_id: str,
     mode: str = "incremental",
@@ -415,7 +441,8 @@ async def run_sync(
     max_delete_share: float = DEFAULT_MAX_DELETE_SHARE,
     streams: frozenset[str] | None = None,
 ) -> RunRecord:
-    """Sync one source account into an open warehouse connection; returns the ledger row.
+    """Sync one source account into an open warehouse connection (or another :class:`Sink`:
+    a shard's staging folder); returns the ledger row.
 
     Unless ``allow_mass_delete``, a run that would mark more than ``max_delete_share`` of
     the account's live projects deleted (listing gaps and 404s alike) marks none and fails
@@ -435,14 +462,13 @@ async def run_sync(
         raise ValueError("batch_size must be at least 1")
     progress = progress or Progress()
     run = RunRecord(run_id, adapter.source, adapter.account, mode, adapter.strategy, _now())
-    start_run(con, run)
-    record_account(con, source=adapter.source, account=adapter.account, region=getattr(adapter, "region", None),
-                   base_url=getattr(adapter, "base_url", None), run_id=run_id, now=run.started_at)
+    sink = as_sink(con)
+    sink.start_run(run, region=getattr(adapter, "region", None), base_url=getattr(adapter, "base_url", None))
     started = time.perf_counter()
     try:
         guard = None if allow_mass_delete else max_delete_share
         gate = StreamGate(frozenset(s.name for s in adapter.streams) if streams is None else streams)
-        await _sync(adapter, con, run, mode, batch_size, stages, progress, guard, gate)
+        await _sync(adapter, sink, run, mode, batch_size, stages, progress, guard, gate)
     except (asyncio.CancelledError, KeyboardInterrupt) as exc:
         run.status = "interrupted"
         run.error = str(exc) or "interrupted"  # the CLI names the signal in the cancellation
@@ -454,7 +480,7 @@ async def run_sync(
     finally:
         run.requests, run.retries = adapter.requests, adapter.retries
         run.ended_at = _now()
-        save_run(con, run)
+        sink.save_run(run)
         log.info(
             "%s/%s %s run %s: %s in %.1f s (%d projects fetched, %d unchanged, %d deleted, %d failed, %d requests)",
             adapter.source, adapter.account, mode, run_id, run.status, time.perf_counter() - started,
@@ -463,9 +489,9 @@ async def run_sync(
     return run
 
 
-async def _sync(adapter: SourceAdapter, con: duckdb.DuckDBPyConnection, run: RunRecord, mode: str, batch_size: int,
-                stages: Stages, progress: Progress, max_delete_share: float | None, gate: StreamGate) -> None:
-    state = read_state(con, adapter.source, adapter.account)
+async def _sync(adapter: SourceAdapter, sink: Sink, run: RunRecord, mode: str, batch_size: int, stages: Stages,
+                progress: Progress, max_delete_share: float | None, gate: StreamGate) -> None:
+    state = sink.read_state(adapter.source, adapter.account)
     try:
         listing = await stages.list_units(adapter, state)
     except NotFoundError as exc:
@@ -480,7 +506,7 @@ async def _sync(adapter: SourceAdapter, con: duckdb.DuckDBPyConnection, run: Run
     if duplicates:
         log.warning("%s list named %d projects more than once; each is synced once", adapter.source, duplicates)
         listing = Listing(list({u.key: u for u in units}.values()), listing.complete)
-    resumed = interrupted_full_refreshes(con, adapter.source, adapter.account, run.run_id) if mode == "full_refresh" else set()
+    resumed = sink.resumed_runs(adapter.source, adapter.account, run.run_id) if mode == "full_refresh" else set()
     plan = plan_units(listing, state, mode, resumed, gate.selected)
     if resumed:
         log.info("%s/%s: resuming an interrupted full refresh; %d projects it loaded are kept",
@@ -512,7 +538,7 @@ async def _sync(adapter: SourceAdapter, con: duckdb.DuckDBPyConnection, run: Run
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 absorb(done)
             units = to_fetch[start : start + batch_size]
-            future = asyncio.ensure_future(stages.sync_batch(adapter, con, units, run.run_id, writer, gate))
+            future = asyncio.ensure_future(stages.sync_batch(adapter, sink, units, run.run_id, writer, gate))
             outcome_size[future] = len(units)
             pending.add(future)
         while pending:
@@ -535,8 +561,8 @@ async def _sync(adapter: SourceAdapter, con: duckdb.DuckDBPyConnection, run: Run
         live = {key for key, known in state.items() if not known.deleted}
         check_deletions(adapter.source, adapter.account, len(live), len(live.intersection(vanished)),
                         max_delete_share)
-    run.units_deleted = mark_deleted(
-        con, source=adapter.source, account=adapter.account, unit_keys=vanished,
+    run.units_deleted = sink.mark_deleted(
+        source=adapter.source, account=adapter.account, unit_keys=vanished,
         tables=adapter.tables, now=_now(),
     )
     if gate.forbidden:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from prefect import flow
 
+from pwh.flows import rayteams_shards as shards
 from pwh.flows import rayteams_sync as plain
 
 sync_rayteams = flow(name="sync-rayteams", log_prints=False, validate_parameters=True)(plain.sync_rayteams)
@@ -13,3 +14,7 @@ sync_rayteams_account = flow(name="sync-rayteams-account", log_prints=False,
                              validate_parameters=True)(plain.sync_rayteams_account)
 sync_rayteams_accounts = flow(name="sync-rayteams-accounts", log_prints=False,
                               validate_parameters=True)(plain.sync_rayteams_accounts)
+stage_rayteams_shard = flow(name="stage-rayteams-shard", log_prints=False,
+                            validate_parameters=True)(shards.stage_rayteams_shard)
+sync_rayteams_sharded = flow(name="sync-rayteams-sharded", log_prints=False,
+                             validate_parameters=True)(shards.sync_rayteams_sharded)

@@ -98,6 +98,8 @@ class Source:
     # "module:function": what `pwh sync <source>` does without --base-url (configured accounts);
     # None: --base-url is required.
     configured_accounts: str | None = None
+    # "module:function": `pwh sync <source> --shards K` (pwh/shards_command.py); None: not shardable yet.
+    sharded: str | None = None
     # `pwh simulate <source>`: its port, its own options, and "module:function" serving it.
     simulator_port: int = 8765
     simulator_options: tuple[Option, ...] = ()
@@ -145,7 +147,9 @@ RAYTEAMS = Source(
     flow="sync_rayteams",
     flow_name="sync-rayteams",
     other_flows=(OtherFlow("sync_rayteams_accounts", "sync-rayteams-accounts", schedule="rayteams-accounts"),
-                 OtherFlow("sync_rayteams_account", "sync-rayteams-account")),
+                 OtherFlow("sync_rayteams_account", "sync-rayteams-account"),
+                 OtherFlow("sync_rayteams_sharded", "sync-rayteams-sharded"),
+                 OtherFlow("stage_rayteams_shard", "stage-rayteams-shard")),
     secrets=("RAYTEAMS_TOKEN", "RAYTEAMS_CLIENT_ID"),
     streams=(
         Stream("memos", ("memos", "memo_comments"), "Memos and their comments.", calls=r"/project/[^/]+/memo$"),
@@ -171,6 +175,7 @@ RAYTEAMS = Source(
     ),
     credential_flags=(CredentialFlag("--token", "RAYTEAMS_TOKEN"), CredentialFlag("--client-id", "RAYTEAMS_CLIENT_ID")),
     configured_accounts="pwh.accounts_command:sync_configured_accounts",
+    sharded="pwh.shards_command:sync_sharded",
     simulator_port=8765,
     simulator_options=(
         Option("token", "Token the simulator accepts.", "sim-token"),

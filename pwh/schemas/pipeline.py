@@ -129,4 +129,21 @@ PSEUDONYM_KEYS = Table(
     key=("recorded_at",), unit_column=None,
 )
 
-TABLES: tuple[Table, ...] = (SCHEMA_VERSION, RUNS, REJECTED_RECORDS, FIELD_ISSUES, UNIT_STATE, ACCOUNTS, PSEUDONYM_KEYS)
+SHARD_LOADS = Table(
+    SCHEMA, "shard_loads",
+    "The load log of sharded syncs: one row per shard loaded from the staging location, written in the same transaction as the shard's rows, so a shard is loaded once however often it or the loader is retried.",
+    (
+        text("manifest_id", "The shard's identity: `<parent run id>:<shard>` (the idempotency key its flow run was started with).", nullable=False),
+        text("attempt", "Which of the shard's attempts was loaded (a retried shard may have staged more than one)."),
+        text("run_id", "The shard's run (its row in `pipeline.runs`)."),
+        text("source", "Source system."),
+        text("account", "Account."),
+        integer("units", "Projects the shard loaded."),
+        integer("rows", "Rows it loaded, every table together."),
+        timestamp("loaded_at", "When it was loaded (UTC)."),
+    ),
+    key=("manifest_id",), unit_column=None,
+)
+
+TABLES: tuple[Table, ...] = (SCHEMA_VERSION, RUNS, REJECTED_RECORDS, FIELD_ISSUES, UNIT_STATE, ACCOUNTS, PSEUDONYM_KEYS,
+                             SHARD_LOADS)

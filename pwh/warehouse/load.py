@@ -74,10 +74,40 @@ def replace_units(
     streams) is recorded in its state, so that a run fetching them refetches the unit.
 
     Returns rows inserted per table."""
+    quarantine = quarantine_frame(source, account, run_id, rejected, now)
+    field_issues = issues_frame(source, account, run_id, issues, now)
+    with transaction(con):
+        inserted = write_units(con, source=source, account=account, run_id=run_id, tables=tables, cursors=cursors,
+                               frames=frames, quarantine=quarantine, field_issues=field_issues, now=now,
+                               stored=stored, partial_tables=partial_tables, kept_tables=kept_tables,
+                               missing_streams=missing_streams)
+        crash_point("load-before-commit")
+    crash_point("load-after-commit")
+    return inserted
+
+
+def write_units(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    source: str,
+    account: str,
+    run_id: str,
+    tables: Sequence[Table],
+    cursors: Mapping[str, str | None],
+    frames: Mapping[str, pl.DataFrame],
+    quarantine: pl.DataFrame,
+    field_issues: pl.DataFrame,
+    now: datetime,
+    stored: Collection[str] | None = None,
+    partial_tables: Collection[str] = (),
+    kept_tables: Mapping[str, Collection[str]] | None = None,
+    missing_streams: Mapping[str, Collection[str]] | None = None,
+) -> dict[str, int]:
+    """The statements of :func:`replace_units`, inside the caller's transaction (the shard
+    loader applies a whole shard in one); ``quarantine`` and ``field_issues`` are the
+    frames :func:`quarantine_frame` and :func:`issues_frame` build."""
     replaced = list(cursors) if stored is None else list(stored)
     units = pl.DataFrame({"unit_key": replaced}, schema={"unit_key": pl.Utf8})
-    quarantine = _rejected_frame(source, account, run_id, rejected, now)
-    field_issues = _issues_frame(source, account, run_id, issues, now)
     missing = missing_streams or {}
     state = pl.DataFrame(
         {"unit_key": list(cursors), "cursor": list(cursors.values()),
@@ -89,66 +119,63 @@ def replace_units(
         schema={"unit_key": pl.Utf8, "table_name": pl.Utf8}, orient="row",
     )
     inserted: dict[str, int] = {}
-    with transaction(con):
-        con.register("batch_units", units)
-        con.register("batch_kept", kept)
-        for table in tables:
-            frame = frames.get(table.name)
-            if table.name in partial_tables:
-                if frame is not None and frame.height:
-                    _delete_same_keys(con, table, frame)
-            elif replaced:
-                con.execute(
-                    f"DELETE FROM {table.qualified_name} WHERE account = ? "
-                    f"AND {table.unit_column} IN (SELECT unit_key FROM batch_units) "
-                    f"AND {table.unit_column} NOT IN (SELECT unit_key FROM batch_kept WHERE table_name = ?)",
-                    [account, table.name],
-                )
+    con.register("batch_units", units)
+    con.register("batch_kept", kept)
+    for table in tables:
+        frame = frames.get(table.name)
+        if table.name in partial_tables:
             if frame is not None and frame.height:
-                con.register("batch_rows", frame)
-                con.execute(f"INSERT INTO {table.qualified_name} BY NAME SELECT * FROM batch_rows")
-                con.unregister("batch_rows")
-            inserted[table.name] = 0 if frame is None else frame.height
-        partial = list(partial_tables)
-        for table, rows in ((pipeline.REJECTED_RECORDS, quarantine), (pipeline.FIELD_ISSUES, field_issues)):
-            con.register("batch_pipeline_rows", rows)
-            if replaced:
-                con.execute(
-                    f"DELETE FROM {table.qualified_name} WHERE source = ? AND account = ? "
-                    "AND unit_key IN (SELECT unit_key FROM batch_units) "
-                    "AND (coalesce(table_name NOT IN (SELECT unnest(?::VARCHAR[])), TRUE) "
-                    "     OR record_key IN (SELECT record_key FROM batch_pipeline_rows)) "
-                    "AND NOT EXISTS (SELECT 1 FROM batch_kept k WHERE k.unit_key = "
-                    f"{table.qualified_name}.unit_key AND k.table_name = {table.qualified_name}.table_name)",
-                    [source, account, partial],
-                )
-            if rows.height:
-                # Numbered after the unit's kept rows (none unless partial tables).
-                con.execute(
-                    f"INSERT INTO {table.qualified_name} BY NAME SELECT * REPLACE (seq + coalesce(("
-                    f"SELECT max(r.seq) + 1 FROM {table.qualified_name} r WHERE r.source = b.source "
-                    "AND r.account = b.account AND r.unit_key = b.unit_key), 0) AS seq) FROM batch_pipeline_rows b"
-                )
-            con.unregister("batch_pipeline_rows")
-        con.register("batch_state", state)
-        con.execute(
-            """
-            MERGE INTO pipeline.unit_state AS s
-            USING (SELECT ? AS source, ? AS account, unit_key, cursor, missing_streams FROM batch_state) AS n
-            ON s.source = n.source AND s.account = n.account AND s.unit_key = n.unit_key
-            WHEN MATCHED THEN UPDATE SET cursor = n.cursor, synced_at = ?, run_id = ?, deleted_at = NULL,
-                missing_streams = n.missing_streams
-            WHEN NOT MATCHED THEN INSERT (source, account, unit_key, cursor, first_seen_at, synced_at, run_id, deleted_at,
-                                          missing_streams)
-                VALUES (n.source, n.account, n.unit_key, n.cursor, ?, ?, ?, NULL, n.missing_streams)
-            """,
-            [source, account, now, run_id, now, now, run_id],
-        )
-        con.unregister("batch_state")
-        con.unregister("batch_kept")
-        con.unregister("batch_units")
-        crash_point("load-before-commit")
-    crash_point("load-after-commit")
+                _delete_same_keys(con, table, frame)
+        elif replaced:
+            con.execute(
+                f"DELETE FROM {table.qualified_name} WHERE account = ? "
+                f"AND {table.unit_column} IN (SELECT unit_key FROM batch_units) "
+                f"AND {table.unit_column} NOT IN (SELECT unit_key FROM batch_kept WHERE table_name = ?)",
+                [account, table.name],
+            )
+        if frame is not None and frame.height:
+            con.register("batch_rows", frame)
+            con.execute(f"INSERT INTO {table.qualified_name} BY NAME SELECT * FROM batch_rows")
+            con.unregister("batch_rows")
+        inserted[table.name] = 0 if frame is None else frame.height
+    partial = list(partial_tables)
+    for table, rows in ((pipeline.REJECTED_RECORDS, quarantine), (pipeline.FIELD_ISSUES, field_issues)):
+        con.register("batch_pipeline_rows", rows)
+        if replaced:
+            con.execute(
+                f"DELETE FROM {table.qualified_name} WHERE source = ? AND account = ? "
+                "AND unit_key IN (SELECT unit_key FROM batch_units) "
+                "AND (coalesce(table_name NOT IN (SELECT unnest(?::VARCHAR[])), TRUE) "
+                "     OR record_key IN (SELECT record_key FROM batch_pipeline_rows)) "
+                "AND NOT EXISTS (SELECT 1 FROM batch_kept k WHERE k.unit_key = "
+                f"{table.qualified_name}.unit_key AND k.table_name = {table.qualified_name}.table_name)",
+                [source, account, partial],
+            )
+        if rows.height:
+            # Numbered after the unit's kept rows (none unless partial tables).
+            con.execute(
+                f"INSERT INTO {table.qualified_name} BY NAME SELECT * REPLACE (seq + coalesce(("
+                f"SELECT max(r.seq) + 1 FROM {table.qualified_name} r WHERE r.source = b.source "
+                "AND r.account = b.account AND r.unit_key = b.unit_key), 0) AS seq) FROM batch_pipeline_rows b"
+            )
+        con.unregister("batch_pipeline_rows")
+    con.register("batch_state", state)
+    con.execute(
+        """
+        MERGE INTO pipeline.unit_state AS s
+        USING (SELECT ? AS source, ? AS account, unit_key, cursor, missing_streams FROM batch_state) AS n
+        ON s.source = n.source AND s.account = n.account AND s.unit_key = n.unit_key
+        WHEN MATCHED THEN UPDATE SET cursor = n.cursor, synced_at = ?, run_id = ?, deleted_at = NULL,
+            missing_streams = n.missing_streams
+        WHEN NOT MATCHED THEN INSERT (source, account, unit_key, cursor, first_seen_at, synced_at, run_id, deleted_at,
+                                      missing_streams)
+            VALUES (n.source, n.account, n.unit_key, n.cursor, ?, ?, ?, NULL, n.missing_streams)
+        """,
+        [source, account, now, run_id, now, now, run_id],
+    )
+    con.unregister("batch_state")
+    con.unregister("batch_kept")
+    con.unregister("batch_units")
     return inserted
 
 
@@ -173,27 +200,41 @@ def mark_deleted(
     keys = sorted(set(unit_keys))
     if not keys:
         return 0
-    units = pl.DataFrame({"unit_key": keys}, schema={"unit_key": pl.Utf8})
     with transaction(con):
-        con.register("gone_units", units)
-        newly = con.execute(
-            "UPDATE pipeline.unit_state SET deleted_at = ? WHERE source = ? AND account = ? "
-            "AND deleted_at IS NULL AND unit_key IN (SELECT unit_key FROM gone_units)",
-            [now, source, account],
-        ).fetchall()[0][0]
-        for table in tables:
-            if "deleted_at" in table.managed:
-                con.execute(
-                    f"UPDATE {table.qualified_name} SET deleted_at = ? WHERE account = ? AND deleted_at IS NULL "
-                    f"AND {table.unit_column} IN (SELECT unit_key FROM gone_units)",
-                    [now, account],
-                )
-        con.unregister("gone_units")
+        newly = mark_units_deleted(con, source=source, account=account, unit_keys=keys, tables=tables, now=now)
         crash_point("mark-deleted-before-commit")
+    return newly
+
+
+def mark_units_deleted(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    source: str,
+    account: str,
+    unit_keys: Collection[str],
+    tables: Sequence[Table],
+    now: datetime,
+) -> int:
+    """The statements of :func:`mark_deleted`, inside the caller's transaction."""
+    units = pl.DataFrame({"unit_key": sorted(set(unit_keys))}, schema={"unit_key": pl.Utf8})
+    con.register("gone_units", units)
+    newly = con.execute(
+        "UPDATE pipeline.unit_state SET deleted_at = ? WHERE source = ? AND account = ? "
+        "AND deleted_at IS NULL AND unit_key IN (SELECT unit_key FROM gone_units)",
+        [now, source, account],
+    ).fetchall()[0][0]
+    for table in tables:
+        if "deleted_at" in table.managed:
+            con.execute(
+                f"UPDATE {table.qualified_name} SET deleted_at = ? WHERE account = ? AND deleted_at IS NULL "
+                f"AND {table.unit_column} IN (SELECT unit_key FROM gone_units)",
+                [now, account],
+            )
+    con.unregister("gone_units")
     return int(newly)
 
 
-def _rejected_frame(
+def quarantine_frame(
     source: str, account: str, run_id: str, rejected: Iterable[RejectedRecord], now: datetime
 ) -> pl.DataFrame:
     return _per_unit_frame(pipeline.REJECTED_RECORDS, source, account, run_id, (
@@ -205,7 +246,7 @@ def _rejected_frame(
     ))
 
 
-def _issues_frame(
+def issues_frame(
     source: str, account: str, run_id: str, issues: Iterable[RowIssue], now: datetime
 ) -> pl.DataFrame:
     return _per_unit_frame(pipeline.FIELD_ISSUES, source, account, run_id, (

@@ -121,12 +121,17 @@ def load_run(con: duckdb.DuckDBPyConnection, run_id: str) -> RunRecord | None:
 
 
 def _write(con: duckdb.DuckDBPyConnection, run: RunRecord) -> None:
+    with transaction(con):
+        write_run_row(con, run)
+
+
+def write_run_row(con: duckdb.DuckDBPyConnection, run: RunRecord) -> None:
+    """The run's ledger row, replacing any earlier one, inside the caller's transaction."""
     values = run.row()
     columns = ", ".join(values)
     placeholders = ", ".join("?" for _ in values)
-    with transaction(con):
-        con.execute("DELETE FROM pipeline.runs WHERE run_id = ?", [run.run_id])
-        con.execute(f"INSERT INTO pipeline.runs ({columns}) VALUES ({placeholders})", list(values.values()))
+    con.execute("DELETE FROM pipeline.runs WHERE run_id = ?", [run.run_id])
+    con.execute(f"INSERT INTO pipeline.runs ({columns}) VALUES ({placeholders})", list(values.values()))
 
 
 def interrupted_full_refreshes(con: duckdb.DuckDBPyConnection, source: str, account: str, current_run_id: str) -> set[str]:
