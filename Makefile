@@ -20,6 +20,7 @@ demo: $(STAMP)
 # last line. pipefail keeps pytest's exit status.
 test: $(STAMP)
 	$(BIN)/ruff check --quiet .
+	$(BIN)/lint-imports --no-cache --no-logo
 	set -o pipefail; $(BIN)/python -m pytest -q 2>&1 | grep -v -E '^(nanobind: |[[:space:]]*- (leaked |\.\.\. skipped remainder)|See https://nanobind)'
 
 bench: $(STAMP)

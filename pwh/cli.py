@@ -266,13 +266,14 @@ def _sync_rayteams_accounts(*, config: Optional[Path], db: Path, account: Option
     """``pwh sync rayteams`` without --base-url: the accounts of pwh.toml, each renewing its
     OAuth token; one summary per account; exit 1 if any account failed (the rest still ran)."""
     from pwh.config import ConfigError
+    from pwh.sources.rayteams.accounts import rayteams_account, rayteams_accounts
     from pwh.validate import SettingError
 
     if account and all_accounts:
         fail("give --account NAME or --all-accounts, not both")
     loaded = check_config(config)
     try:
-        chosen = [loaded.rayteams_account(account)] if account else list(loaded.rayteams_accounts.values())
+        chosen = [rayteams_account(loaded, account)] if account else list(rayteams_accounts(loaded).values())
     except ConfigError as exc:
         fail(str(exc))
     if not chosen:
@@ -352,7 +353,7 @@ def docs(
         "--write", help="Rewrite the generated references in this docs folder (tables.md, the marts of analytics.md) instead of printing.")] = None,
 ) -> None:
     """Print the warehouse's table reference (every table and column) as Markdown."""
-    from pwh.schemas.catalog import markdown_reference, with_marts_reference, with_reference
+    from pwh.warehouse.catalog import markdown_reference, with_marts_reference, with_reference
 
     if write is None:
         typer.echo(markdown_reference(), nl=False)

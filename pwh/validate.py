@@ -57,12 +57,14 @@ def prefect_api_configured() -> bool:
 
 def check_config(path: Path | None):
     """``pwh.toml`` (``path``, else ./pwh.toml when present) as every part reads it: its
-    accounts and its schedules with their cron expressions. Returns the parsed accounts."""
+    accounts and its schedules with their cron expressions. Returns the parsed file."""
     from pwh.config import ConfigError, load_config
     from pwh.flows.schedules import ScheduleError, load_schedules
+    from pwh.sources.rayteams.accounts import rayteams_accounts
 
     try:
         loaded = load_config(path)
+        rayteams_accounts(loaded)
         if loaded.path is not None:
             load_schedules(loaded.path)
     except (ConfigError, ScheduleError) as exc:

@@ -20,10 +20,11 @@ import duckdb
 import orjson
 import polars as pl
 
+from pwh.schemas.rows import RejectedRecord, RowIssue
 from pwh.schemas.spec import Table
 from pwh.schemas.validate import split_valid
 from pwh.sources.errors import AuthError, NotFoundError, SourceError
-from pwh.transforms.frames import RejectedRecord, RowIssue, TableBatch
+from pwh.transforms.frames import TableBatch
 from pwh.warehouse.crashpoints import crash_point
 from pwh.warehouse.load import UnitState, mark_deleted, read_state, replace_units
 from pwh.warehouse.runs import (

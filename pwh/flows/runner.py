@@ -17,7 +17,7 @@ from pwh.flows.engine import DEFAULT_MAX_DELETE_SHARE, PLAIN_STAGES, SourceAdapt
 from pwh.flows.host import flow_run_context
 from pwh.flows.progress import new_progress
 from pwh.schemas.spec import Table
-from pwh.transforms.pseudonym import PseudonymKey
+from pwh.settings import PseudonymKey
 from pwh.warehouse.integrity import check_primary
 from pwh.warehouse.lock import open_writer
 from pwh.warehouse.migrations import check_tables, migrate

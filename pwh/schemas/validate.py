@@ -17,8 +17,8 @@ import polars as pl
 from pandera.api.polars.types import PolarsData
 from pandera.backends.polars import builtin_checks  # noqa: F401  (registers the checks for PolarsData)
 
+from pwh.schemas.rows import RejectedRecord, RowBuffer, raw_json
 from pwh.schemas.spec import Table
-from pwh.transforms.frames import RejectedRecord, RowBuffer, raw_json
 
 
 class SchemaMismatchError(RuntimeError):

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 import duckdb
 
 from pwh.schemas.spec import Table
-from pwh.transforms.pseudonym import KEY_VARIABLE, PseudonymKey
+from pwh.settings import KEY_VARIABLE, PseudonymKey
 from pwh.warehouse.connection import transaction
 
 PSEUDONYM_SUFFIX = "_pseudonym"
