@@ -322,8 +322,8 @@ def simulate_rayteams_command(
     client_id: Annotated[str, typer.Option(help="Client id the simulator accepts.")] = "sim-client",
 ) -> None:
     """Serve the RAYTeams simulator (every endpoint and quirk) until interrupted."""
-    from pwh.sources.rayteams.dataset import DatasetConfig, RayteamsDataset
-    from pwh.sources.rayteams.simulator import SimulatorOptions, serve_forever
+    from pwh.simulators.rayteams.dataset import DatasetConfig, RayteamsDataset
+    from pwh.simulators.rayteams.simulator import SimulatorOptions, serve_forever
 
     dataset = RayteamsDataset(DatasetConfig(seed=seed, n_projects=projects))
     options = SimulatorOptions(token=token, client_id=client_id, latency_ms=latency_ms, fault_rate=fault_rate)
@@ -524,8 +524,8 @@ def simulate_incoplax_command(
     password: Annotated[str, typer.Option(help="Password the simulator accepts (basic).")] = "sim-password",
 ) -> None:
     """Serve the Incoplax simulator (CRUD, LOOKUP, paging, masks, flat form) until interrupted."""
-    from pwh.sources.incoplax.dataset import DatasetConfig, IncoplaxDataset
-    from pwh.sources.incoplax.simulator import SimulatorOptions, serve_forever
+    from pwh.simulators.incoplax.dataset import DatasetConfig, IncoplaxDataset
+    from pwh.simulators.incoplax.simulator import SimulatorOptions, serve_forever
 
     dataset = IncoplaxDataset(DatasetConfig(seed=seed, n_projects=projects))
     options = SimulatorOptions(auth=auth.value, token=token, username=username, password=password,
@@ -603,8 +603,8 @@ def simulate_clarity_command(
     password: Annotated[str, typer.Option(help="Password the simulator accepts.")] = "sim-password",
 ) -> None:
     """Serve the Clarity LIMS simulator (paged XML project list, project details) until interrupted."""
-    from pwh.sources.clarity.dataset import ClarityDataset, DatasetConfig
-    from pwh.sources.clarity.simulator import SimulatorOptions, serve_forever
+    from pwh.simulators.clarity.dataset import ClarityDataset, DatasetConfig
+    from pwh.simulators.clarity.simulator import SimulatorOptions, serve_forever
 
     dataset = ClarityDataset(DatasetConfig(seed=seed, n_projects=projects))
     options = SimulatorOptions(username=username, password=password, page_size=page_size,
@@ -792,8 +792,8 @@ def simulate_openproject_command(
     api_key: Annotated[str, typer.Option(help="API key the simulator accepts (basic auth apikey:<key>).")] = "sim-api-key",
 ) -> None:
     """Serve the OpenProject API v3 simulator (HAL, paging, hidden parents, 404s) until interrupted."""
-    from pwh.sources.openproject.dataset import DatasetConfig, OpenProjectDataset
-    from pwh.sources.openproject.simulator import SimulatorOptions, serve_forever
+    from pwh.simulators.openproject.dataset import DatasetConfig, OpenProjectDataset
+    from pwh.simulators.openproject.simulator import SimulatorOptions, serve_forever
 
     dataset = OpenProjectDataset(DatasetConfig(seed=seed, n_projects=projects, max_work_packages=max_work_packages))
     options = SimulatorOptions(api_key=api_key, max_page_size=max_page_size, latency_ms=latency_ms, fault_rate=fault_rate)

@@ -59,9 +59,9 @@ def run_demo(*, db: Path, projects: int, seed: int, run_flow, print_summary, syn
 
 def _sync_rayteams_demo(*, db: Path, projects: int, seed: int, run_flow, print_summary, sync_module):
     from pwh.schemas import rayteams
+    from pwh.simulators.rayteams.dataset import DatasetConfig, RayteamsDataset
+    from pwh.simulators.rayteams.simulator import SimulatorOptions, running_simulator
     from pwh.sources.rayteams.client import CLIENT_ID_VARIABLE, TOKEN_VARIABLE
-    from pwh.sources.rayteams.dataset import DatasetConfig, RayteamsDataset
-    from pwh.sources.rayteams.simulator import SimulatorOptions, running_simulator
 
     sync_rayteams = sync_module("rayteams").sync_rayteams
     dataset = RayteamsDataset(DatasetConfig(seed=seed, n_projects=projects))

@@ -33,9 +33,9 @@ FROM openproject.custom_values WHERE value IS NOT NULL GROUP BY ALL ORDER BY own
 def sync_openproject_demo(*, db: Path, projects: int, seed: int, run_flow, print_summary, sync_module):
     """Simulate, sync, print the summary; returns (tables, example queries) to show."""
     from pwh.schemas import openproject
+    from pwh.simulators.openproject.dataset import DatasetConfig, OpenProjectDataset
+    from pwh.simulators.openproject.simulator import SimulatorOptions, running_simulator
     from pwh.sources.openproject.client import TOKEN_VARIABLE
-    from pwh.sources.openproject.dataset import DatasetConfig, OpenProjectDataset
-    from pwh.sources.openproject.simulator import SimulatorOptions, running_simulator
 
     sync_openproject = sync_module("openproject").sync_openproject
     dataset = OpenProjectDataset(DatasetConfig(seed=seed, n_projects=projects))

@@ -22,9 +22,9 @@ from aiohttp import web
 from pwh.choices import Auth, DemoSource, Listing, Strategy
 from pwh.demo import DEMO_SOURCES
 from pwh.flows.incoplax_sync import LISTINGS
+from pwh.simulators.simulation import HTML_ERROR_PAGE, serving
 from pwh.sources.incoplax.client import AUTH_SCHEMES
 from pwh.sources.rayteams.client import STRATEGIES
-from pwh.sources.simulation import HTML_ERROR_PAGE, serving
 
 ROOT = Path(__file__).resolve().parent.parent
 # Runs `pwh` (pwh.cli.main) and, at exit, writes which heavy modules it had imported.

@@ -25,10 +25,11 @@ from pwh.config import ConfigError, load_config
 from pwh.flows.rayteams import sync_rayteams_accounts
 from pwh.flows.rayteams_sync import AccountsFailedError
 from pwh.schemas import rayteams as tables
+from pwh.simulators.rayteams.dataset import DatasetConfig, RayteamsDataset
+from pwh.simulators.rayteams.simulator import SimulatorOptions, running_simulator, token_url
 from pwh.sources.http import HttpSettings
 from pwh.sources.rayteams.accounts import rayteams_account, rayteams_accounts
 from pwh.sources.rayteams.client import RayteamsClient
-from pwh.sources.rayteams.dataset import DatasetConfig, RayteamsDataset
 from pwh.sources.rayteams.oauth import (
     OAuthCredentials,
     SecretNames,
@@ -36,7 +37,6 @@ from pwh.sources.rayteams.oauth import (
     api_base_url,
     token_endpoint,
 )
-from pwh.sources.rayteams.simulator import SimulatorOptions, running_simulator, token_url
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

@@ -11,7 +11,7 @@
   ``start-index``/``open-date``/``last-modified`` is tolerated: the first one counts.
   A bad ``start-index``, date or time stamp answers 400 with an ``exc:exception``.
 - Unknown project → 404 ``exc:exception``.
-- Faults as for every simulator (``sources.simulation``); 429 and 500 carry an
+- Faults as for every simulator (``simulators.simulation``); 429 and 500 carry an
   ``exc:exception`` body. The ``Date`` header comes from the dataset's clock.
 
 Admin endpoints (no auth) under ``/_sim/``: ``health``, ``stats``, ``stats/reset``,
@@ -35,8 +35,8 @@ from xml.sax.saxutils import escape, quoteattr
 import orjson
 from aiohttp import web
 
-from pwh.sources.clarity.dataset import ClarityDataset
-from pwh.sources.simulation import (
+from pwh.simulators.clarity.dataset import ClarityDataset
+from pwh.simulators.simulation import (
     FAULT_KINDS,
     AdminHooks,
     add_admin_routes,

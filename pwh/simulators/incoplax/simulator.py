@@ -32,8 +32,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from pwh.sources.incoplax.dataset import IncoplaxDataset
-from pwh.sources.simulation import (
+from pwh.simulators.incoplax.dataset import IncoplaxDataset
+from pwh.simulators.simulation import (
     FAULT_KINDS,
     AdminHooks,
     add_admin_routes,

@@ -43,8 +43,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from pwh.sources.rayteams.dataset import FILE_TYPES, SUB_KINDS, RayteamsDataset
-from pwh.sources.simulation import (
+from pwh.simulators.rayteams.dataset import FILE_TYPES, SUB_KINDS, RayteamsDataset
+from pwh.simulators.simulation import (
     FAULT_KINDS,
     AdminHooks,
     add_admin_routes,
