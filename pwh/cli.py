@@ -14,7 +14,8 @@ from typing import Annotated, Optional
 import typer
 
 from pwh.choices import Auth, DemoSource, Listing, LookupKey, Strategy
-from pwh.failures import describe_failure, enable_debug, keep_run_logs_off_console
+from pwh.errors import PwhError
+from pwh.failures import describe_failure, describe_unexpected, enable_debug, keep_run_logs_off_console
 from pwh.formats import Format as SqlFormat
 from pwh.process import exit_without_teardown, tune_collector
 from pwh.validate import check_base_url, check_config, check_secrets
@@ -489,7 +490,6 @@ def incoplax_lookup_command(
     """LOOKUP a project by code or id; prints the matching ids, one per line."""
     _check_incoplax(base_url, auth)
     from pwh.flows.incoplax_sync import read_credentials
-    from pwh.sources.errors import SourceError
     from pwh.sources.http import HttpSettings
     from pwh.sources.incoplax.client import IncoplaxClient, LookupNotFoundError
 
@@ -503,8 +503,6 @@ def incoplax_lookup_command(
         ids = asyncio.run(lookup())
     except LookupNotFoundError as exc:
         fail(f"not found: {exc}", 4)
-    except (SourceError, RuntimeError, ValueError) as exc:
-        fail(f"{type(exc).__name__}: {exc}".splitlines()[0])
     for pid in ids:
         typer.echo(pid)
 
@@ -837,8 +835,11 @@ def run_app() -> object:
     except typer.Abort:
         typer.echo("pwh: aborted", err=True)
         return 1
-    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, never a traceback
+    except PwhError as exc:  # raised on purpose: what to fix, in one line
         typer.echo(f"pwh: error: {describe_failure(exc)}", err=True)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - a bug or the environment: one line, its traceback in the log file
+        typer.echo(f"pwh: error: {describe_unexpected(exc)}", err=True)
         return 1
 
 

@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pwh.errors import PwhError
+
 CONFIG_FILE = Path("pwh.toml")
 
 
-class ConfigError(ValueError):
+class ConfigError(PwhError, ValueError):
     """pwh.toml cannot be used as written; the message names the file and the key."""
 
 

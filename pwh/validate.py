@@ -10,12 +10,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from pwh.errors import SettingError
 from pwh.flows.host import configured_api_url
 from pwh.flows.secrets import missing_secrets_message
-
-
-class SettingError(ValueError):
-    """A setting that cannot work as given; the message names the option or variable."""
 
 
 def check_base_url(url: str, option: str = "--base-url") -> None:

@@ -340,3 +340,58 @@ def test_a_dashboard_port_in_use_is_one_line_and_no_url(pwh, tmp_path):
         run = pwh("dashboard", *DB, "--port", str(port))
     assert run.code == 1 and run.out == ""
     assert run.line == f"pwh: error: 127.0.0.1:{port}: address already in use; choose another port with --port"
+
+
+def _exception_classes_of_pwh() -> set[type[BaseException]]:
+    import importlib
+    import inspect
+    import pkgutil
+
+    import pwh
+
+    found = set()
+    for module in pkgutil.walk_packages(pwh.__path__, "pwh."):
+        loaded = importlib.import_module(module.name)
+        found |= {value for _, value in inspect.getmembers(loaded, inspect.isclass)
+                  if issubclass(value, BaseException) and value.__module__ == module.name}
+    return found
+
+
+def test_every_error_of_the_project_has_one_root():
+    from pwh.errors import PwhError
+    from pwh.transforms.coerce import CoercionError
+
+    # CoercionError never leaves a transform (the field loads NULL with an issue); the
+    # simulators' errors become HTTP answers. Neither is shown to a user.
+    internal = {CoercionError} | {c for c in _exception_classes_of_pwh() if c.__module__.startswith("pwh.simulators.")}
+    outside = sorted(c.__qualname__ for c in _exception_classes_of_pwh() - internal if not issubclass(c, PwhError))
+    assert outside == []
+    from pwh.config import ConfigError
+    from pwh.flows.engine import MassDeleteError
+    from pwh.sources.errors import SourceError
+    from pwh.validate import SettingError
+    from pwh.warehouse.connection import WarehouseBusyError
+
+    # Their built-in bases stay, for code that catches them as such.
+    assert issubclass(ConfigError, ValueError) and issubclass(SettingError, ValueError)
+    assert issubclass(MassDeleteError, RuntimeError) and issubclass(WarehouseBusyError, RuntimeError)
+    assert issubclass(SourceError, PwhError)
+
+
+def test_the_cli_tells_a_project_error_from_a_bug_by_its_root_not_its_module(tmp_path, monkeypatch):
+    from pwh.errors import PwhError
+    from pwh.failures import describe_failure
+    from pwh.transforms.coerce import CoercionError
+
+    monkeypatch.setenv("PWH_LOG_FILE", str(tmp_path / "pwh.log"))
+
+    class PluginError(PwhError):  # defined outside pwh: still one of the project's errors
+        pass
+
+    assert describe_failure(PluginError("the plugin's setting X is missing\nsecond line")) == (
+        "PluginError: the plugin's setting X is missing")
+    # Defined in pwh but not raised for a user: a bug, its message (which may quote a
+    # field's value) not shown, its traceback in the log.
+    leaked = CoercionError("birth: not a date (value 'Jane Doe')", "not a date")
+    assert describe_failure(leaked) == f"unexpected CoercionError; details in {tmp_path / 'pwh.log'}"
+    assert "CoercionError" in (tmp_path / "pwh.log").read_text()

@@ -20,6 +20,7 @@ import duckdb
 import orjson
 import polars as pl
 
+from pwh.errors import PwhError
 from pwh.schemas.rows import RejectedRecord, RowIssue
 from pwh.schemas.spec import Table
 from pwh.schemas.validate import split_valid
@@ -53,7 +54,7 @@ class ListingNotFoundError(SourceError):
     """The project list itself answered 404: a wrong base URL, not a vanished project."""
 
 
-class MassDeleteError(RuntimeError):
+class MassDeleteError(PwhError, RuntimeError):
     """A run would mark more of an account's projects deleted than the guard allows."""
 
 

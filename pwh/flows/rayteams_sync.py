@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pwh.config import ConfigError, load_config
+from pwh.errors import PwhError
 from pwh.flows.engine import ClientAdapter, Listing, Unit, listed_units
 from pwh.flows.host import flow_run_context
 from pwh.flows.runner import sync_into_warehouse
@@ -185,7 +186,7 @@ async def sync_rayteams_account(
     return {"account": configured.name, "region": configured.region, **summary}
 
 
-class AccountsFailedError(RuntimeError):
+class AccountsFailedError(PwhError, RuntimeError):
     """Some accounts' syncs failed (the others ran); ``outcome`` holds every account's result."""
 
     def __init__(self, message: str, outcome: dict[str, Any]):

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import Any
 
+from pwh.errors import PwhError
 from pwh.flows.engine import DEFAULT_MAX_DELETE_SHARE, PLAIN_STAGES, SourceAdapter, run_sync
 from pwh.flows.host import flow_run_context
 from pwh.flows.progress import new_progress
@@ -31,7 +32,7 @@ from pwh.warehouse.runs import record_failure
 SCHEDULED_LOCK_WAIT_S = 900.0
 
 
-class PublishFailedError(RuntimeError):
+class PublishFailedError(PwhError, RuntimeError):
     """The sync committed, but the readers' replica could not be published."""
 
 

@@ -21,6 +21,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from pwh.errors import PwhError
+
 # source name → "module:flow". A new source's flow is served by adding one line here.
 SCHEDULABLE_FLOWS: dict[str, str] = {
     "rayteams": "pwh.flows.rayteams:sync_rayteams",
@@ -36,7 +38,7 @@ _RESERVED = ("source", "cron", "interval_seconds", "enabled")
 _SECRET_HINTS = ("token", "password", "passwd", "secret", "api_key", "apikey", "client_id", "credential", "pseudonym_key")
 
 
-class ScheduleError(ValueError):
+class ScheduleError(PwhError, ValueError):
     """A schedule that cannot be served as written."""
 
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import os
 
+from pwh.errors import PwhError
 from pwh.flows.host import loaded_prefect_api_url
 
 
-class MissingSecretError(RuntimeError):
+class MissingSecretError(PwhError, RuntimeError):
     pass
 
 

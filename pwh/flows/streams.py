@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from pwh.errors import PwhError
 from pwh.sources.errors import ApiError, NotFoundError
 
 T = TypeVar("T")
@@ -31,7 +32,7 @@ class Stream:
     per_unit: bool = True  # False: fetched once per run for the whole account (a dimension)
 
 
-class UnknownStreamError(ValueError):
+class UnknownStreamError(PwhError, ValueError):
     """--select/--exclude named a stream the source does not have."""
 
 

@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 
 import duckdb
 
+from pwh.errors import PwhError
 from pwh.schemas.spec import Table
 from pwh.settings import KEY_VARIABLE, PseudonymKey
 from pwh.warehouse.connection import transaction
@@ -28,7 +29,7 @@ from pwh.warehouse.connection import transaction
 PSEUDONYM_SUFFIX = "_pseudonym"
 
 
-class PseudonymKeyError(RuntimeError):
+class PseudonymKeyError(PwhError, RuntimeError):
     """The key at hand is not the one that made this warehouse's pseudonyms."""
 
 
