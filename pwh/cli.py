@@ -18,7 +18,7 @@ from pwh.errors import PwhError
 from pwh.failures import describe_failure, describe_unexpected, enable_debug, keep_run_logs_off_console
 from pwh.formats import Format as SqlFormat
 from pwh.process import exit_without_teardown, tune_collector
-from pwh.validate import check_base_url, check_config, check_secrets
+from pwh.validate import check_base_url, check_config, check_environment, check_secrets
 
 # Shell completion (commands, options, choices): `pwh --install-completion`.
 app = typer.Typer(no_args_is_help=True, help="project-warehouse: project APIs → DuckDB.")
@@ -68,6 +68,7 @@ def _options(
     """project-warehouse: project APIs → DuckDB."""
     if debug:
         enable_debug()
+    check_environment()  # a malformed PWH_* variable fails here, before anything slow
 
 
 # Whether a command has printed its one-line failure (run_app then adds nothing).

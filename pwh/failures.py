@@ -16,8 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pwh.errors import PwhError, SettingError
-
-LOG_FILE_VARIABLE = "PWH_LOG_FILE"
+from pwh.settings import LOG_FILE, environment_value
 
 _debug = False
 
@@ -52,9 +51,10 @@ def keep_run_logs_off_console() -> Iterator[None]:
 
 def log_file() -> Path:
     """``PWH_LOG_FILE``, else ``$XDG_STATE_HOME/pwh/pwh.log`` (``~/.local/state/pwh/pwh.log``)."""
-    if os.environ.get(LOG_FILE_VARIABLE):
-        return Path(os.environ[LOG_FILE_VARIABLE]).expanduser()
-    state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    configured = LOG_FILE.read()
+    if configured is not None:
+        return configured
+    state = environment_value("XDG_STATE_HOME") or Path.home() / ".local" / "state"
     return Path(state) / "pwh" / "pwh.log"
 
 

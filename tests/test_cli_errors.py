@@ -395,3 +395,15 @@ def test_the_cli_tells_a_project_error_from_a_bug_by_its_root_not_its_module(tmp
     leaked = CoercionError("birth: not a date (value 'Jane Doe')", "not a date")
     assert describe_failure(leaked) == f"unexpected CoercionError; details in {tmp_path / 'pwh.log'}"
     assert "CoercionError" in (tmp_path / "pwh.log").read_text()
+
+
+@pytest.mark.parametrize(("variable", "value", "line"), [
+    ("PWH_LOCK_WAIT_S", "soon", "PWH_LOCK_WAIT_S must be a number of seconds, not 'soon'"),
+    ("PWH_MAX_DELETE_SHARE", "1.5", "PWH_MAX_DELETE_SHARE must be a share between 0 and 1, not '1.5'"),
+    ("PWH_MAX_RESPONSE_BYTES", "64MB", "PWH_MAX_RESPONSE_BYTES must be a whole number of bytes, not '64MB'"),
+    ("PWH_PSEUDONYM_KEY", "short-secret", "PWH_PSEUDONYM_KEY must be at least 16 bytes"),
+])
+def test_a_malformed_setting_fails_in_one_line_before_prefect(pwh, tmp_path, variable, value, line):
+    run = pwh(*SYNCS["rayteams"], "--base-url", "http://127.0.0.1:9", env={**ALL_SECRETS, variable: value})
+    assert run.code == 1 and run.line == f"pwh: error: {line}"
+    assert_nothing_slow_started(run, tmp_path)
