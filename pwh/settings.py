@@ -16,7 +16,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pwh.errors import SettingError
 
@@ -120,7 +120,7 @@ CRASH_AT = Variable(
     "PWH_CRASH_AT", "test hook: the sync kills itself the N-th time it reaches POINT", _crash_point)
 FAIL_AT = Variable("PWH_FAIL_AT", "test hook: the disk is full at POINT", str)
 
-VARIABLES: tuple[Variable, ...] = (
+VARIABLES: tuple[Variable[Any], ...] = (
     LOCK_WAIT_S, MAX_DELETE_SHARE, MAX_RESPONSE_BYTES, PSEUDONYM_KEY, LOG_FILE, CRASH_AT, FAIL_AT,
 )
 
