@@ -21,6 +21,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check --quiet .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache --no-logo
 	set -o pipefail; $(BIN)/python -m pytest -q 2>&1 | grep -v -E '^(nanobind: |[[:space:]]*- (leaked |\.\.\. skipped remainder)|See https://nanobind)'
 
 bench: $(STAMP)

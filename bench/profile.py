@@ -19,6 +19,7 @@ PY_SPY = Path(sys.executable).with_name("py-spy")
 # The deepest frame from our own code names the stage; library frames under it count for it.
 STAGES = (
     ("transforms/", "transform (transforms/)"),
+    ("pwh/schemas/rows.py", "transform (transforms/)"),  # the rows a transform makes (moved from transforms/)
     ("pwh/schemas/validate.py", "validate (pandera)"),
     ("warehouse/", "load (warehouse/, duckdb)"),
     ("sources/", "HTTP (sources/, aiohttp)"),

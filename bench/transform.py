@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def write_dataset(path: Path, projects: int, seed: int) -> int:
     """The simulator's projects as the client hands them over, in one JSON file; their record count."""
-    from pwh.sources.rayteams.dataset import DatasetConfig, RayteamsDataset
+    from pwh.simulators.rayteams.dataset import DatasetConfig, RayteamsDataset
 
     dataset = RayteamsDataset(DatasetConfig(seed=seed, n_projects=projects))
     fetched = []

@@ -16,13 +16,14 @@ def sync_configured_accounts(source: Source, *, config: Path | None, account: st
                              quiet: bool, prefect: bool | None, **common: Any) -> None:
     from pwh.cli import fail, print_summary, run_flow, sync_module
     from pwh.config import ConfigError
+    from pwh.sources.rayteams.accounts import rayteams_account, rayteams_accounts
     from pwh.validate import SettingError, check_config, check_secrets
 
     if account and all_accounts:
         fail("give --account NAME or --all-accounts, not both")
     loaded = check_config(config)
     try:
-        chosen = [loaded.rayteams_account(account)] if account else list(loaded.rayteams_accounts.values())
+        chosen = [rayteams_account(loaded, account)] if account else list(rayteams_accounts(loaded).values())
     except ConfigError as exc:
         fail(str(exc))
     if not chosen:

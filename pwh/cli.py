@@ -14,11 +14,12 @@ from typing import Annotated, Optional, Protocol, cast
 import typer
 
 from pwh.choices import Auth, DemoSource, LookupKey
-from pwh.failures import describe_failure, enable_debug, keep_run_logs_off_console
+from pwh.errors import PwhError
+from pwh.failures import describe_failure, describe_unexpected, enable_debug, keep_run_logs_off_console
 from pwh.formats import Format as SqlFormat
 from pwh.process import exit_without_teardown, tune_collector
 from pwh.source_commands import add_source_commands
-from pwh.validate import check_base_url, check_secrets
+from pwh.validate import check_base_url, check_environment, check_secrets
 
 # Shell completion (commands, options, choices): `pwh --install-completion`.
 app = typer.Typer(no_args_is_help=True, help="project-warehouse: project APIs → DuckDB.")
@@ -52,6 +53,7 @@ def _options(
     """project-warehouse: project APIs → DuckDB."""
     if debug:
         enable_debug()
+    check_environment()  # a malformed PWH_* variable fails here, before anything slow
 
 
 # Whether a command has printed its one-line failure (run_app then adds nothing).
@@ -227,7 +229,7 @@ def docs(
         "--write", help="Rewrite the generated references in this docs folder (tables.md, the marts of analytics.md) instead of printing.")] = None,
 ) -> None:
     """Print the warehouse's table reference (every table and column) as Markdown."""
-    from pwh.schemas.catalog import markdown_reference, with_marts_reference, with_reference
+    from pwh.warehouse.catalog import markdown_reference, with_marts_reference, with_reference
 
     if write is None:
         typer.echo(markdown_reference(), nl=False)
@@ -323,7 +325,6 @@ def incoplax_lookup_command(
     """LOOKUP a project by code or id; prints the matching ids, one per line."""
     _check_incoplax(base_url, auth)
     from pwh.flows.incoplax_sync import read_credentials
-    from pwh.sources.errors import SourceError
     from pwh.sources.http import HttpSettings
     from pwh.sources.incoplax.client import IncoplaxClient, LookupNotFoundError
 
@@ -337,8 +338,6 @@ def incoplax_lookup_command(
         ids = asyncio.run(lookup())
     except LookupNotFoundError as exc:
         fail(f"not found: {exc}", 4)
-    except (SourceError, RuntimeError, ValueError) as exc:
-        fail(f"{type(exc).__name__}: {exc}".splitlines()[0])
     for pid in ids:
         typer.echo(pid)
 
@@ -519,8 +518,11 @@ def run_app() -> object:
     except typer.Abort:
         typer.echo("pwh: aborted", err=True)
         return 1
-    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, never a traceback
+    except PwhError as exc:  # raised on purpose: what to fix, in one line
         typer.echo(f"pwh: error: {describe_failure(exc)}", err=True)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - a bug or the environment: one line, its traceback in the log file
+        typer.echo(f"pwh: error: {describe_unexpected(exc)}", err=True)
         return 1
 
 

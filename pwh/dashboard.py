@@ -24,6 +24,7 @@ from typing import Any
 import duckdb
 
 from pwh.ages import human_age
+from pwh.errors import PwhError
 from pwh.warehouse.replica import open_replica, replica_path
 
 TITLE = "Project warehouse"
@@ -418,7 +419,7 @@ def build_app(db: Path | str, *, refresh_s: int | None = 60):
     return app
 
 
-class PortInUseError(OSError):
+class PortInUseError(PwhError, OSError):
     """The dashboard's port cannot be listened on."""
 
 

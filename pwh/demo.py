@@ -66,7 +66,7 @@ def run_demo(*, db: Path, projects: int, seed: int, run_flow, print_summary, syn
     if source_name not in DEMO_SOURCES:
         raise typer.BadParameter(f"--source must be one of {', '.join(DEMO_SOURCES)}")
     from pwh.schemas import pipeline
-    from pwh.schemas.catalog import tables_of
+    from pwh.warehouse.catalog import tables_of
 
     chosen = SOURCES if source_name == "all" else (source(source_name),)
     for declared in chosen:

@@ -1,7 +1,8 @@
-"""How a failed command reads on a user's console: one line. The project's own errors say
-what to fix (their messages are written for that, and kept free of secrets and server
-text); anything else is a bug or an environment problem: its type on the console, its
-traceback in an owner-only log file. ``pwh --debug`` prints tracebacks to the console."""
+"""How a failed command reads on a user's console: one line. The project's own errors
+(:class:`pwh.errors.PwhError`) say what to fix (their messages are written for that, and
+kept free of secrets and server text); anything else is a bug or an environment problem:
+its type on the console, its traceback in an owner-only log file. ``pwh --debug`` prints
+tracebacks to the console."""
 
 from __future__ import annotations
 
@@ -14,9 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-LOG_FILE_VARIABLE = "PWH_LOG_FILE"
-# Exceptions defined in these packages carry messages meant for the user.
-_PROJECT_PACKAGES = frozenset({"sources", "flows", "pwh", "warehouse", "transforms", "schemas"})
+from pwh.errors import PwhError, SettingError
+from pwh.settings import LOG_FILE, environment_value
 
 _debug = False
 
@@ -51,29 +51,32 @@ def keep_run_logs_off_console() -> Iterator[None]:
 
 def log_file() -> Path:
     """``PWH_LOG_FILE``, else ``$XDG_STATE_HOME/pwh/pwh.log`` (``~/.local/state/pwh/pwh.log``)."""
-    if os.environ.get(LOG_FILE_VARIABLE):
-        return Path(os.environ[LOG_FILE_VARIABLE]).expanduser()
-    state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    configured = LOG_FILE.read()
+    if configured is not None:
+        return configured
+    state = environment_value("XDG_STATE_HOME") or Path.home() / ".local" / "state"
     return Path(state) / "pwh" / "pwh.log"
 
 
-def is_project_error(exc: BaseException) -> bool:
-    return type(exc).__module__.split(".")[0] in _PROJECT_PACKAGES
-
-
 def describe_failure(exc: BaseException) -> str:
-    """The one line a failed command prints (after ``pwh: error:``); an unexpected
-    exception's traceback goes to the log file (or, with --debug, to stderr)."""
+    """The one line a failed command prints (after ``pwh: error:``): a project error's own
+    message, else :func:`describe_unexpected`."""
+    if not isinstance(exc, PwhError):
+        return describe_unexpected(exc)
     if _debug:
         traceback.print_exception(exc, file=sys.stderr)
-    from pwh.validate import SettingError
-
     if isinstance(exc, SettingError):  # says what to fix, nothing else
         return str(exc)
-    if is_project_error(exc):
-        return f"{type(exc).__name__}: {exc}".splitlines()[0]
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+
+def describe_unexpected(exc: BaseException) -> str:
+    """The line for an exception the project did not raise on purpose: its type (and an
+    OSError's reason), never its message; its traceback goes to the log file (or, with
+    --debug, to stderr)."""
     what = f"unexpected {type(exc).__name__}{_os_reason(exc)}"
     if _debug:
+        traceback.print_exception(exc, file=sys.stderr)
         return f"{what} (traceback above)"
     try:
         path = write_traceback(exc)

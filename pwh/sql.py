@@ -20,6 +20,7 @@ from typing import IO, Any, Iterator
 
 import duckdb
 
+from pwh.errors import PwhError
 from pwh.formats import Format
 from pwh.warehouse.replica import open_replica, replica_path
 
@@ -75,7 +76,7 @@ def show(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None, o
         out.write(f"{relation}\n")
 
 
-class UsageError(ValueError):
+class UsageError(PwhError, ValueError):
     """A combination of options that cannot work; the message says what to change."""
 
 

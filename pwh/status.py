@@ -34,6 +34,7 @@ import duckdb
 import orjson
 
 from pwh.ages import human_age
+from pwh.errors import PwhError
 from pwh.flows.schedules import Schedule, cron_fields
 
 DEFAULT_MAX_AGE = timedelta(hours=24)
@@ -52,7 +53,7 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d)?\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, None: 1}
 
 
-class StatusError(ValueError):
+class StatusError(PwhError, ValueError):
     """The status cannot be read as asked; the message says what to fix."""
 
 

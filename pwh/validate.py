@@ -1,21 +1,25 @@
 """What a command checks before anything slow starts (Prefect, the warehouse, the network):
-base URLs, credentials and the configuration file. Each problem is one :class:`SettingError`
+the environment's settings, base URLs, credentials and the configuration file. Each problem is one :class:`SettingError`
 whose message names what to fix. Nothing here imports Prefect, DuckDB or aiohttp."""
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from pwh.errors import SettingError
 from pwh.flows.host import configured_api_url
 from pwh.flows.secrets import missing_secrets_message
+from pwh.settings import VARIABLES, environment_value
 
 
-class SettingError(ValueError):
-    """A setting that cannot work as given; the message names the option or variable."""
+def check_environment() -> None:
+    """Every ``PWH_*`` setting that is set (pwh/settings.py) can be read: the first that
+    cannot raises :class:`SettingError` naming it, before any command starts."""
+    for variable in VARIABLES:
+        variable.read()
 
 
 def check_base_url(url: str, option: str = "--base-url") -> None:
@@ -42,7 +46,7 @@ def check_secrets(variables: Iterable[str], *, flags: str = "") -> None:
     """Every variable set, unless a Prefect API is configured: then the flow may still find
     a missing one in a Secret block, and the check is left to it. ``flags``: the options
     that can stand in for the variables, named in the message."""
-    missing = [v for v in variables if not os.environ.get(v)]
+    missing = [v for v in variables if environment_value(v) is None]
     if missing and not prefect_api_configured():
         raise SettingError(missing_secrets_message(missing, flags=flags))
 
@@ -57,12 +61,14 @@ def prefect_api_configured() -> bool:
 
 def check_config(path: Path | None):
     """``pwh.toml`` (``path``, else ./pwh.toml when present) as every part reads it: its
-    accounts and its schedules with their cron expressions. Returns the parsed accounts."""
+    accounts and its schedules with their cron expressions. Returns the parsed file."""
     from pwh.config import ConfigError, load_config
     from pwh.flows.schedules import ScheduleError, load_schedules
+    from pwh.sources.rayteams.accounts import rayteams_accounts
 
     try:
         loaded = load_config(path)
+        rayteams_accounts(loaded)
         if loaded.path is not None:
             load_schedules(loaded.path)
     except (ConfigError, ScheduleError) as exc:

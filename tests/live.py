@@ -16,8 +16,8 @@ from pathlib import Path
 
 import httpx
 
-from pwh.sources.rayteams.dataset import RayteamsDataset
-from pwh.sources.rayteams.simulator import SimulatorOptions, running_simulator
+from pwh.simulators.rayteams.dataset import RayteamsDataset
+from pwh.simulators.rayteams.simulator import SimulatorOptions, running_simulator
 
 VENV_BIN = Path(sys.executable).parent
 TOKEN = "tok-SECRET-live-91c2"

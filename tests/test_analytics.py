@@ -14,9 +14,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pwh.schemas.catalog import all_tables, all_views
-from pwh.sources.rayteams.dataset import DatasetConfig, RayteamsDataset
-from pwh.sources.rayteams.simulator import SimulatorOptions, running_simulator
+from pwh.simulators.rayteams.dataset import DatasetConfig, RayteamsDataset
+from pwh.simulators.rayteams.simulator import SimulatorOptions, running_simulator
+from pwh.warehouse.catalog import all_tables, all_views
 from pwh.warehouse.connection import connect
 from pwh.warehouse.marts import VIEWS, create_views
 from pwh.warehouse.migrations import migrate

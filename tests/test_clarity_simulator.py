@@ -6,22 +6,22 @@ from __future__ import annotations
 import pytest
 from aiohttp import web
 
+from pwh.simulators.clarity.dataset import UDT_NAME, ClarityDataset, DatasetConfig
+from pwh.simulators.clarity.simulator import (
+    SIMULATOR_KEY,
+    SimulatorOptions,
+    build_app,
+    running_simulator,
+)
+from pwh.simulators.simulation import serving
 from pwh.sources.clarity.client import (
     ClarityApiError,
     ClarityClient,
     ClarityNotFoundError,
     filter_params,
 )
-from pwh.sources.clarity.dataset import UDT_NAME, ClarityDataset, DatasetConfig
-from pwh.sources.clarity.simulator import (
-    SIMULATOR_KEY,
-    SimulatorOptions,
-    build_app,
-    running_simulator,
-)
 from pwh.sources.errors import AuthError
 from pwh.sources.http import HttpSettings
-from pwh.sources.simulation import serving
 from pwh.sources.xml import UnsafeXmlError
 
 USER, PASSWORD = "lims-user", "pw-SECRET-93b1"

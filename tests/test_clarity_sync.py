@@ -14,9 +14,9 @@ from pwh.flows.clarity import sync_clarity
 from pwh.flows.clarity_sync import ClarityAdapter, ListingMark
 from pwh.flows.engine import run_sync
 from pwh.schemas import clarity
+from pwh.simulators.clarity.dataset import ClarityDataset, DatasetConfig
+from pwh.simulators.clarity.simulator import SimulatorOptions, running_simulator
 from pwh.sources.clarity.client import ClarityClient
-from pwh.sources.clarity.dataset import ClarityDataset, DatasetConfig
-from pwh.sources.clarity.simulator import SimulatorOptions, running_simulator
 from pwh.sources.http import HttpSettings
 from pwh.warehouse.connection import connect
 from pwh.warehouse.migrations import migrate

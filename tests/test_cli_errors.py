@@ -23,9 +23,9 @@ from pwh.choices import Auth, DemoSource
 from pwh.demo import DEMO_SOURCES
 from pwh.flows.incoplax_sync import LISTINGS
 from pwh.flows.registry import SOURCES
+from pwh.simulators.simulation import HTML_ERROR_PAGE, serving
 from pwh.sources.incoplax.client import AUTH_SCHEMES
 from pwh.sources.rayteams.client import STRATEGIES
-from pwh.sources.simulation import HTML_ERROR_PAGE, serving
 
 ROOT = Path(__file__).resolve().parent.parent
 # Runs `pwh` (pwh.cli.main) and, at exit, writes which heavy modules it had imported.
@@ -343,3 +343,70 @@ def test_a_dashboard_port_in_use_is_one_line_and_no_url(pwh, tmp_path):
         run = pwh("dashboard", *DB, "--port", str(port))
     assert run.code == 1 and run.out == ""
     assert run.line == f"pwh: error: 127.0.0.1:{port}: address already in use; choose another port with --port"
+
+
+def _exception_classes_of_pwh() -> set[type[BaseException]]:
+    import importlib
+    import inspect
+    import pkgutil
+
+    import pwh
+
+    found = set()
+    for module in pkgutil.walk_packages(pwh.__path__, "pwh."):
+        loaded = importlib.import_module(module.name)
+        found |= {value for _, value in inspect.getmembers(loaded, inspect.isclass)
+                  if issubclass(value, BaseException) and value.__module__ == module.name}
+    return found
+
+
+def test_every_error_of_the_project_has_one_root():
+    from pwh.errors import PwhError
+    from pwh.transforms.coerce import CoercionError
+
+    # CoercionError never leaves a transform (the field loads NULL with an issue); the
+    # simulators' errors become HTTP answers. Neither is shown to a user.
+    internal = {CoercionError} | {c for c in _exception_classes_of_pwh() if c.__module__.startswith("pwh.simulators.")}
+    outside = sorted(c.__qualname__ for c in _exception_classes_of_pwh() - internal if not issubclass(c, PwhError))
+    assert outside == []
+    from pwh.config import ConfigError
+    from pwh.flows.engine import MassDeleteError
+    from pwh.sources.errors import SourceError
+    from pwh.validate import SettingError
+    from pwh.warehouse.connection import WarehouseBusyError
+
+    # Their built-in bases stay, for code that catches them as such.
+    assert issubclass(ConfigError, ValueError) and issubclass(SettingError, ValueError)
+    assert issubclass(MassDeleteError, RuntimeError) and issubclass(WarehouseBusyError, RuntimeError)
+    assert issubclass(SourceError, PwhError)
+
+
+def test_the_cli_tells_a_project_error_from_a_bug_by_its_root_not_its_module(tmp_path, monkeypatch):
+    from pwh.errors import PwhError
+    from pwh.failures import describe_failure
+    from pwh.transforms.coerce import CoercionError
+
+    monkeypatch.setenv("PWH_LOG_FILE", str(tmp_path / "pwh.log"))
+
+    class PluginError(PwhError):  # defined outside pwh: still one of the project's errors
+        pass
+
+    assert describe_failure(PluginError("the plugin's setting X is missing\nsecond line")) == (
+        "PluginError: the plugin's setting X is missing")
+    # Defined in pwh but not raised for a user: a bug, its message (which may quote a
+    # field's value) not shown, its traceback in the log.
+    leaked = CoercionError("birth: not a date (value 'Jane Doe')", "not a date")
+    assert describe_failure(leaked) == f"unexpected CoercionError; details in {tmp_path / 'pwh.log'}"
+    assert "CoercionError" in (tmp_path / "pwh.log").read_text()
+
+
+@pytest.mark.parametrize(("variable", "value", "line"), [
+    ("PWH_LOCK_WAIT_S", "soon", "PWH_LOCK_WAIT_S must be a number of seconds, not 'soon'"),
+    ("PWH_MAX_DELETE_SHARE", "1.5", "PWH_MAX_DELETE_SHARE must be a share between 0 and 1, not '1.5'"),
+    ("PWH_MAX_RESPONSE_BYTES", "64MB", "PWH_MAX_RESPONSE_BYTES must be a whole number of bytes, not '64MB'"),
+    ("PWH_PSEUDONYM_KEY", "short-secret", "PWH_PSEUDONYM_KEY must be at least 16 bytes"),
+])
+def test_a_malformed_setting_fails_in_one_line_before_prefect(pwh, tmp_path, variable, value, line):
+    run = pwh(*SYNCS["rayteams"], "--base-url", "http://127.0.0.1:9", env={**ALL_SECRETS, variable: value})
+    assert run.code == 1 and run.line == f"pwh: error: {line}"
+    assert_nothing_slow_started(run, tmp_path)

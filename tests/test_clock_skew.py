@@ -14,10 +14,10 @@ from aiohttp import web
 
 from pwh.flows.clarity_sync import ClarityAdapter, ListingMark, watermark
 from pwh.flows.engine import run_sync
+from pwh.simulators.clarity.dataset import ClarityDataset, DatasetConfig
+from pwh.simulators.clarity.simulator import API_PREFIX, SimulatorOptions, build_app
+from pwh.simulators.simulation import serving
 from pwh.sources.clarity.client import ClarityClient
-from pwh.sources.clarity.dataset import ClarityDataset, DatasetConfig
-from pwh.sources.clarity.simulator import API_PREFIX, SimulatorOptions, build_app
-from pwh.sources.simulation import serving
 from pwh.warehouse.connection import connect
 from pwh.warehouse.load import UnitState
 from pwh.warehouse.migrations import migrate

@@ -26,8 +26,8 @@ import pytest
 
 from pwh.flows.rayteams_sync import project_cursor
 from pwh.schemas import rayteams
-from pwh.sources.rayteams.dataset import DatasetConfig, RayteamsDataset
-from pwh.sources.rayteams.simulator import SimulatorOptions
+from pwh.simulators.rayteams.dataset import DatasetConfig, RayteamsDataset
+from pwh.simulators.rayteams.simulator import SimulatorOptions
 from tests.live import CLIENT_ID, TOKEN, SimulatorThread, pwh, pwh_env
 from tests.warehouse_checks import content_hashes, table_counts
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pwh.sources.rayteams.dataset import DatasetConfig, RayteamsDataset
-from pwh.sources.rayteams.simulator import SimulatorOptions
+from pwh.simulators.rayteams.dataset import DatasetConfig, RayteamsDataset
+from pwh.simulators.rayteams.simulator import SimulatorOptions
 from pwh.warehouse.integrity import WarehouseDamagedError, read_every_table
 from pwh.warehouse.lock import open_writer
 from pwh.warehouse.replica import publish_replica, replica_path

@@ -21,8 +21,8 @@ import duckdb
 import pytest
 
 from pwh.dashboard import SECTIONS, TITLE
-from pwh.sources.rayteams.dataset import DatasetConfig, RayteamsDataset
-from pwh.sources.rayteams.simulator import SimulatorOptions, running_simulator
+from pwh.simulators.rayteams.dataset import DatasetConfig, RayteamsDataset
+from pwh.simulators.rayteams.simulator import SimulatorOptions, running_simulator
 from pwh.warehouse.replica import replica_path
 
 TOKEN, CLIENT_ID = "tok-dashboard-SECRET-77e0", "client-dashboard"

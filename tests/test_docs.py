@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pwh.schemas.catalog import all_tables, with_reference
+from pwh.warehouse.catalog import all_tables, with_reference
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -58,7 +58,7 @@ def test_every_table_in_the_catalog_is_created_by_a_migration(tmp_path):
 
 
 def test_analytics_guide_marts_reference_is_current():
-    from pwh.schemas.catalog import with_marts_reference
+    from pwh.warehouse.catalog import with_marts_reference
 
     guide = ROOT / "docs" / "analytics.md"
     text = guide.read_text()

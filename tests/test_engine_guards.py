@@ -23,11 +23,11 @@ from typer.testing import CliRunner
 from pwh.flows.engine import MASS_DELETE_FLOOR, MassDeleteError, check_deletions, run_sync
 from pwh.flows.rayteams_sync import PARTIAL_TABLES, RayteamsAdapter
 from pwh.schemas import rayteams as tables
+from pwh.schemas.rows import RejectedRecord
+from pwh.simulators.rayteams.dataset import DatasetConfig, RayteamsDataset
+from pwh.simulators.rayteams.simulator import API_PREFIX, SimulatorOptions, build_app
+from pwh.simulators.simulation import serving
 from pwh.sources.rayteams.client import STRATEGIES, RayteamsClient
-from pwh.sources.rayteams.dataset import DatasetConfig, RayteamsDataset
-from pwh.sources.rayteams.simulator import API_PREFIX, SimulatorOptions, build_app
-from pwh.sources.simulation import serving
-from pwh.transforms.frames import RejectedRecord
 from pwh.transforms.pseudonym import Pseudonymizer
 from pwh.warehouse.connection import connect
 from pwh.warehouse.load import replace_units

@@ -24,10 +24,10 @@ from pwh.flows.rayteams import sync_rayteams
 from pwh.flows.rayteams_sync import project_cursor
 from pwh.schemas import openproject
 from pwh.schemas.validate import split_valid
-from pwh.sources.openproject import dataset as op_dataset
-from pwh.sources.openproject import simulator as op_simulator
-from pwh.sources.rayteams.dataset import DatasetConfig, RayteamsDataset
-from pwh.sources.rayteams.simulator import SimulatorOptions, running_simulator
+from pwh.simulators.openproject import dataset as op_dataset
+from pwh.simulators.openproject import simulator as op_simulator
+from pwh.simulators.rayteams.dataset import DatasetConfig, RayteamsDataset
+from pwh.simulators.rayteams.simulator import SimulatorOptions, running_simulator
 from pwh.transforms.coerce import (
     EARLIEST_MS,
     FUTURE_YEARS,

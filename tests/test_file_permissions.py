@@ -13,8 +13,8 @@ import pytest
 from pwh.flows import progress
 from pwh.flows.rayteams import sync_rayteams
 from pwh.flows.rayteams_sync import default_key_file
-from pwh.sources.rayteams.dataset import DatasetConfig, RayteamsDataset
-from pwh.sources.rayteams.simulator import SimulatorOptions, running_simulator
+from pwh.simulators.rayteams.dataset import DatasetConfig, RayteamsDataset
+from pwh.simulators.rayteams.simulator import SimulatorOptions, running_simulator
 
 
 def mode(path: Path) -> int:

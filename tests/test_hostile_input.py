@@ -34,9 +34,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pwh.schemas import rayteams as tables
+from pwh.schemas.rows import RejectedRecord
 from pwh.schemas.validate import split_valid
-from pwh.sources.rayteams.dataset import DatasetConfig, RayteamsDataset
-from pwh.transforms.frames import RejectedRecord
+from pwh.simulators.rayteams.dataset import DatasetConfig, RayteamsDataset
 from pwh.transforms.pseudonym import Pseudonymizer
 from pwh.transforms.rayteams import PROJECT_SK, FetchedProject, transform_projects
 from pwh.transforms.redact import redact

@@ -13,12 +13,12 @@ from aiohttp import web
 
 from pwh.flows.engine import run_sync
 from pwh.flows.incoplax_sync import IncoplaxAdapter
+from pwh.simulators.simulation import serving
 from pwh.sources.clarity.client import ClarityClient
 from pwh.sources.errors import ApiError
 from pwh.sources.incoplax.client import IncoplaxClient
 from pwh.sources.openproject.client import OpenProjectClient
 from pwh.sources.paging import collect_pages
-from pwh.sources.simulation import serving
 from pwh.warehouse.connection import connect
 from pwh.warehouse.migrations import migrate
 

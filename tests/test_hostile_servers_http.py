@@ -28,6 +28,9 @@ from aiohttp import ClientSession, web
 from pwh.flows.rayteams_sync import RayteamsAdapter
 from pwh.flows.runner import sync_into_warehouse
 from pwh.schemas import rayteams as tables
+from pwh.simulators.rayteams.dataset import DatasetConfig, RayteamsDataset
+from pwh.simulators.rayteams.simulator import SimulatorOptions, running_simulator
+from pwh.simulators.simulation import serving
 from pwh.sources.clarity.client import ClarityClient
 from pwh.sources.errors import (
     RedirectRefusedError,
@@ -46,9 +49,6 @@ from pwh.sources.http import (
 from pwh.sources.incoplax.client import IncoplaxClient
 from pwh.sources.openproject.client import OpenProjectClient
 from pwh.sources.rayteams.client import RayteamsClient
-from pwh.sources.rayteams.dataset import DatasetConfig, RayteamsDataset
-from pwh.sources.rayteams.simulator import SimulatorOptions, running_simulator
-from pwh.sources.simulation import serving
 from pwh.transforms.pseudonym import Pseudonymizer
 
 FAST = dict(backoff_initial_s=0.001, backoff_max_s=0.01, timeout_s=10.0, max_attempts=3)

@@ -13,6 +13,7 @@ import orjson
 import pytest
 from aiohttp import web
 
+from pwh.simulators.simulation import HTML_ERROR_PAGE, serving
 from pwh.sources.errors import (
     AuthError,
     ResponseTooLargeError,
@@ -28,7 +29,6 @@ from pwh.sources.http import (
     max_response_bytes_from_env,
 )
 from pwh.sources.rayteams.client import ProjectNotFoundError, RayteamsClient
-from pwh.sources.simulation import HTML_ERROR_PAGE, serving
 
 GOOD = {"status": "success", "data": [{"_id": "p1"}]}
 GOOD_BODY = orjson.dumps(GOOD)

@@ -12,11 +12,11 @@ from collections import Counter
 import pytest
 from aiohttp import web
 
+from pwh.simulators.simulation import HTML_ERROR_PAGE, serving
 from pwh.sources.errors import ApiError, NotFoundError, RetriesExhaustedError, SourceError
 from pwh.sources.http import HttpClient, HttpSettings, StaticHeaders, decode_json
 from pwh.sources.openproject.client import read_hal
 from pwh.sources.rayteams.client import RayteamsClient, read_envelope
-from pwh.sources.simulation import HTML_ERROR_PAGE, serving
 
 FAST = dict(backoff_initial_s=0.001, backoff_max_s=0.01, timeout_s=5.0, max_attempts=6)
 

@@ -16,6 +16,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from pwh.simulators.incoplax.dataset import DatasetConfig, IncoplaxDataset
+from pwh.simulators.incoplax.simulator import SIMULATOR_KEY, SimulatorOptions, build_app
+from pwh.simulators.simulation import serving
 from pwh.sources.errors import ApiError, AuthError, NotFoundError
 from pwh.sources.incoplax.client import (
     PROJECTS_PATH,
@@ -23,9 +26,6 @@ from pwh.sources.incoplax.client import (
     LookupNotFoundError,
     unflatten,
 )
-from pwh.sources.incoplax.dataset import DatasetConfig, IncoplaxDataset
-from pwh.sources.incoplax.simulator import SIMULATOR_KEY, SimulatorOptions, build_app
-from pwh.sources.simulation import serving
 
 TOKEN = "inc-SECRET-token-51c2"
 

@@ -18,10 +18,10 @@ from pwh.flows.engine import run_sync
 from pwh.flows.incoplax import sync_incoplax
 from pwh.flows.incoplax_sync import IncoplaxAdapter
 from pwh.schemas import incoplax as tables
+from pwh.simulators.incoplax.dataset import DatasetConfig, IncoplaxDataset
+from pwh.simulators.incoplax.simulator import SIMULATOR_KEY, SimulatorOptions, build_app
+from pwh.simulators.simulation import serving
 from pwh.sources.incoplax.client import IncoplaxClient
-from pwh.sources.incoplax.dataset import DatasetConfig, IncoplaxDataset
-from pwh.sources.incoplax.simulator import SIMULATOR_KEY, SimulatorOptions, build_app
-from pwh.sources.simulation import serving
 from pwh.warehouse.connection import connect
 from pwh.warehouse.migrations import migrate
 from tests.warehouse_checks import content_hashes

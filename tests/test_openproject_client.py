@@ -6,16 +6,16 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from pwh.sources.errors import AuthError
-from pwh.sources.openproject.client import MEDIA_TYPE, OpenProjectClient
-from pwh.sources.openproject.dataset import DatasetConfig, OpenProjectDataset
-from pwh.sources.openproject.simulator import (
+from pwh.simulators.openproject.dataset import DatasetConfig, OpenProjectDataset
+from pwh.simulators.openproject.simulator import (
     SIMULATOR_KEY,
     SimulatorOptions,
     build_app,
     running_simulator,
 )
-from pwh.sources.simulation import serving
+from pwh.simulators.simulation import serving
+from pwh.sources.errors import AuthError
+from pwh.sources.openproject.client import MEDIA_TYPE, OpenProjectClient
 
 KEY = "op-key-SECRET-51c0"
 

@@ -10,9 +10,9 @@ import pytest
 
 from pwh.flows.openproject import sync_openproject
 from pwh.schemas import openproject
+from pwh.simulators.openproject.dataset import DatasetConfig, OpenProjectDataset
+from pwh.simulators.openproject.simulator import SimulatorOptions, running_simulator
 from pwh.sources.openproject.client import UNDISCLOSED
-from pwh.sources.openproject.dataset import DatasetConfig, OpenProjectDataset
-from pwh.sources.openproject.simulator import SimulatorOptions, running_simulator
 from tests.warehouse_checks import content_hashes, table_counts
 
 KEY = "op-key-SECRET-9e1d77"

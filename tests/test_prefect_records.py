@@ -22,10 +22,10 @@ from prefect.client.schemas.filters import (
 from prefect.logging.handlers import APILogHandler
 
 from pwh.flows.incoplax import sync_incoplax
+from pwh.simulators.incoplax.dataset import DatasetConfig, IncoplaxDataset
+from pwh.simulators.incoplax.simulator import SimulatorOptions, build_app
+from pwh.simulators.simulation import serving
 from pwh.sources.errors import AuthError
-from pwh.sources.incoplax.dataset import DatasetConfig, IncoplaxDataset
-from pwh.sources.incoplax.simulator import SimulatorOptions, build_app
-from pwh.sources.simulation import serving
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

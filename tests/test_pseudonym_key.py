@@ -14,9 +14,10 @@ import duckdb
 import pytest
 
 from pwh.flows.rayteams_sync import default_key_file
-from pwh.sources.rayteams.dataset import DatasetConfig, RayteamsDataset
-from pwh.sources.rayteams.simulator import SimulatorOptions
-from pwh.transforms.pseudonym import FINGERPRINT_LABEL, Pseudonymizer
+from pwh.settings import FINGERPRINT_LABEL
+from pwh.simulators.rayteams.dataset import DatasetConfig, RayteamsDataset
+from pwh.simulators.rayteams.simulator import SimulatorOptions
+from pwh.transforms.pseudonym import Pseudonymizer
 from pwh.warehouse.replica import replica_path
 from tests.live import CLIENT_ID, TOKEN, SimulatorThread, pwh, pwh_env
 

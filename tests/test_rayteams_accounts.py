@@ -25,9 +25,11 @@ from pwh.config import ConfigError, load_config
 from pwh.flows.rayteams import sync_rayteams_accounts
 from pwh.flows.rayteams_sync import AccountsFailedError
 from pwh.schemas import rayteams as tables
+from pwh.simulators.rayteams.dataset import DatasetConfig, RayteamsDataset
+from pwh.simulators.rayteams.simulator import SimulatorOptions, running_simulator, token_url
 from pwh.sources.http import HttpSettings
+from pwh.sources.rayteams.accounts import rayteams_account, rayteams_accounts
 from pwh.sources.rayteams.client import RayteamsClient
-from pwh.sources.rayteams.dataset import DatasetConfig, RayteamsDataset
 from pwh.sources.rayteams.oauth import (
     OAuthCredentials,
     SecretNames,
@@ -35,7 +37,6 @@ from pwh.sources.rayteams.oauth import (
     api_base_url,
     token_endpoint,
 )
-from pwh.sources.rayteams.simulator import SimulatorOptions, running_simulator, token_url
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -321,7 +322,7 @@ def test_config_derives_region_hosts_and_refuses_secrets_and_typos(tmp_path):
 
     config = tmp_path / "pwh.toml"
     config.write_text('[rayteams.accounts.tokyo]\nregion = "ap-northeast-1"\n\n[schedules.rayteams]\ncron = "0 * * * *"\n')
-    account = load_config(config).rayteams_account("tokyo")
+    account = rayteams_account(load_config(config), "tokyo")
     assert account.base_url == "https://api-ap-northeast-1-project.rayteams.com/v1.0"
     assert account.token_url == "https://oauth-ap-northeast-1-development.rayteams.com/oauth2/token"
     assert account.refresh_token_variable == "RAYTEAMS_TOKYO_REFRESH_TOKEN"
@@ -338,10 +339,10 @@ def test_config_derives_region_hosts_and_refuses_secrets_and_typos(tmp_path):
     for text, expected in cases.items():
         config.write_text(text)
         with pytest.raises(ConfigError, match=expected.replace("(", r"\(").replace(")", r"\)")):
-            load_config(config)
+            rayteams_accounts(load_config(config))
     with pytest.raises(ConfigError, match="no RAYTeams account 'nope'"):
         config.write_text('[rayteams.accounts.a]\nregion = "eu-west-1"\n')
-        load_config(config).rayteams_account("nope")
+        rayteams_account(load_config(config), "nope")
 
 
 def test_cli_without_base_url_or_accounts_says_what_to_configure(tmp_path, monkeypatch):

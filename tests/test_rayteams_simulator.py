@@ -13,14 +13,14 @@ import aiohttp
 import orjson
 import pytest
 
-from pwh.sources.rayteams.dataset import (
+from pwh.simulators.rayteams.dataset import (
     SUB_KINDS,
     TABLES,
     UNDOCUMENTED_SK_PREFIXES,
     DatasetConfig,
     RayteamsDataset,
 )
-from pwh.sources.rayteams.simulator import FAULT_KINDS, SimulatorOptions, running_simulator
+from pwh.simulators.rayteams.simulator import FAULT_KINDS, SimulatorOptions, running_simulator
 
 AUTH = {"Authorization": "Bearer sim-token", "x-rayteams-client-id": "sim-client"}
 KIND_PREFIX = {

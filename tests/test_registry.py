@@ -17,7 +17,7 @@ from pwh.cli import app
 from pwh.demo import DEMO_SOURCES, EXAMPLE_QUERIES
 from pwh.flows.registry import COMMON_PARAMETERS, SOURCES, flow_entrypoints, schedulable_flows
 from pwh.flows.schedules import SCHEDULABLE_FLOWS
-from pwh.schemas.catalog import all_tables, tables_of
+from pwh.warehouse.catalog import all_tables, tables_of
 from pwh.warehouse.marts import PROJECTS, VIEWS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from pwh.sources.rayteams.dataset import DatasetConfig, RayteamsDataset
-from pwh.sources.rayteams.simulator import SimulatorOptions, running_simulator
+from pwh.simulators.rayteams.dataset import DatasetConfig, RayteamsDataset
+from pwh.simulators.rayteams.simulator import SimulatorOptions, running_simulator
 from pwh.warehouse.replica import replica_path
 
 TOKEN, CLIENT_ID = "tok-replica-SECRET-5c1d", "client-replica"

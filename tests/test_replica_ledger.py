@@ -17,8 +17,8 @@ import duckdb
 import pytest
 
 from pwh.dashboard import render, snapshot
-from pwh.sources.rayteams.dataset import DatasetConfig, RayteamsDataset
-from pwh.sources.rayteams.simulator import SimulatorOptions
+from pwh.simulators.rayteams.dataset import DatasetConfig, RayteamsDataset
+from pwh.simulators.rayteams.simulator import SimulatorOptions
 from pwh.warehouse.connection import connect
 from pwh.warehouse.lock import open_writer
 from pwh.warehouse.migrations import migrate

@@ -20,9 +20,9 @@ import pytest
 from aiohttp import web
 
 from pwh.flows.rayteams import sync_rayteams
-from pwh.sources.rayteams.dataset import DatasetConfig, RayteamsDataset
-from pwh.sources.rayteams.simulator import SimulatorOptions, running_simulator
-from pwh.sources.simulation import serving
+from pwh.simulators.rayteams.dataset import DatasetConfig, RayteamsDataset
+from pwh.simulators.rayteams.simulator import SimulatorOptions, running_simulator
+from pwh.simulators.simulation import serving
 
 TOKEN = "tok-LEAKCHECK-9b8e7d6c5a4f3e2d"
 CLIENT_ID = "cid-LEAKCHECK-1a2b3c4d"

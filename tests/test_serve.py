@@ -29,8 +29,8 @@ from pwh.flows.schedules import (
     select,
     to_deployment,
 )
-from pwh.sources.rayteams.dataset import DatasetConfig, RayteamsDataset
-from pwh.sources.rayteams.simulator import SimulatorOptions
+from pwh.simulators.rayteams.dataset import DatasetConfig, RayteamsDataset
+from pwh.simulators.rayteams.simulator import SimulatorOptions
 from pwh.warehouse.connection import WarehouseBusyError
 from pwh.warehouse.lock import lock_path, writer_lock
 from tests.live import (

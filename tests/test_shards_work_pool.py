@@ -14,8 +14,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from pwh.sources.rayteams.dataset import DatasetConfig, RayteamsDataset
-from pwh.sources.rayteams.simulator import SimulatorOptions
+from pwh.simulators.rayteams.dataset import DatasetConfig, RayteamsDataset
+from pwh.simulators.rayteams.simulator import SimulatorOptions
 from tests.live import CLIENT_ID, TOKEN, VENV_BIN, SimulatorThread, flow_runs, pwh, pwh_env, stop
 from tests.warehouse_checks import content_hashes
 

@@ -17,8 +17,8 @@ import orjson
 import pytest
 
 from pwh.schemas.rayteams import PROJECTS as PROJECTS_TABLE
-from pwh.sources.rayteams.dataset import DatasetConfig, RayteamsDataset
-from pwh.sources.rayteams.simulator import SimulatorOptions
+from pwh.simulators.rayteams.dataset import DatasetConfig, RayteamsDataset
+from pwh.simulators.rayteams.simulator import SimulatorOptions
 from tests.live import CLIENT_ID, TOKEN, SimulatorThread, flow_runs, pwh, pwh_env
 from tests.warehouse_checks import content_hashes
 

@@ -18,8 +18,8 @@ import pytest
 from aiohttp import web
 
 from pwh.flows.registry import SOURCES, Source
-from pwh.schemas.catalog import tables_of
 from pwh.sources.errors import AuthError
+from pwh.warehouse.catalog import tables_of
 from tests.warehouse_checks import content_hashes
 
 N_PROJECTS = 10

@@ -17,11 +17,11 @@ import pytest
 
 from pwh.flows.engine import PLAIN_STAGES, run_sync
 from pwh.flows.incoplax_sync import IncoplaxAdapter
+from pwh.simulators.incoplax.dataset import DatasetConfig, IncoplaxDataset
+from pwh.simulators.incoplax.simulator import SimulatorOptions, build_app
+from pwh.simulators.simulation import serving
 from pwh.sources.errors import AuthError
 from pwh.sources.incoplax.client import IncoplaxClient
-from pwh.sources.incoplax.dataset import DatasetConfig, IncoplaxDataset
-from pwh.sources.incoplax.simulator import SimulatorOptions, build_app
-from pwh.sources.simulation import serving
 from pwh.warehouse.connection import connect
 from pwh.warehouse.lock import open_writer
 from pwh.warehouse.migrations import migrate

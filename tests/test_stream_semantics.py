@@ -25,10 +25,10 @@ from pwh.flows.engine import run_sync
 from pwh.flows.rayteams_sync import RayteamsAdapter
 from pwh.flows.registry import RAYTEAMS
 from pwh.flows.streams import UnknownStreamError, choose_streams
+from pwh.simulators.rayteams.dataset import DatasetConfig, RayteamsDataset
+from pwh.simulators.rayteams.simulator import API_PREFIX, SimulatorOptions, build_app
+from pwh.simulators.simulation import serving
 from pwh.sources.rayteams.client import RayteamsClient
-from pwh.sources.rayteams.dataset import DatasetConfig, RayteamsDataset
-from pwh.sources.rayteams.simulator import API_PREFIX, SimulatorOptions, build_app
-from pwh.sources.simulation import serving
 from pwh.transforms.pseudonym import Pseudonymizer
 from pwh.warehouse.connection import connect
 from pwh.warehouse.migrations import migrate

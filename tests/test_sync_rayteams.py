@@ -10,8 +10,8 @@ import duckdb
 import pytest
 
 from pwh.flows.rayteams import sync_rayteams
-from pwh.sources.rayteams.dataset import DatasetConfig, RayteamsDataset
-from pwh.sources.rayteams.simulator import FAULT_KINDS, SimulatorOptions, running_simulator
+from pwh.simulators.rayteams.dataset import DatasetConfig, RayteamsDataset
+from pwh.simulators.rayteams.simulator import FAULT_KINDS, SimulatorOptions, running_simulator
 from tests.warehouse_checks import content_hashes, table_counts
 
 TOKEN = "tok-SECRET-7f3a9c1e5b"

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pwh.schemas.catalog import all_tables
 from pwh.schemas.spec import UTC_MS, Table
 from pwh.schemas.validate import passes_all_checks
+from pwh.warehouse.catalog import all_tables
 
 TABLES = [t for t in all_tables() if t.unit_column is not None]
 FAST = settings(max_examples=20, deadline=None, derandomize=True, database=None,

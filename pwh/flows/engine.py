@@ -20,12 +20,14 @@ import duckdb
 import orjson
 import polars as pl
 
+from pwh.errors import PwhError
 from pwh.flows.streams import Stream, StreamGate, UnitStreams
+from pwh.schemas.rows import RejectedRecord, RowIssue
 from pwh.schemas.spec import Table
 from pwh.schemas.validate import split_valid
 from pwh.sources.errors import AuthError, NotFoundError, SourceError
 from pwh.sources.http import SourceClient
-from pwh.transforms.frames import RejectedRecord, RowIssue, TableBatch
+from pwh.transforms.frames import TableBatch
 from pwh.warehouse.crashpoints import crash_point
 from pwh.warehouse.load import UnitState
 from pwh.warehouse.runs import RunRecord
@@ -49,7 +51,7 @@ class ListingNotFoundError(SourceError):
     """The project list itself answered 404: a wrong base URL, not a vanished project."""
 
 
-class MassDeleteError(RuntimeError):
+class MassDeleteError(PwhError, RuntimeError):
     """A run would mark more of an account's projects deleted than the guard allows."""
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pwh.config import ConfigError, load_config
+from pwh.errors import PwhError
 from pwh.flows.host import flow_run_context
 from pwh.flows.rayteams_sync import (
     DEFAULT_BATCH_SIZE,
@@ -19,9 +20,11 @@ from pwh.flows.rayteams_sync import (
 from pwh.flows.secrets import read_secret
 from pwh.flows.shards import Shard, run_sharded, stage_shard
 from pwh.schemas import rayteams as tables
+from pwh.settings import KEY_VARIABLE, choose_key
 from pwh.sources.http import HttpSettings
+from pwh.sources.rayteams.accounts import rayteams_account, rayteams_accounts
 from pwh.sources.rayteams.client import CLIENT_ID_VARIABLE, DEFAULT_STRATEGY, TOKEN_VARIABLE, RayteamsClient
-from pwh.transforms.pseudonym import KEY_VARIABLE, Pseudonymizer, choose_key
+from pwh.transforms.pseudonym import Pseudonymizer
 from pwh.warehouse.pseudonym_keys import PseudonymKeyError
 
 SHARD_FLOW = "stage-rayteams-shard"
@@ -57,7 +60,7 @@ async def stage_rayteams_shard(
         client = RayteamsClient.connect(base_url, token=read_secret(TOKEN_VARIABLE),
                                         client_id=read_secret(CLIENT_ID_VARIABLE), settings=settings)
     else:
-        configured = load_config(config_path).rayteams_account(account)
+        configured = rayteams_account(load_config(config_path), account)
         client = RayteamsClient.connect(configured.base_url, oauth=oauth_credentials(configured, settings),
                                         settings=settings)
         region = configured.region
@@ -98,7 +101,7 @@ async def sync_rayteams_sharded(
         accounts = [account or "default"]
     else:
         config = load_config(config_path)
-        accounts = [config.rayteams_account(account).name] if account else sorted(config.rayteams_accounts)
+        accounts = [rayteams_account(config, account).name] if account else sorted(rayteams_accounts(config))
         if not accounts:
             raise ConfigError(f"{config.path}: no RAYTeams accounts; add [rayteams.accounts.<name>] tables")
     key = choose_key(default_key_file(db_path))
@@ -123,7 +126,7 @@ async def sync_rayteams_sharded(
                              accounts=accounts, parts=parts, start_shard=start_shard, pseudonym_key=key)
 
 
-class ShardRunError(RuntimeError):
+class ShardRunError(PwhError, RuntimeError):
     """A shard's flow run on the work pool did not complete."""
 
 

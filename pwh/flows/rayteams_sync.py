@@ -9,7 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pwh.config import CONFIG_FILE, ConfigError, RayteamsAccount, load_config
+from pwh.config import ConfigError, load_config
+from pwh.errors import PwhError
 from pwh.flows.engine import ClientAdapter, Listing, Unit, listed_units
 from pwh.flows.host import flow_run_context
 from pwh.flows.registry import RAYTEAMS
@@ -17,7 +18,9 @@ from pwh.flows.runner import sync_into_warehouse
 from pwh.flows.secrets import read_secret
 from pwh.flows.streams import UnitStreams
 from pwh.schemas import rayteams as tables
+from pwh.settings import choose_key
 from pwh.sources.http import HttpSettings
+from pwh.sources.rayteams.accounts import RayteamsAccount, rayteams_account, rayteams_accounts
 from pwh.sources.rayteams.client import (
     CLIENT_ID_VARIABLE,
     DEFAULT_STRATEGY,
@@ -28,7 +31,7 @@ from pwh.sources.rayteams.client import (
 from pwh.sources.rayteams.oauth import OAuthCredentials, SecretNames
 from pwh.transforms.coerce import CoercionError, as_timestamp_ms
 from pwh.transforms.frames import TableBatch
-from pwh.transforms.pseudonym import Pseudonymizer, choose_key
+from pwh.transforms.pseudonym import Pseudonymizer
 from pwh.transforms.rayteams import FetchedProject, route, transform_projects
 from pwh.transforms.redact import Redactor
 from pwh.warehouse.load import UnitState
@@ -193,7 +196,7 @@ async def sync_rayteams_account(
     The client secret and refresh token come from ``RAYTEAMS_<NAME>_CLIENT_SECRET`` and
     ``RAYTEAMS_<NAME>_REFRESH_TOKEN`` (or Secret blocks), never from parameters.
     """
-    configured = load_config(config_path).rayteams_account(account)
+    configured = rayteams_account(load_config(config_path), account)
     settings = HttpSettings.for_run(concurrency, timeout_s, max_attempts, max_response_bytes)
     client = RayteamsClient.connect(configured.base_url, oauth=oauth_credentials(configured, settings),
                                     settings=settings)
@@ -203,7 +206,7 @@ async def sync_rayteams_account(
     return {"account": configured.name, "region": configured.region, **summary}
 
 
-class AccountsFailedError(RuntimeError):
+class AccountsFailedError(PwhError, RuntimeError):
     """Some accounts' syncs failed (the others ran); ``outcome`` holds every account's result."""
 
     def __init__(self, message: str, outcome: dict[str, Any]):
@@ -236,11 +239,11 @@ async def sync_rayteams_accounts(
     """
     config = load_config(config_path)
     if account is not None:
-        names = [config.rayteams_account(account).name]
+        names = [rayteams_account(config, account).name]
     else:
-        names = sorted(config.rayteams_accounts)
+        names = sorted(rayteams_accounts(config))
     if not names:
-        raise ConfigError(f"{config.path or CONFIG_FILE}: no RAYTeams accounts; add [rayteams.accounts.<name>] tables")
+        raise ConfigError(f"{config.where}: no RAYTeams accounts; add [rayteams.accounts.<name>] tables")
     sync_account = sync_rayteams_account
     if flow_run_context() is not None:
         from pwh.flows.rayteams import (

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from pwh.errors import PwhError
 from pwh.flows.streams import Stream
 
 # The flow parameters every source's sync takes, with their meaning (defaults vary per source).
@@ -27,7 +28,7 @@ COMMON_PARAMETERS = (
 )
 
 
-class UnknownSourceError(ValueError):
+class UnknownSourceError(PwhError, ValueError):
     """A source name the registry does not hold."""
 
 
@@ -162,7 +163,7 @@ RAYTEAMS = Source(
         Stream("files", ("files",), "Downloadable files and their sizes (the FILE scope: GET /file/{_id}).",
                calls=r"/file/[^/]+"),
     ),
-    simulator="pwh.sources.rayteams.simulator:simulated",
+    simulator="pwh.simulators.rayteams.simulator:simulated",
     base_url_example="https://api-ap-northeast-2-project.rayteams.com/v1.0",
     base_url_help="one account, fixed RAYTEAMS_TOKEN; without it: the accounts of pwh.toml",
     concurrency=32,
@@ -181,7 +182,7 @@ RAYTEAMS = Source(
         Option("token", "Token the simulator accepts.", "sim-token"),
         Option("client_id", "Client id the simulator accepts.", "sim-client"),
     ),
-    serve="pwh.sources.rayteams.simulator:serve_command",
+    serve="pwh.simulators.rayteams.simulator:serve_command",
 )
 
 OPENPROJECT = Source(
@@ -207,7 +208,7 @@ OPENPROJECT = Source(
                calls=r"/api/v3/projects/[^/]+/types$"),
         Stream("memberships", ("memberships",), "Members and their roles.", calls=r"/api/v3/memberships$"),
     ),
-    simulator="pwh.sources.openproject.simulator:simulated",
+    simulator="pwh.simulators.openproject.simulator:simulated",
     base_url_example="https://openproject.example.org",
     base_url_help="the instance root (the client adds /api/v3)",
     default_cron="15 * * * *",
@@ -225,7 +226,7 @@ OPENPROJECT = Source(
         Option("max_page_size", "Largest pageSize served.", 100, kind="int", minimum=1),
         Option("api_key", "API key the simulator accepts (basic auth apikey:<key>).", "sim-api-key"),
     ),
-    serve="pwh.sources.openproject.simulator:serve_command",
+    serve="pwh.simulators.openproject.simulator:serve_command",
 )
 
 CLARITY = Source(
@@ -238,7 +239,7 @@ CLARITY = Source(
     flow_name="sync-clarity",
     secrets=("CLARITY_USERNAME", "CLARITY_PASSWORD"),
     streams=(),
-    simulator="pwh.sources.clarity.simulator:simulated",
+    simulator="pwh.simulators.clarity.simulator:simulated",
     base_url_example="https://lims.example.org/api/v2",
     default_cron="30 * * * *",
     concurrency=8,
@@ -262,7 +263,7 @@ CLARITY = Source(
         Option("username", "User the simulator accepts.", "sim-user"),
         Option("password", "Password the simulator accepts.", "sim-password"),
     ),
-    serve="pwh.sources.clarity.simulator:serve_command",
+    serve="pwh.simulators.clarity.simulator:serve_command",
 )
 
 INCOPLAX = Source(
@@ -275,7 +276,7 @@ INCOPLAX = Source(
     flow_name="sync-incoplax",
     secrets=("INCOPLAX_TOKEN",),  # auth_scheme="basic": INCOPLAX_USERNAME and INCOPLAX_PASSWORD
     streams=(),
-    simulator="pwh.sources.incoplax.simulator:simulated",
+    simulator="pwh.simulators.incoplax.simulator:simulated",
     base_url_example="https://incoplax.example.com",
     base_url_help="the server root (the client adds /rest/v1/domain/projects)",
     default_cron="45 * * * *",
@@ -298,7 +299,7 @@ INCOPLAX = Source(
         Option("username", "User the simulator accepts (basic).", "sim-user"),
         Option("password", "Password the simulator accepts (basic).", "sim-password"),
     ),
-    serve="pwh.sources.incoplax.simulator:serve_command",
+    serve="pwh.simulators.incoplax.simulator:serve_command",
 )
 
 SOURCES: tuple[Source, ...] = (RAYTEAMS, OPENPROJECT, CLARITY, INCOPLAX)

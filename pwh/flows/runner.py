@@ -7,18 +7,18 @@ Prefect (pwh/flows/host.py)."""
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from typing import Any, Protocol
 
+from pwh.errors import PwhError
 from pwh.flows.engine import DEFAULT_MAX_DELETE_SHARE, PLAIN_STAGES, SourceAdapter, run_sync
 from pwh.flows.host import flow_run_context
 from pwh.flows.progress import new_progress
 from pwh.flows.streams import choose_streams
 from pwh.schemas.spec import Table
-from pwh.transforms.pseudonym import PseudonymKey
+from pwh.settings import LOCK_WAIT_S, MAX_DELETE_SHARE, PseudonymKey
 from pwh.warehouse.integrity import check_primary
 from pwh.warehouse.lock import open_writer
 from pwh.warehouse.migrations import check_tables, migrate
@@ -32,13 +32,14 @@ from pwh.warehouse.runs import record_failure
 SCHEDULED_LOCK_WAIT_S = 900.0
 
 
-class PublishFailedError(RuntimeError):
+class PublishFailedError(PwhError, RuntimeError):
     """The sync committed, but the readers' replica could not be published."""
 
 
 def lock_wait_s() -> float:
-    if os.environ.get("PWH_LOCK_WAIT_S"):
-        return float(os.environ["PWH_LOCK_WAIT_S"])
+    configured = LOCK_WAIT_S.read()
+    if configured is not None:
+        return configured
     return SCHEDULED_LOCK_WAIT_S if started_by_deployment() else 0.0
 
 
@@ -53,13 +54,8 @@ def started_by_deployment() -> bool:
 
 def max_delete_share() -> float:
     """The mass-deletion guard's share (pwh/flows/engine.py); PWH_MAX_DELETE_SHARE overrides it."""
-    value = os.environ.get("PWH_MAX_DELETE_SHARE")
-    if not value:
-        return DEFAULT_MAX_DELETE_SHARE
-    share = float(value)
-    if not 0.0 <= share <= 1.0:
-        raise ValueError(f"PWH_MAX_DELETE_SHARE must be between 0 and 1, not {value!r}")
-    return share
+    share = MAX_DELETE_SHARE.read()
+    return DEFAULT_MAX_DELETE_SHARE if share is None else share
 
 
 class OpenableAdapter(SourceAdapter, Protocol):
@@ -94,6 +90,8 @@ async def sync_into_warehouse(
     context = flow_run_context()
     streams = choose_streams(adapter.source, adapter.streams, select or (), exclude or ())
     stages = PLAIN_STAGES
+    # Read before the warehouse is touched: a malformed value fails the run at its start.
+    wait_s, delete_share = lock_wait_s(), max_delete_share()
     async with AsyncExitStack() as stack:
         if context is not None:
             from pwh.flows.records import flow_run_logs, summary_artifact
@@ -104,7 +102,7 @@ async def sync_into_warehouse(
         else:
             run_id = str(uuid.uuid4())
         # Waiting for the lock must not block the flow's event loop.
-        con = await asyncio.to_thread(stack.enter_context, open_writer(db_path, wait_s=lock_wait_s()))
+        con = await asyncio.to_thread(stack.enter_context, open_writer(db_path, wait_s=wait_s))
         # A damaged file is neither written into nor published (pwh/warehouse/integrity.py).
         await asyncio.to_thread(check_primary, con, db_path)
         migrate(con)
@@ -121,7 +119,7 @@ async def sync_into_warehouse(
             run = await run_sync(
                 opened, con, run_id=run_id, mode=mode, batch_size=batch_size,
                 stages=stages, progress=new_progress(), allow_mass_delete=allow_mass_delete,
-                max_delete_share=max_delete_share(), streams=streams,
+                max_delete_share=delete_share, streams=streams,
             )
         if run.status in ("success", "partial"):
             # Still the only writer: marts and comments refreshed, then the readers'

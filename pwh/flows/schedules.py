@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from pwh.errors import PwhError
 from pwh.flows.registry import schedulable_flows
 
 # source name → "module:flow", from the source registry.
@@ -32,7 +33,7 @@ _RESERVED = ("source", "cron", "interval_seconds", "enabled")
 _SECRET_HINTS = ("token", "password", "passwd", "secret", "api_key", "apikey", "client_id", "credential", "pseudonym_key")
 
 
-class ScheduleError(ValueError):
+class ScheduleError(PwhError, ValueError):
     """A schedule that cannot be served as written."""
 
 

@@ -4,12 +4,12 @@ API, from a Prefect Secret block. A plain run (no Prefect) reads the environment
 
 from __future__ import annotations
 
-import os
-
+from pwh.errors import PwhError
 from pwh.flows.host import loaded_prefect_api_url
+from pwh.settings import environment_value
 
 
-class MissingSecretError(RuntimeError):
+class MissingSecretError(PwhError, RuntimeError):
     pass
 
 
@@ -19,7 +19,7 @@ def block_name(variable: str) -> str:
 
 
 def read_secret(variable: str) -> str:
-    value = os.environ.get(variable)
+    value = environment_value(variable)
     if value:
         return value
     # Prefect already loaded (a run with Prefect), with a server in its settings or

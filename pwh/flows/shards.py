@@ -24,12 +24,13 @@ from typing import Any
 
 import polars as pl
 
+from pwh.errors import PwhError
 from pwh.flows.engine import PLAIN_STAGES, Listing, SourceAdapter, run_sync
 from pwh.flows.host import flow_run_context
 from pwh.flows.progress import new_progress
 from pwh.flows.runner import lock_wait_s, max_delete_share
 from pwh.schemas.spec import Table
-from pwh.transforms.pseudonym import PseudonymKey
+from pwh.settings import PseudonymKey
 from pwh.warehouse.integrity import check_primary
 from pwh.warehouse.load import UnitState, read_state
 from pwh.warehouse.lock import open_writer
@@ -126,7 +127,7 @@ async def stage_shard(adapter: Any, shard: Shard, *, staging: str, mode: str, ba
     return run.summary()
 
 
-class ShardsFailedError(RuntimeError):
+class ShardsFailedError(PwhError, RuntimeError):
     """Some shards did not finish; what finished was loaded. ``outcome`` holds every shard's."""
 
     def __init__(self, message: str, outcome: dict[str, Any]):

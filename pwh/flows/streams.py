@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from pwh.errors import PwhError
 from pwh.sources.errors import ApiError, NotFoundError
 
 T = TypeVar("T")
@@ -34,7 +35,7 @@ class Stream:
     calls: str = ""
 
 
-class UnknownStreamError(ValueError):
+class UnknownStreamError(PwhError, ValueError):
     """--select/--exclude named a stream the source does not have."""
 
 

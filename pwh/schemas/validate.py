@@ -17,11 +17,12 @@ import polars as pl
 from pandera.api.polars.types import PolarsData
 from pandera.backends.polars import builtin_checks  # noqa: F401  (registers the checks for PolarsData)
 
+from pwh.errors import PwhError
+from pwh.schemas.rows import RejectedRecord, RowBuffer, raw_json
 from pwh.schemas.spec import Table
-from pwh.transforms.frames import RejectedRecord, RowBuffer, raw_json
 
 
-class SchemaMismatchError(RuntimeError):
+class SchemaMismatchError(PwhError, RuntimeError):
     """A batch whose columns or dtypes differ from its table: a bug in a transform, not bad
     input, so the batch fails as a whole rather than quarantining every row."""
 

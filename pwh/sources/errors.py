@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from pwh.errors import PwhError
+
 # What of a server's answer may appear in our messages: a machine error code (``NO_ITEM``,
 # ``MissingPermission``, ``404``), nothing else. A server's free text may quote patient
 # data or the credentials it was sent; it is dropped, not filtered.
@@ -25,7 +27,7 @@ def safe_token(value: object) -> str | None:
     return text if _TOKEN.fullmatch(text) else None
 
 
-class SourceError(Exception):
+class SourceError(PwhError):
     """Base of every error a source client raises."""
 
 

@@ -33,6 +33,7 @@ from tenacity import (
 )
 from yarl import URL
 
+from pwh.settings import MAX_RESPONSE_BYTES
 from pwh.sources.errors import (
     ApiError,
     AuthError,
@@ -52,22 +53,14 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # Same-origin redirects followed per request (aiohttp's own default is 10).
 MAX_REDIRECTS = 10
 
-MAX_RESPONSE_VARIABLE = "PWH_MAX_RESPONSE_BYTES"
+MAX_RESPONSE_VARIABLE = MAX_RESPONSE_BYTES.name
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 
 
 def max_response_bytes_from_env() -> int:
     """The answer-size cap: ``PWH_MAX_RESPONSE_BYTES`` when set (bytes), else 64 MiB."""
-    raw = os.environ.get(MAX_RESPONSE_VARIABLE, "").strip()
-    if not raw:
-        return DEFAULT_MAX_RESPONSE_BYTES
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{MAX_RESPONSE_VARIABLE} must be a whole number of bytes, got {raw[:40]!r}") from None
-    if value < 1:
-        raise ValueError(f"{MAX_RESPONSE_VARIABLE} must be at least 1 byte")
-    return value
+    configured = MAX_RESPONSE_BYTES.read()
+    return DEFAULT_MAX_RESPONSE_BYTES if configured is None else configured
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,13 @@ import re
 import reprlib
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import date as Date
 from datetime import datetime, timezone
 from typing import Any
 
 import orjson
+
+from pwh.schemas.rows import FieldIssue
 
 _INT_TEXT = re.compile(r"^\s*[+-]?\d+\s*$")
 _NUMBER_TEXT = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$")
@@ -280,19 +281,6 @@ def as_json_text(value: Any, field: str) -> str | None:
         return as_json(value)
     except TypeError:  # orjson.JSONEncodeError is one
         raise _refuse(field, "cannot be stored as JSON (nested too deep or a number too large)", value) from None
-
-
-@dataclass(frozen=True)
-class FieldIssue:
-    """A field that could not be read: its column loads NULL, and this says why and what
-    the value looked like (a description, never a patient field's value)."""
-
-    field: str
-    reason: str
-    value: str
-
-    def __str__(self) -> str:
-        return f"{self.field}: {self.reason} (value: {self.value})"
 
 
 class FieldIssues(list[FieldIssue]):

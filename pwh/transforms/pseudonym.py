@@ -2,26 +2,22 @@
 (HMAC-SHA256 with a secret key), birth dates become a birth year.
 
 The key comes from ``PWH_PSEUDONYM_KEY`` (read inside the flow, never a flow parameter)
-or a key file beside the warehouse. A keyed hash, unlike a plain one, cannot be reversed by
-hashing a list of likely names. The warehouse records the key's fingerprint and refuses
-another key (pwh/warehouse/pseudonym_keys.py).
+or a key file beside the warehouse (``pwh.settings.choose_key``). A keyed hash, unlike a
+plain one, cannot be reversed by hashing a list of likely names. The warehouse records the
+key's fingerprint and refuses another key (pwh/warehouse/pseudonym_keys.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import re
-import secrets
-from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
 from typing import Any
 
+from pwh.settings import KEY_VARIABLE
 from pwh.transforms.coerce import CoercionError
 
-KEY_VARIABLE = "PWH_PSEUDONYM_KEY"
 EARLIEST_BIRTH_YEAR = 1850
 # The written forms of a birth date: (pattern, order of its groups). Only the year is kept,
 # but the day and month must make a date, so garbage with four digits in it is not a year.
@@ -116,56 +112,3 @@ def _is_date(year: int, month: int, day: int) -> bool:
     except ValueError:
         return False
     return True
-
-
-# What the fingerprint of a key is an HMAC of: a fixed label, so the fingerprint proves
-# which key made a warehouse's pseudonyms without being the key or a plain hash of it.
-FINGERPRINT_LABEL = b"pwh pseudonym key fingerprint v1"
-
-
-@dataclass(frozen=True)
-class PseudonymKey:
-    """The key pseudonyms are made with and where it came from: ``PWH_PSEUDONYM_KEY``, the
-    key file beside the warehouse, or (neither there) a fresh random key that is written to
-    the key file only once the warehouse accepts it (:meth:`keep`)."""
-
-    secret: bytes = field(repr=False)
-    origin: str  # "environment", "file" or "new"
-    file: Path | None = None
-
-    @property
-    def fingerprint(self) -> str:
-        return hmac.new(self.secret, FINGERPRINT_LABEL, hashlib.sha256).hexdigest()
-
-    def keep(self) -> None:
-        """Write a new key to its file (owner-readable only); a key read from somewhere stays there."""
-        if self.origin != "new" or self.file is None:
-            return
-        self.file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(self.secret.decode())
-
-
-def choose_key(key_file: Path | None = None) -> PseudonymKey:
-    """The pseudonym key from the environment or, when a key file is given, from it; with
-    neither, a new random key (not yet written: see :meth:`PseudonymKey.keep`)."""
-    from_env = os.environ.get(KEY_VARIABLE)
-    if from_env:
-        return PseudonymKey(from_env.encode(), "environment", key_file)
-    if key_file is None:
-        raise RuntimeError(
-            f"{KEY_VARIABLE} is not set: set it to a secret of at least 16 characters "
-            "(the same one on every run, or pseudonyms will not match across runs)"
-        )
-    if key_file.exists():
-        return PseudonymKey(key_file.read_text().strip().encode(), "file", key_file)
-    return PseudonymKey(secrets.token_hex(32).encode(), "new", key_file)
-
-
-def load_key(key_file: Path | None = None) -> bytes:
-    """The pseudonym key, a new key file created when there is none (for callers that do
-    not check the warehouse's fingerprint: the benchmark's fresh warehouses)."""
-    key = choose_key(key_file)
-    key.keep()
-    return key.secret

@@ -15,8 +15,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from pwh.schemas import rayteams as tables
+from pwh.schemas.rows import FieldIssue
 from pwh.transforms.coerce import (
-    FieldIssue,
     FieldIssues,
     as_bool,
     as_float,

@@ -1,5 +1,5 @@
 """Documentation inside the warehouse: ``COMMENT ON`` every table, view, table macro and column, from
-the same specs that render docs/tables.md (``schemas.catalog``), so what an analyst's tool
+the same specs that render docs/tables.md (``warehouse.catalog``), so what an analyst's tool
 shows (DBeaver, Superset, Metabase, ``duckdb_columns()``) cannot drift from the schema.
 
 Re-applied after every sync: comments vanish when an object is re-created (``CREATE OR
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import duckdb
 
-from pwh.schemas.catalog import all_tables, all_views
+from pwh.warehouse.catalog import all_tables, all_views
 from pwh.warehouse.marts import View
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import duckdb
 
+from pwh.errors import PwhError
 from pwh.warehouse.integrity import damaged
 
 DEFAULT_PATH = Path("warehouse.duckdb")
@@ -20,7 +21,7 @@ DEFAULT_PATH = Path("warehouse.duckdb")
 STORAGE_COMPATIBILITY = "v1.4.0"
 
 
-class WarehouseBusyError(RuntimeError):
+class WarehouseBusyError(PwhError, RuntimeError):
     """Another process has the warehouse file open."""
 
 

@@ -18,24 +18,23 @@ import errno
 import os
 import signal
 
-VARIABLE = "PWH_CRASH_AT"
-FAIL_VARIABLE = "PWH_FAIL_AT"
+from pwh.settings import CRASH_AT, FAIL_AT
 
 _hits: dict[str, int] = {}
 
 
 def crash_point(name: str) -> None:
-    target = os.environ.get(VARIABLE)
-    if not target:
+    target = CRASH_AT.read()
+    if target is None:
         return
-    point, _, nth = target.partition(":")
+    point, nth = target
     if point != name:
         return
     _hits[name] = _hits.get(name, 0) + 1
-    if _hits[name] == (int(nth) if nth else 1):
+    if _hits[name] == nth:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
 def fail_point(name: str) -> None:
-    if os.environ.get(FAIL_VARIABLE) == name:
+    if FAIL_AT.read() == name:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

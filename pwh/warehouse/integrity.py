@@ -15,8 +15,10 @@ from pathlib import Path
 
 import duckdb
 
+from pwh.errors import PwhError
 
-class WarehouseDamagedError(RuntimeError):
+
+class WarehouseDamagedError(PwhError, RuntimeError):
     """A warehouse file does not open, or a table of it does not read."""
 
 

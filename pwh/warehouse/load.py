@@ -15,8 +15,8 @@ import orjson
 import polars as pl
 
 from pwh.schemas import pipeline
+from pwh.schemas.rows import RejectedRecord, RowIssue
 from pwh.schemas.spec import Table
-from pwh.transforms.frames import RejectedRecord, RowIssue
 from pwh.warehouse.connection import transaction
 from pwh.warehouse.crashpoints import crash_point
 

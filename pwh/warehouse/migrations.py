@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import duckdb
 
+from pwh.errors import PwhError
 from pwh.schemas import clarity, incoplax, openproject, pipeline, rayteams
 from pwh.schemas.spec import Table
 from pwh.warehouse.connection import transaction
@@ -61,7 +62,7 @@ MIGRATIONS: list[Migration] = [
 ]
 
 
-class SchemaDriftError(RuntimeError):
+class SchemaDriftError(PwhError, RuntimeError):
     """The warehouse file's tables do not match the code's table specs."""
 
 

@@ -21,14 +21,15 @@ from datetime import datetime, timezone
 
 import duckdb
 
+from pwh.errors import PwhError
 from pwh.schemas.spec import Table
-from pwh.transforms.pseudonym import KEY_VARIABLE, PseudonymKey
+from pwh.settings import KEY_VARIABLE, PseudonymKey
 from pwh.warehouse.connection import transaction
 
 PSEUDONYM_SUFFIX = "_pseudonym"
 
 
-class PseudonymKeyError(RuntimeError):
+class PseudonymKeyError(PwhError, RuntimeError):
     """The key at hand is not the one that made this warehouse's pseudonyms."""
 
 

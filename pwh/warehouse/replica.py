@@ -52,6 +52,7 @@ from typing import Any
 import duckdb
 import pyarrow
 
+from pwh.errors import PwhError
 from pwh.warehouse.comments import apply_comments
 from pwh.warehouse.connection import WarehouseBusyError, connect, private_files, transaction
 from pwh.warehouse.crashpoints import fail_point
@@ -266,7 +267,7 @@ def restore_from_replica(db_path: Path | str) -> tuple[Path, list[Path]]:
     return replica, moved
 
 
-class NothingToRestoreError(RuntimeError):
+class NothingToRestoreError(PwhError, RuntimeError):
     """The primary is whole: restoring would throw away what the replica lacks."""
 
 

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 
 import duckdb
 
-from pwh.schemas.catalog import all_tables
+from pwh.warehouse.catalog import all_tables
 from pwh.warehouse.connection import transaction
 from pwh.warehouse.crashpoints import crash_point
 from pwh.warehouse.load import mark_units_deleted, write_units

@@ -9,8 +9,8 @@ from datetime import datetime
 import duckdb
 import polars as pl
 
+from pwh.schemas.rows import RejectedRecord, RowIssue
 from pwh.schemas.spec import Table
-from pwh.transforms.frames import RejectedRecord, RowIssue
 from pwh.warehouse import load, runs
 from pwh.warehouse.runs import RunRecord
 

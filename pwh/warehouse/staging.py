@@ -25,8 +25,9 @@ from urllib.parse import quote
 import orjson
 import polars as pl
 
+from pwh.errors import PwhError
+from pwh.schemas.rows import RejectedRecord, RowIssue
 from pwh.schemas.spec import Table
-from pwh.transforms.frames import RejectedRecord, RowIssue
 from pwh.warehouse.load import UnitState, issues_frame, quarantine_frame
 from pwh.warehouse.runs import RunRecord
 
@@ -36,7 +37,7 @@ QUARANTINE, FIELD_ISSUES, UNITS, DELETED = "_quarantine", "_field_issues", "_uni
 UNITS_SCHEMA = {"unit_key": pl.Utf8, "cursor": pl.Utf8}
 
 
-class StagingError(RuntimeError):
+class StagingError(PwhError, RuntimeError):
     """A staged shard cannot be read (an unknown format, a missing file)."""
 
 

@@ -1,1 +1,1 @@
-"""Illumina Clarity LIMS (GenoLogics) source: client, deterministic dataset, simulator."""
+"""Illumina Clarity LIMS (GenoLogics) source: its API client (its simulator: pwh/simulators/clarity)."""

@@ -6,7 +6,7 @@ Like the real API: HAL+JSON, strict ``Accept`` (406 to anything but
 number from 1; ``nextByOffset`` only when a next page exists; ``pageSize`` capped), work
 packages filtered to open ones unless ``filters`` is sent, 404 ``NotFound`` errors for what
 the key may not see (hidden parents, memberships of some projects). Deterministic
-first-attempt faults come from ``sources.simulation`` as for every simulator.
+first-attempt faults come from ``simulators.simulation`` as for every simulator.
 
 Admin endpoints (no auth) under ``/_sim/``: ``GET health``, ``GET stats``,
 ``POST stats/reset``, ``POST mutate`` (JSON ``{"seed", "update_share", "add_share",
@@ -26,9 +26,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from pwh.sources.openproject.client import MEDIA_TYPE, TOKEN_VARIABLE
-from pwh.sources.openproject.dataset import API, DatasetConfig, OpenProjectDataset
-from pwh.sources.simulation import (
+from pwh.simulators.openproject.dataset import API, DatasetConfig, OpenProjectDataset
+from pwh.simulators.simulation import (
     FAULT_KINDS,
     MUTATION_FIELDS,
     AdminHooks,
@@ -40,6 +39,7 @@ from pwh.sources.simulation import (
     serving,
     simulating,
 )
+from pwh.sources.openproject.client import MEDIA_TYPE, TOKEN_VARIABLE
 
 STAT_KINDS = ("list", "project", "work_packages", "versions", "categories", "types", "memberships")
 ERRORS = "urn:openproject-org:api:v3:errors:"

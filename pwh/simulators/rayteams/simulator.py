@@ -43,9 +43,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from pwh.sources.rayteams.client import CLIENT_ID_VARIABLE, TOKEN_VARIABLE
-from pwh.sources.rayteams.dataset import FILE_TYPES, SUB_KINDS, DatasetConfig, RayteamsDataset
-from pwh.sources.simulation import (
+from pwh.simulators.rayteams.dataset import FILE_TYPES, SUB_KINDS, DatasetConfig, RayteamsDataset
+from pwh.simulators.simulation import (
     FAULT_KINDS,
     AdminHooks,
     Simulated,
@@ -56,6 +55,7 @@ from pwh.sources.simulation import (
     serving,
     simulating,
 )
+from pwh.sources.rayteams.client import CLIENT_ID_VARIABLE, TOKEN_VARIABLE
 
 __all__ = [
     "SimulatorOptions",

@@ -1,6 +1,7 @@
-"""Every table the warehouse holds, found from the table specs themselves: each module of
+"""Every table and view the warehouse holds, found from the specs themselves: each module of
 ``schemas`` that defines ``TABLES`` contributes its tables (the pipeline's first, then the
-sources' in name order). The docs and the warehouse comments are rendered from here."""
+sources' in name order), and ``warehouse.marts`` its views. The docs and the warehouse
+comments are rendered from here."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from pwh import schemas
 from pwh.schemas.spec import Table
+from pwh.warehouse import marts
 
 if TYPE_CHECKING:
     from pwh.warehouse.marts import View
@@ -18,7 +20,7 @@ if TYPE_CHECKING:
 
 def _table_modules() -> list[ModuleType]:
     names = sorted(
-        name for _, name, _ in pkgutil.iter_modules(schemas.__path__) if name not in ("catalog", "spec", "validate")
+        name for _, name, _ in pkgutil.iter_modules(schemas.__path__) if name not in ("rows", "spec", "validate")
     )
     names.sort(key=lambda name: name != "pipeline")
     return [importlib.import_module(f"pwh.schemas.{name}") for name in names]
@@ -38,16 +40,12 @@ def all_tables() -> tuple[Table, ...]:
 
 def all_views() -> tuple[View, ...]:
     """The analysts' marts (``warehouse.marts``): views documented like the tables."""
-    from pwh.warehouse.marts import VIEWS
-
-    return VIEWS
+    return marts.VIEWS
 
 
 def schema_docs() -> dict[str, str]:
     """What each schema holds: its module's ``SCHEMA_DOC``, else the first paragraph of
     its docstring. (DuckDB 2.0 has no COMMENT ON SCHEMA: this shows in the docs only.)"""
-    from pwh.warehouse import marts
-
     docs = {}
     for module in (*_table_modules(), marts):
         schema = getattr(module, "SCHEMA", None)

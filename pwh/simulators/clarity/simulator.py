@@ -11,7 +11,7 @@
   ``start-index``/``open-date``/``last-modified`` is tolerated: the first one counts.
   A bad ``start-index``, date or time stamp answers 400 with an ``exc:exception``.
 - Unknown project → 404 ``exc:exception``.
-- Faults as for every simulator (``sources.simulation``); 429 and 500 carry an
+- Faults as for every simulator (``simulators.simulation``); 429 and 500 carry an
   ``exc:exception`` body. The ``Date`` header comes from the dataset's clock.
 
 Admin endpoints (no auth) under ``/_sim/``: ``health``, ``stats``, ``stats/reset``,
@@ -36,9 +36,8 @@ from xml.sax.saxutils import escape, quoteattr
 import orjson
 from aiohttp import web
 
-from pwh.sources.clarity.client import PASSWORD_VARIABLE, USERNAME_VARIABLE
-from pwh.sources.clarity.dataset import ClarityDataset, DatasetConfig
-from pwh.sources.simulation import (
+from pwh.simulators.clarity.dataset import ClarityDataset, DatasetConfig
+from pwh.simulators.simulation import (
     FAULT_KINDS,
     AdminHooks,
     Simulated,
@@ -49,6 +48,7 @@ from pwh.sources.simulation import (
     serving,
     simulating,
 )
+from pwh.sources.clarity.client import PASSWORD_VARIABLE, USERNAME_VARIABLE
 
 API_PREFIX = "/api/v2"
 SIMULATOR_KEY: web.AppKey[Any] = web.AppKey("clarity_simulator", object)

@@ -33,9 +33,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from pwh.sources.incoplax.client import TOKEN_VARIABLE
-from pwh.sources.incoplax.dataset import DatasetConfig, IncoplaxDataset
-from pwh.sources.simulation import (
+from pwh.simulators.incoplax.dataset import DatasetConfig, IncoplaxDataset
+from pwh.simulators.simulation import (
     FAULT_KINDS,
     AdminHooks,
     Simulated,
@@ -46,6 +45,7 @@ from pwh.sources.simulation import (
     serving,
     simulating,
 )
+from pwh.sources.incoplax.client import TOKEN_VARIABLE
 
 __all__ = ["SimulatorOptions", "build_app", "running_simulator", "serve_command", "SIMULATOR_KEY"]
 
