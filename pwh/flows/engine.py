@@ -20,12 +20,13 @@ import duckdb
 import orjson
 import polars as pl
 
+from pwh.flows.streams import Stream, StreamGate
 from pwh.schemas.spec import Table
 from pwh.schemas.validate import split_valid
 from pwh.sources.errors import AuthError, NotFoundError, SourceError
 from pwh.transforms.frames import RejectedRecord, RowIssue, TableBatch
 from pwh.warehouse.crashpoints import crash_point
-from pwh.warehouse.load import UnitState, mark_deleted, read_state, replace_units
+from pwh.warehouse.load import UnitState, load_dimensions, mark_deleted, read_state, replace_units
 from pwh.warehouse.runs import (
     RunRecord,
     interrupted_full_refreshes,
@@ -474,6 +475,7 @@ async def _sync(adapter, con, run: RunRecord, mode: str, batch_size: int, stages
             absorb({future for future in pending if not future.cancelled() and future.exception() is None})
 
     run.units_failed = len(run.failed_units)
+    unloaded_streams = await sync_dimensions(adapter, con, run)
     if max_delete_share is not None:
         live = {key for key, known in state.items() if not known.deleted}
         check_deletions(adapter.source, adapter.account, len(live), len(live.intersection(vanished)),
@@ -482,5 +484,81 @@ async def _sync(adapter, con, run: RunRecord, mode: str, batch_size: int, stages
         con, source=adapter.source, account=adapter.account, unit_keys=vanished,
         tables=adapter.tables, now=_now(),
     )
-    run.status = "partial" if run.failed_units else "success"
+    run.status = "partial" if run.failed_units or unloaded_streams else "success"
+    if unloaded_streams:
+        run.error = "streams not loaded (their rows are kept): " + "; ".join(
+            f"{name} ({why})" for name, why in sorted(unloaded_streams.items()))
     progress.update(requests=adapter.requests, retries=adapter.retries)
+
+
+# ------------------------------------------------------------------ dimension streams
+# A source's per-account streams (OpenProject's users, statuses, custom field
+# definitions): fetched once a run, after its units, and loaded by replacing the account's
+# rows of their tables. An adapter with dimensions has, besides SourceAdapter:
+#   dimension_streams: Sequence[Stream]        (per_unit=False)
+#   dimension_tables: Sequence[Table]          (no unit column)
+#   upserted_dimensions: Collection[str]       tables whose rows are upserted, not replaced
+#   async fetch_dimension(name) -> Any         one stream's raw answer
+#   transform_dimensions({name: raw}) -> TableBatch
+
+_NOT_FETCHED = object()
+
+
+async def sync_dimensions(adapter, con: duckdb.DuckDBPyConnection, run: RunRecord) -> dict[str, str]:
+    """Fetch and load the adapter's dimension streams (none: nothing to do). A stream that
+    fails, answers 404 or is forbidden (403) is not loaded: its rows are kept and it is
+    returned (name → why), which makes the run ``partial``; the units are never blocked.
+    A 401 stops the run, as everywhere."""
+    streams: Sequence[Stream] = getattr(adapter, "dimension_streams", ())
+    if not streams:
+        return {}
+    gate = StreamGate(frozenset(stream.name for stream in streams))
+    fetches = gate.for_unit()
+    results = await asyncio.gather(
+        *(fetches.fetch(stream.name, _fetcher(adapter, stream.name), _NOT_FETCHED) for stream in streams),
+        return_exceptions=True,
+    )
+    fetched: dict[str, Any] = {}
+    unloaded: dict[str, str] = {}
+    for stream, result in zip(streams, results):
+        if isinstance(result, AuthError):
+            raise result
+        if isinstance(result, SourceError):
+            unloaded[stream.name] = str(result)
+        elif isinstance(result, BaseException):
+            raise result
+        elif stream.name in gate.forbidden:
+            unloaded[stream.name] = gate.forbidden[stream.name]
+        elif result is _NOT_FETCHED:
+            if stream.name not in fetches.skipped:  # selected, and answered 404
+                unloaded[stream.name] = "HTTP 404"
+        else:
+            fetched[stream.name] = result
+    for name, why in sorted(unloaded.items()):
+        log.warning("%s/%s: stream %s was not loaded (%s); its rows are kept", adapter.source, adapter.account,
+                    name, why)
+    if fetched:
+        rows = await asyncio.to_thread(_transform_and_load_dimensions, adapter, con, fetched, run.run_id)
+        for table, count in rows.items():
+            run.rows_loaded[table] = run.rows_loaded.get(table, 0) + count
+    return unloaded
+
+
+def _fetcher(adapter, name: str) -> Callable[[], Awaitable[Any]]:
+    return lambda: adapter.fetch_dimension(name)
+
+
+def _transform_and_load_dimensions(adapter, con: duckdb.DuckDBPyConnection, fetched: dict[str, Any],
+                                   run_id: str) -> dict[str, int]:
+    batch = adapter.transform_dimensions(fetched)
+    frames: dict[str, pl.DataFrame] = {}
+    rejected: list[RejectedRecord] = list(batch.rejected)
+    issues: list[RowIssue] = []
+    for name, buffer in batch.buffers.items():
+        frames[name], bad = split_valid(buffer, adapter.redact, batch.unit_redactors)
+        rejected.extend(bad)
+        issues.extend(buffer.row_issues())
+    return load_dimensions(
+        con, source=adapter.source, account=adapter.account, run_id=run_id, tables=adapter.dimension_tables,
+        frames=frames, rejected=rejected, issues=issues, now=_now(), upserted=adapter.upserted_dimensions,
+    )

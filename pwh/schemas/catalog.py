@@ -1,5 +1,5 @@
 """Every table the warehouse holds, found from the table specs themselves: each module of
-``schemas`` that defines ``TABLES`` contributes its tables (the pipeline's first, then the
+``schemas`` that defines ``TABLES`` (and ``DIMENSION_TABLES``) contributes its tables (the pipeline's first, then the
 sources' in name order). The docs and the warehouse comments are rendered from here."""
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ def all_tables() -> tuple[Table, ...]:
     tables: list[Table] = []
     for module in _table_modules():
         tables.extend(getattr(module, "TABLES", ()))
+        tables.extend(getattr(module, "DIMENSION_TABLES", ()))
     return tuple(tables)
 
 

@@ -102,6 +102,12 @@ class TableBatch:
         )
 
 
+def dimension_unit(table: str) -> str:
+    """The ``unit_key`` of a dimension table's rows (per account, not per unit): their
+    quarantined records and field issues are kept under it (no project key has this form)."""
+    return f"dimension:{table}"
+
+
 def raw_json(raw: Any, redact: Callable[[Any], Any]) -> str:
     """Redacted JSON text of a raw record (the slower encoder takes what orjson refuses,
     such as integers beyond 64 bits)."""

@@ -44,6 +44,8 @@ MIGRATIONS: list[Migration] = [
     # 7 creates only its own table, so it applies whether or not 6 came before it.
     Migration(7, "pipeline.field_issues: fields loaded NULL because they could not be read",
               create_tables((pipeline.FIELD_ISSUES,))),
+    Migration(9, "OpenProject dimensions: custom field definitions, statuses, users",
+              create_tables(openproject.DIMENSION_TABLES)),
 ]
 
 
