@@ -754,13 +754,19 @@ def sync_openproject_command(
     timeout: TimeoutOption = 30.0,
     probe_work_packages: Annotated[bool, typer.Option(help="Incremental runs also check each project's work packages (one small request a project): a project's updatedAt does not move when only they change.")] = True,
     api_key: Annotated[Optional[str], typer.Option(help="Overrides OPENPROJECT_API_KEY (prefer the variable: flags show in `ps`).")] = None,
+    filters: Annotated[Optional[str], typer.Option(help='The project list\'s filters as the API takes them (JSON), e.g. \'[{"active":{"operator":"=","values":["t"]}}]\'. Projects left out are kept as they are, never marked deleted.')] = None,
+    under: Annotated[Optional[int], typer.Option(min=1, help="Only the projects below this project id (its subtree, itself excluded): the filter ancestor = ID, added to --filters.")] = None,
     quiet: QuietOption = False,
     prefect: PrefectOption = None,
 ) -> None:
-    """Sync every OpenProject project with its work packages, versions, categories, types, memberships and custom values."""
+    """Sync every OpenProject project with its work packages, versions, categories, types, memberships and custom values, and the instance's custom field definitions, statuses and users."""
     _quiet_prefect()
-    from pwh.sources.openproject.client import TOKEN_VARIABLE
+    from pwh.sources.openproject.client import TOKEN_VARIABLE, FiltersError, check_filters, subtree_filters
 
+    try:
+        filters = subtree_filters(check_filters(filters), under)
+    except FiltersError as exc:
+        fail(f"--filters: {exc}")
     check_base_url(base_url)
     check_config(None)
     if api_key:
@@ -772,7 +778,7 @@ def sync_openproject_command(
         base_url=base_url, db_path=str(db), account=account,
         mode="full_refresh" if full_refresh else "incremental", page_size=page_size,
         concurrency=concurrency, batch_size=batch_size, timeout_s=timeout, probe_work_packages=probe_work_packages,
-        allow_mass_delete=allow_mass_delete,
+        allow_mass_delete=allow_mass_delete, filters=filters,
     ), show_progress=not quiet and sys.stderr.isatty())
     print_summary(summary)
     if summary["status"] == "partial":

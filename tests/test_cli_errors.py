@@ -185,6 +185,14 @@ def test_a_shorthand_cron_in_the_file_passes_and_a_bad_cron_option_is_named(pwh,
     assert_nothing_slow_started(run, tmp_path)
 
 
+def test_openproject_filters_that_are_not_json_fail_in_one_line(pwh, tmp_path):
+    run = pwh("sync", "openproject", "--base-url", "https://op.example.org", "--filters", "{oops", *DB, env=ALL_SECRETS)
+    assert run.code == 1
+    assert run.line == ('pwh: error: --filters: filters must be a JSON array of filter objects, e.g. '
+                        '[{"ancestor":{"operator":"=","values":["12"]}}]')
+    assert_nothing_slow_started(run, tmp_path)
+
+
 @pytest.mark.parametrize("args, line", [
     (["sync", "rayteams", "--strategy", "fastest"],
      "pwh: error: Invalid value for '--strategy': Value error, 'fastest' is not one of 'aggregate', "

@@ -13,8 +13,6 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
-
 from pwh.flows.engine import ClientAdapter, Listing, Unit
 from pwh.flows.runner import sync_into_warehouse
 from pwh.flows.secrets import read_secret
@@ -27,6 +25,7 @@ from pwh.sources.openproject.client import (
     TOKEN_VARIABLE,
     OpenProjectClient,
     ProjectPayload,
+    check_filters,
     is_abbreviated,
 )
 from pwh.transforms.frames import TableBatch
@@ -44,24 +43,6 @@ DIMENSION_STREAMS = (
     Stream("users", ("users",), "The instance's users, names only (403 unless the key may list users).",
            per_unit=False),
 )
-
-
-class FiltersError(ValueError):
-    """The ``filters`` option is not a JSON array of filter objects."""
-
-
-def check_filters(filters: str | None) -> str | None:
-    """``filters`` as the API takes it (JSON text of an array of objects), or None."""
-    if filters is None or not filters.strip():
-        return None
-    try:
-        parsed = orjson.loads(filters)
-    except orjson.JSONDecodeError:
-        parsed = None
-    if not isinstance(parsed, list) or not all(isinstance(f, dict) for f in parsed):
-        raise FiltersError('filters must be a JSON array of filter objects, e.g. '
-                           '[{"ancestor":{"operator":"=","values":["12"]}}]')
-    return orjson.dumps(parsed).decode()
 
 
 class OpenProjectAdapter(ClientAdapter):

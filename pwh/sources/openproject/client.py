@@ -62,6 +62,32 @@ EXTRA_QUERY: dict[str, dict[str, str]] = {
 }
 
 
+class FiltersError(ValueError):
+    """The ``filters`` option is not a JSON array of filter objects."""
+
+
+def check_filters(filters: str | None) -> str | None:
+    """``filters`` as the API takes it (JSON text of an array of objects), or None."""
+    if filters is None or not filters.strip():
+        return None
+    try:
+        parsed = orjson.loads(filters)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if not isinstance(parsed, list) or not all(isinstance(f, dict) for f in parsed):
+        raise FiltersError('filters must be a JSON array of filter objects, e.g. '
+                           '[{"ancestor":{"operator":"=","values":["12"]}}]')
+    return orjson.dumps(parsed).decode()
+
+
+def subtree_filters(filters: str | None, ancestor: int | None) -> str | None:
+    """``filters`` (checked JSON text, or None) with ``ancestor = <id>`` added when given."""
+    if ancestor is None:
+        return filters
+    chosen = orjson.loads(filters) if filters else []
+    return orjson.dumps([*chosen, {"ancestor": {"operator": "=", "values": [str(ancestor)]}}]).decode()
+
+
 class NotVisibleError(NotFoundError):
     """404 (``errors:NotFound``): the resource does not exist or this key may not see it."""
 
