@@ -34,6 +34,7 @@ Incremental syncs ask the server for the projects modified since a watermark
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections import Counter
@@ -45,6 +46,7 @@ from typing import Any
 from pwh.flows.engine import MODES, ClientAdapter, Listing, Unit
 from pwh.flows.runner import sync_into_warehouse
 from pwh.flows.secrets import read_secret
+from pwh.flows.streams import Stream
 from pwh.schemas import clarity as tables
 from pwh.sources.clarity.client import (
     PASSWORD_VARIABLE,
@@ -55,7 +57,7 @@ from pwh.sources.clarity.client import (
     parse_timestamp,
 )
 from pwh.sources.http import HttpSettings
-from pwh.transforms.clarity import FetchedProject, transform_projects
+from pwh.transforms.clarity import FetchedProject, last_segment, transform_projects, transform_researchers
 from pwh.transforms.frames import TableBatch
 from pwh.transforms.redact import redact_unknown_source
 from pwh.warehouse.load import UnitState
@@ -120,8 +122,17 @@ def watermark(known: Mapping[str, UnitState], overlap: timedelta) -> datetime | 
     return since
 
 
+RESEARCHERS_STREAM = Stream(
+    "researchers", ("researchers",), "The instance's researchers (names) with their lab's name, once a run.",
+    per_unit=False,
+)
+
+
 class ClarityAdapter(ClientAdapter):
     source = "clarity"
+    dimension_streams = (RESEARCHERS_STREAM,)
+    dimension_tables = tables.DIMENSION_TABLES
+    upserted_dimensions: frozenset[str] = frozenset()
     tables = tables.TABLES
     strategy = None
 
@@ -196,6 +207,19 @@ class ClarityAdapter(ClientAdapter):
         self.udf_parse_errors += parse_errors
         return batch
 
+    async def fetch_dimension(self, name: str) -> Any:
+        """``researchers``: the researcher list, each researcher's detail (its lab: the
+        list does not say) once, concurrently, and the lab list (the labs' names)."""
+        if name != "researchers":
+            raise ValueError(f"clarity has no dimension stream {name!r}")
+        links, labs = await asyncio.gather(self.client.list_researchers(), self.client.list_labs())
+        ids = sorted({rid for rid in (last_segment(link.get("uri")) for link in links) if rid})
+        details = await asyncio.gather(*(self.client.fetch_researcher(rid) for rid in ids))
+        return {"researchers": list(details), "labs": labs}
+
+    def transform_dimensions(self, fetched: Mapping[str, Any]) -> TableBatch:
+        return transform_researchers(fetched["researchers"], account=self.account)
+
 
 async def sync_clarity(
     base_url: str,
@@ -225,6 +249,10 @@ async def sync_clarity(
     never from parameters.
     ``allow_mass_delete`` confirms a run that marks more than a quarter of the projects
     deleted (refused otherwise: pwh/flows/engine.py, the mass-deletion guard).
+
+    Once a run, after the projects, the researchers (names and lab) are loaded into
+    ``clarity.researchers``; if they cannot be read (e.g. 403) their rows are kept and the
+    run ends ``partial``.
     """
     username = read_secret(USERNAME_VARIABLE)
     password = read_secret(PASSWORD_VARIABLE)
@@ -237,7 +265,7 @@ async def sync_clarity(
         client, account=account, mode=mode, filters=filters, overlap=timedelta(seconds=overlap_s),
         since=parse_timestamp(since) if since else None,
     )
-    summary = await sync_into_warehouse(adapter, db_path=db_path, tables=tables.TABLES, mode=mode,
+    summary = await sync_into_warehouse(adapter, db_path=db_path, tables=tables.TABLES + tables.DIMENSION_TABLES, mode=mode,
                                         batch_size=batch_size, allow_mass_delete=allow_mass_delete)
     summary["udf_parse_errors"] = adapter.udf_parse_errors
     if adapter.udf_parse_errors:

@@ -108,3 +108,23 @@ PROJECT_EXTERNAL_IDS = Table(
 )
 
 TABLES: tuple[Table, ...] = (PROJECTS, PROJECT_UDFS, PROJECT_FILES, PROJECT_EXTERNAL_IDS)
+
+# Per instance, not per project: replaced for the account as a whole, once a run.
+RESEARCHERS = Table(
+    SCHEMA, "researchers",
+    "Researchers of the instance (`GET /api/v2/researchers`, each `/researchers/{id}` read once a run) with their lab's name (`GET /api/v2/labs`); `projects.researcher_id` = `researcher_id`. Names and lab only: e-mail, phone, fax, credentials and UDFs are not stored.",
+    (
+        ACCOUNT,
+        text("researcher_id", "Id of the researcher: the last segment of its `uri`.", nullable=False),
+        text("uri", "The researcher's URI as the server wrote it."),
+        text("first_name", "First name (`<first-name>`)."),
+        text("last_name", "Last name (`<last-name>`)."),
+        text("initials", "Initials (`<initials>`)."),
+        text("lab_id", "Id of the researcher's lab (the last segment of `<lab uri>`); NULL when none."),
+        text("lab_name", "Name of the lab (from the lab list's `<name>`); NULL when none or not listed."),
+    ),
+    key=("account", "researcher_id"),
+    unit_column=None,
+)
+
+DIMENSION_TABLES: tuple[Table, ...] = (RESEARCHERS,)

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from pwh.schemas import clarity as tables
 from pwh.transforms.coerce import CoercionError, FieldIssues, as_date, as_float, as_json
-from pwh.transforms.frames import TableBatch
+from pwh.transforms.frames import TableBatch, dimension_unit
 from pwh.transforms.redact import redact_unknown_source
 
 log = logging.getLogger("pwh.clarity")
@@ -194,3 +194,30 @@ def transform_projects(fetched: Iterable[FetchedProject], *, account: str) -> tu
             "(see clarity.project_udfs.parse_error)", transform.udf_parse_errors,
         )
     return transform.batch, transform.udf_parse_errors
+
+
+def transform_researchers(fetched: Mapping[str, Any], *, account: str) -> TableBatch:
+    """``clarity.researchers`` rows from ``{"researchers": [parsed researchers], "labs":
+    [lab links]}``: each researcher's names and its lab's id and name. A researcher
+    without a readable id is rejected (it cannot be keyed); one named twice loads once."""
+    batch = TableBatch.for_tables((tables.RESEARCHERS,))
+    unit = dimension_unit("researchers")
+    labs = {last_segment(lab.get("uri")): lab.get("name") for lab in fetched.get("labs", [])}
+    seen: set[str] = set()
+    for position, researcher in enumerate(fetched.get("researchers", [])):
+        rid = last_segment(researcher.get("uri"))
+        key = f"researchers/{rid if rid else '#' + str(position)}"
+        if rid is None:
+            batch.reject("researchers", unit, key, ["researcher without a uri"], researcher, redact_unknown_source)
+            continue
+        if rid in seen:
+            continue
+        seen.add(rid)
+        lab_id = last_segment(researcher.get("lab_uri"))
+        row = {
+            "account": account, "researcher_id": rid, "uri": researcher.get("uri"),
+            "first_name": researcher.get("first_name"), "last_name": researcher.get("last_name"),
+            "initials": researcher.get("initials"), "lab_id": lab_id, "lab_name": labs.get(lab_id) if lab_id else None,
+        }
+        batch.buffers["researchers"].append(row, researcher, unit, key)
+    return batch

@@ -59,6 +59,22 @@ _Q_BAD_UDFS = 8  # Numeric/Boolean/Date UDF text that does not parse as its type
 _Q_EMPTY_UDF = 9  # an empty <udf:field/> and external ids
 
 
+N_RESEARCHERS = 50  # projects name researchers 1..50
+LABS = {1: "Genomics Core", 2: "Proteomics Lab", 3: "Bioinformatics Unit", 4: "Clinical Sequencing & Co"}
+_FIRST = ("Ada", "Rosalind", "Barbara", "Frederick", "Linus", "Marie", "Gregor", "Dorothy", "Tu", "Émilie")
+_LAST = ("Byron", "Franklin", "McClintock", "Sanger", "Pauling", "Curie", "Mendel", "Hodgkin", "Youyou", "du Châtelet")
+
+
+def _researcher(rid: int) -> dict[str, Any]:
+    """Researcher ``rid``: names, a lab (none for every fifth), and the personal details a
+    real answer carries (e-mail, phone, credentials) that a sync must not keep."""
+    first, last = _FIRST[rid % len(_FIRST)], _LAST[(rid // len(_FIRST) + rid) % len(_LAST)]
+    return {"id": rid, "first_name": first, "last_name": last, "initials": first[0] + last[0],
+            "lab": None if rid % 5 == 0 else 1 + rid % len(LABS),
+            "email": f"{first.lower()}.{rid}@lab.example.org", "phone": f"+44 20 7946 {rid:04d}",
+            "username": f"{first.lower()}{rid}"}
+
+
 @dataclass(frozen=True)
 class DatasetConfig:
     seed: int = 7
@@ -93,6 +109,9 @@ class ClarityDataset:
         self._modified: dict[int, datetime] = {}
         self._by_limsid = {limsid_of(i): i for i in range(self._count)}
         self._cache: dict[tuple[int, int], dict[str, Any]] = {}
+        # The instance's researchers and labs (tests edit them: rename, move, remove).
+        self.researchers = {rid: _researcher(rid) for rid in range(1, N_RESEARCHERS + 1)}
+        self.labs = dict(LABS)
 
     # ------------------------------------------------------------------ listing
     def live_indices(self) -> list[int]:

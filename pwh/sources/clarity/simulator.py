@@ -11,6 +11,9 @@
   ``start-index``/``open-date``/``last-modified`` is tolerated: the first one counts.
   A bad ``start-index``, date or time stamp answers 400 with an ``exc:exception``.
 - Unknown project → 404 ``exc:exception``.
+- ``/researchers`` and ``/labs`` (paged lists of links with names) and
+  ``/researchers/{id}`` (names, lab, and the e-mail, phone and credentials a sync must
+  not keep); ``researchers_status`` makes all three answer e.g. 403.
 - Faults as for every simulator (``sources.simulation``); 429 and 500 carry an
   ``exc:exception`` body. The ``Date`` header comes from the dataset's clock.
 
@@ -68,6 +71,7 @@ class SimulatorOptions:
     stall_s: float = 2.0
     fault_seed: int | None = None
     always_fail_projects: frozenset[str] = frozenset()  # every request about these answers 500
+    researchers_status: int = 200  # e.g. 403: researchers and labs answer it (a user without the permission)
 
 
 def exception_xml(status: int, message: str, category: str = "Error") -> bytes:
@@ -109,7 +113,8 @@ class _Simulator:
         self.reset_stats()
 
     def reset_stats(self) -> None:
-        self.stats = {"total": 0, "list": 0, "project": 0, "unauthorized": 0, "not_found": 0, "bad_request": 0}
+        self.stats = {"total": 0, "list": 0, "project": 0, "researchers": 0, "researcher": 0, "labs": 0,
+                      "unauthorized": 0, "not_found": 0, "bad_request": 0}
         self.faults.reset()
 
     def snapshot(self) -> dict[str, Any]:
@@ -200,6 +205,58 @@ class _Simulator:
         lines.append("</prj:projects>")
         return 200, ("\n".join(lines) + "\n").encode()
 
+    # ------------------------------------------------------------------ researchers and labs
+    def link_page(self, request: web.Request, path: str, root: str, items: list[str]) -> tuple[int, bytes]:
+        """A page of ``items`` (rendered links) under ``<root>`` with previous/next links."""
+        try:
+            start = int(request.query.get("start-index", "0"))
+        except ValueError:
+            raise BadQuery(f"Invalid start-index: {request.query['start-index']}") from None
+        if self.opt.researchers_status != 200:
+            return self.opt.researchers_status, exception_xml(self.opt.researchers_status, "Forbidden", "FORBIDDEN")
+        base = self.public(request)
+        lines = ['<?xml version="1.0" encoding="UTF-8" standalone="yes"?>', root]
+        lines.extend(items[start:start + self.opt.page_size])
+        if start + self.opt.page_size < len(items):
+            uri = f"{base}/{path}?{urlencode([('start-index', str(start + self.opt.page_size))])}"
+            lines.append(f"    <next-page uri={quoteattr(uri)}/>")
+        lines.append(f"</{root[1:].split()[0]}>")
+        return 200, ("\n".join(lines) + "\n").encode()
+
+    def researchers_page(self, request: web.Request) -> tuple[int, bytes]:
+        base = self.public(request)
+        items = [f'    <researcher uri={quoteattr(base + "/researchers/" + str(r["id"]))}>'
+                 f"<first-name>{escape(r['first_name'])}</first-name><last-name>{escape(r['last_name'])}</last-name>"
+                 "</researcher>" for r in self.ds.researchers.values()]
+        return self.link_page(request, "researchers", '<res:researchers xmlns:res="http://genologics.com/ri/researcher">',
+                              items)
+
+    def labs_page(self, request: web.Request) -> tuple[int, bytes]:
+        base = self.public(request)
+        items = [f'    <lab uri={quoteattr(f"{base}/labs/{lid}")}><name>{escape(name)}</name></lab>'
+                 for lid, name in self.ds.labs.items()]
+        return self.link_page(request, "labs", '<lab:labs xmlns:lab="http://genologics.com/ri/lab">', items)
+
+    def researcher_body(self, request: web.Request, rid: str) -> tuple[int, bytes]:
+        if self.opt.researchers_status != 200:
+            return self.opt.researchers_status, exception_xml(self.opt.researchers_status, "Forbidden", "FORBIDDEN")
+        r = self.ds.researchers.get(int(rid)) if rid.isdigit() else None
+        if r is None:
+            return 404, exception_xml(404, f"Researcher not found: {rid}", "NOT_FOUND")
+        base = self.public(request)
+        lab = "" if r["lab"] is None else f'    <lab uri={quoteattr(base + "/labs/" + str(r["lab"]))}/>\n'
+        body = (
+            '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+            f'<res:researcher xmlns:udf="http://genologics.com/ri/userdefined" xmlns:ri="http://genologics.com/ri" '
+            f'xmlns:res="http://genologics.com/ri/researcher" uri={quoteattr(f"{base}/researchers/{rid}")}>\n'
+            f"    <first-name>{escape(r['first_name'])}</first-name>\n    <last-name>{escape(r['last_name'])}</last-name>\n"
+            f"    <phone>{escape(r['phone'])}</phone>\n    <email>{escape(r['email'])}</email>\n{lab}"
+            f"    <credentials><username>{escape(r['username'])}</username><account-locked>false</account-locked>"
+            '<role roleName="Researcher" name="Researcher"/></credentials>\n'
+            f"    <initials>{escape(r['initials'])}</initials>\n</res:researcher>\n"
+        )
+        return 200, body.encode()
+
     # ------------------------------------------------------------------ one project
     def project_body(self, request: web.Request, limsid: str) -> tuple[int, bytes]:
         index = self.ds.index_of(limsid)
@@ -276,11 +333,24 @@ def build_app(dataset: ClarityDataset, options: SimulatorOptions | None = None) 
         limsid = request.match_info["limsid"]
         return await sim.answer(request, "project", limsid, lambda: sim.project_body(request, limsid))
 
+    async def researchers(request: web.Request) -> web.StreamResponse:
+        return await sim.answer(request, "researchers", None, lambda: sim.researchers_page(request))
+
+    async def researcher(request: web.Request) -> web.StreamResponse:
+        rid = request.match_info["rid"]
+        return await sim.answer(request, "researcher", None, lambda: sim.researcher_body(request, rid))
+
+    async def labs(request: web.Request) -> web.StreamResponse:
+        return await sim.answer(request, "labs", None, lambda: sim.labs_page(request))
+
     def _json(data: Any, status: int = 200) -> web.Response:
         return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
     app.router.add_get(f"{API_PREFIX}/projects", projects)
     app.router.add_get(f"{API_PREFIX}/projects/{{limsid}}", project)
+    app.router.add_get(f"{API_PREFIX}/researchers", researchers)
+    app.router.add_get(f"{API_PREFIX}/researchers/{{rid}}", researcher)
+    app.router.add_get(f"{API_PREFIX}/labs", labs)
     add_admin_routes(app, AdminHooks(
         health=lambda: {"ok": True, "projects": len(dataset.live_indices())},
         stats=sim.snapshot, reset_stats=sim.reset_stats, mutate=dataset.mutate,
