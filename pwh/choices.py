@@ -15,6 +15,14 @@ class Strategy(str, Enum):
     per_resource = "per_resource"
 
 
+class FileType(str, Enum):
+    """RAYTeams file type (pwh.flows.rayteams_sync.FILE_TYPES)."""
+
+    maxilla = "maxilla"
+    mandible = "mandible"
+    face = "face"
+
+
 class Listing(str, Enum):
     """Incoplax listing (pwh.flows.incoplax_sync.LISTINGS)."""
 

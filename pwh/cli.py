@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from pwh.choices import Auth, DemoSource, Listing, LookupKey, Strategy
+from pwh.choices import Auth, DemoSource, FileType, Listing, LookupKey, Strategy
 from pwh.failures import describe_failure, enable_debug, keep_run_logs_off_console
 from pwh.formats import Format as SqlFormat
 from pwh.process import exit_without_teardown, tune_collector
@@ -219,6 +219,9 @@ def sync_rayteams_command(
     rekey: Annotated[bool, typer.Option(
         "--rekey", help="Make the pseudonym key at hand the warehouse's: every pseudonym is recomputed by a full "
                         "refresh; those of deleted projects become NULL (docs/operations.md).")] = False,
+    file_type: Annotated[Optional[list[FileType]], typer.Option(
+        help="Fetch only files of this type (repeatable; GET /file/{_projectId}/{_type}); files of other types "
+             "are kept as they are. Default: every file, one request.")] = None,
     quiet: QuietOption = False,
     prefect: PrefectOption = None,
 ) -> None:
@@ -227,6 +230,7 @@ def sync_rayteams_command(
     from pwh.sources.rayteams.client import CLIENT_ID_VARIABLE, TOKEN_VARIABLE
 
     strategy = strategy.value
+    file_types = [kind.value for kind in file_type] if file_type else None
     max_response_bytes = None if max_response_mb is None else int(max_response_mb * 1024 * 1024)
     if base_url is None:
         if token or client_id:
@@ -236,7 +240,7 @@ def sync_rayteams_command(
             config=config, db=db, account=account, all_accounts=all_accounts, concurrency=concurrency,
             mode="full_refresh" if full_refresh else "incremental", strategy=strategy,
             batch_size=batch_size, timeout=timeout, max_response_bytes=max_response_bytes, quiet=quiet,
-            allow_mass_delete=allow_mass_delete, rekey=rekey, prefect=prefect,
+            allow_mass_delete=allow_mass_delete, rekey=rekey, prefect=prefect, file_types=file_types,
         )
         return
     if all_accounts:
@@ -255,6 +259,7 @@ def sync_rayteams_command(
         mode="full_refresh" if full_refresh else "incremental", strategy=strategy,
         concurrency=concurrency, batch_size=batch_size, timeout_s=timeout,
         max_response_bytes=max_response_bytes, allow_mass_delete=allow_mass_delete, rekey=rekey,
+        file_types=file_types,
     ), show_progress=not quiet and sys.stderr.isatty())
     print_summary(summary)
     if summary["status"] == "partial":
@@ -451,11 +456,19 @@ def sync_incoplax_command(
     concurrency: ConcurrencyOption = 16,
     batch_size: BatchSizeOption = 250,
     timeout: TimeoutOption = 30.0,
+    filter: Annotated[Optional[str], typer.Option(help='The list\'s filter as JSON (field values), e.g. \'{"code": "5102"}\'. Projects left out are kept as they are, never marked deleted.')] = None,
+    mask: Annotated[Optional[str], typer.Option(help="Fetch and store only these fields (comma-separated: id, code, name, opts.title, ext.lwt, ext.ct; id and ext.lwt always); the other columns load NULL.")] = None,
     quiet: QuietOption = False,
     prefect: PrefectOption = None,
 ) -> None:
     """Sync every project of an Incoplax domain into the warehouse."""
     _quiet_prefect()
+    from pwh.sources.incoplax.client import check_filter, check_mask
+
+    try:
+        filter_value, mask_fields = check_filter(filter), check_mask([mask] if mask else None)
+    except ValueError as exc:
+        fail(f"--{exc}")  # "mask: unknown field …" / "filter must be a JSON object …"
     _check_incoplax(base_url, auth)
     check_config(None)
     sync_incoplax = sync_module("incoplax", prefect).sync_incoplax
@@ -470,7 +483,7 @@ def sync_incoplax_command(
         base_url=base_url, db_path=str(db), account=account,
         mode="full_refresh" if full_refresh else "incremental", listing=listing.value, order=order_value,
         page_size=page_size, concurrency=concurrency, batch_size=batch_size, auth_scheme=auth.value, timeout_s=timeout,
-        allow_mass_delete=allow_mass_delete,
+        allow_mass_delete=allow_mass_delete, filter=filter_value, mask=list(mask_fields) if mask_fields else None,
     ), show_progress=not quiet and sys.stderr.isatty())
     print_summary(summary)
     if summary["status"] == "partial":

@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from pwh.choices import Auth, DemoSource, Listing, Strategy
+from pwh.choices import Auth, DemoSource, FileType, Listing, Strategy
 from pwh.demo import DEMO_SOURCES
 from pwh.flows.incoplax_sync import LISTINGS
+from pwh.flows.rayteams_sync import FILE_TYPES
 from pwh.sources.incoplax.client import AUTH_SCHEMES
 from pwh.sources.rayteams.client import STRATEGIES
 from pwh.sources.simulation import HTML_ERROR_PAGE, serving
@@ -194,6 +195,9 @@ def test_openproject_filters_that_are_not_json_fail_in_one_line(pwh, tmp_path):
 
 
 @pytest.mark.parametrize("args, line", [
+    (["sync", "rayteams", "--base-url", "https://api.example.org/v1.0", "--file-type", "skull"],
+     "pwh: error: Invalid value for '--file-type': Value error, 'skull' is not one of 'maxilla', 'mandible', "
+     "'face'. (see pwh sync rayteams --help)"),
     (["sync", "rayteams", "--strategy", "fastest"],
      "pwh: error: Invalid value for '--strategy': Value error, 'fastest' is not one of 'aggregate', "
      "'per_resource'. (see pwh sync rayteams --help)"),
@@ -231,6 +235,7 @@ def test_the_choices_are_the_ones_the_modules_accept():
     assert tuple(s.value for s in Listing) == LISTINGS
     assert tuple(s.value for s in DemoSource) == DEMO_SOURCES
     assert tuple(s.value for s in Auth) == AUTH_SCHEMES
+    assert tuple(s.value for s in FileType) == FILE_TYPES
 
 
 # ------------------------------------------------------------- credentials from Prefect

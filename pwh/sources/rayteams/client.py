@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -169,9 +170,16 @@ class RayteamsClient(SourceClient):
         path = f"/project/{quote(project_id, safe='')}/{kind}"
         return _as_list(await self.http.request("GET", path, read_envelope), f"GET {path}")
 
-    async def fetch_project_files(self, project_id: str) -> list[dict[str, Any]]:
-        """The project's downloadable files; ``{"data": {}}`` means it has none."""
-        path = f"/file/{quote(project_id, safe='')}"
+    async def fetch_project_files(self, project_id: str, file_types: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """The project's downloadable files (``file_types``: only those types, one request
+        each: ``GET /file/{_projectId}/{_type}``); ``{"data": {}}`` means it has none."""
+        if file_types:
+            found = await asyncio.gather(*(self._files(project_id, kind) for kind in file_types))
+            return [file for files in found for file in files]
+        return await self._files(project_id, None)
+
+    async def _files(self, project_id: str, file_type: str | None) -> list[dict[str, Any]]:
+        path = f"/file/{quote(project_id, safe='')}" + ("" if file_type is None else f"/{quote(file_type, safe='')}")
         data = await self.file_http.request("GET", path, read_envelope)
         if data == {} or data is None:
             return []
@@ -182,16 +190,18 @@ class RayteamsClient(SourceClient):
             raise ApiError(f"GET {path}: 'files' is not an array")
         return files
 
-    async def fetch_project(self, project_id: str, strategy: str = DEFAULT_STRATEGY) -> ProjectPayload:
-        """All records and files of one project, fetched concurrently."""
+    async def fetch_project(self, project_id: str, strategy: str = DEFAULT_STRATEGY,
+                            file_types: Sequence[str] = ()) -> ProjectPayload:
+        """All records and files (``file_types``: of those types only) of one project,
+        fetched concurrently."""
         if strategy == "aggregate":
             records, files = await asyncio.gather(
-                self.fetch_project_records(project_id), self.fetch_project_files(project_id)
+                self.fetch_project_records(project_id), self.fetch_project_files(project_id, file_types)
             )
         elif strategy == "per_resource":
             *lists, files = await asyncio.gather(
                 *(self.fetch_sub_resource(project_id, kind) for kind in SUB_RESOURCES),
-                self.fetch_project_files(project_id),
+                self.fetch_project_files(project_id, file_types),
             )
             records = [record for records_of_kind in lists for record in records_of_kind]
         else:
