@@ -538,7 +538,13 @@ async def sync_dimensions(adapter, con: duckdb.DuckDBPyConnection, run: RunRecor
         log.warning("%s/%s: stream %s was not loaded (%s); its rows are kept", adapter.source, adapter.account,
                     name, why)
     if fetched:
-        rows = await asyncio.to_thread(_transform_and_load_dimensions, adapter, con, fetched, run.run_id)
+        load = asyncio.ensure_future(asyncio.to_thread(_transform_and_load_dimensions, adapter, con, fetched,
+                                                       run.run_id))
+        try:
+            rows = await asyncio.shield(load)
+        except asyncio.CancelledError:
+            await load  # the transaction runs on in its thread, on the run's connection: let it end
+            raise
         for table, count in rows.items():
             run.rows_loaded[table] = run.rows_loaded.get(table, 0) + count
     return unloaded

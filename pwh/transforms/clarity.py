@@ -205,10 +205,13 @@ def transform_researchers(fetched: Mapping[str, Any], *, account: str) -> TableB
     labs = {last_segment(lab.get("uri")): lab.get("name") for lab in fetched.get("labs", [])}
     seen: set[str] = set()
     for position, researcher in enumerate(fetched.get("researchers", [])):
-        rid = last_segment(researcher.get("uri"))
+        uri = researcher.get("uri")
+        # …/researchers/<id>: anything else names no researcher
+        rid = last_segment(uri) if uri and urlsplit(uri).path.rstrip("/").rsplit("/", 2)[-2:-1] == ["researchers"] else None
         key = f"researchers/{rid if rid else '#' + str(position)}"
         if rid is None:
-            batch.reject("researchers", unit, key, ["researcher without a uri"], researcher, redact_unknown_source)
+            batch.reject("researchers", unit, key, ["researcher uri does not end in /researchers/<id>"], researcher,
+                         redact_unknown_source)
             continue
         if rid in seen:
             continue
