@@ -51,7 +51,7 @@ async def test_researchers_load_once_a_run_with_their_lab_and_nothing_personal(t
     assert stats["researcher"] == len(dataset.researchers) == 50
     assert stats["researchers"] == 8 and stats["labs"] == 1  # 50 and 4 links, 7 a page
     counts = table_counts(db, clarity.DIMENSION_TABLES)
-    assert counts == {"researchers": 50, "rejected_records": 0}
+    assert counts["researchers"] == 50 and counts["rejected_records"] == 0
     # every project's researcher is there; labs by name; every fifth researcher has none
     assert query(db, """SELECT count(*) FROM clarity.projects p WHERE NOT EXISTS
                         (SELECT 1 FROM clarity.researchers r WHERE r.researcher_id = p.researcher_id)""") == [(0,)]
@@ -78,12 +78,37 @@ async def test_researchers_are_replaced_and_a_403_keeps_them_and_ends_partial(tm
     assert query(db, "SELECT last_name, lab_name FROM clarity.researchers WHERE researcher_id = '1'") == [
         ("Lovelace", "Proteomics Facility")]
     assert query(db, "SELECT count(*) FROM clarity.researchers") == [(49,)]
-    before = content_hashes(db, tables=clarity.DIMENSION_TABLES)["researchers"]
+    before = content_hashes(db, tables=(clarity.RESEARCHERS,))["researchers"]
 
     dataset.mutate(seed=5, update_share=0.5)
     summary, _ = await sync(dataset, db, researchers_status=403)
     assert summary["status"] == "partial" and summary["failed_units"] == [] and summary["units_changed"] == 12
     assert table_counts(db, clarity.TABLES) == dataset.expected_rows()
-    assert content_hashes(db, tables=clarity.DIMENSION_TABLES)["researchers"] == before
+    assert content_hashes(db, tables=(clarity.RESEARCHERS,))["researchers"] == before
     [(error,)] = query(db, "SELECT error FROM pipeline.runs ORDER BY started_at DESC LIMIT 1")
     assert error == "streams not loaded (their rows are kept): researchers (HTTP 403 Clarity exception 403 (FORBIDDEN))"
+
+
+async def test_file_details_load_once_a_run_without_credentials_or_the_uploaders_path(tmp_path):
+    dataset = ClarityDataset(DatasetConfig(seed=43, n_projects=30))
+    db = tmp_path / "w.duckdb"
+    summary, stats = await sync(dataset, db)
+    assert summary["status"] == "success"
+    expected = sorted(f for limsid in dataset.project_ids() for f in dataset.project(dataset.index_of(limsid))["files"])
+    assert len(expected) > 10 and stats["file_details"] == 1  # one batch for every file of the run
+    rows = query(db, "SELECT file_limsid, project_limsid, original_name, content_location, is_published "
+                     "FROM clarity.files ORDER BY file_limsid")
+    assert [r[0] for r in rows] == expected
+    for limsid, project, name, location, published in rows:
+        details = dataset.file_details(limsid)
+        assert project == details["project"] and name == details["original_name"]
+        assert published == details["published"]
+        assert location == details["content_location"].replace("glsftp@", "")
+    # every file of clarity.project_files has its details
+    assert query(db, """SELECT count(*) FROM clarity.project_files p
+                        LEFT JOIN clarity.files f USING (account, file_limsid) WHERE f.file_limsid IS NULL""") == [(0,)]
+    con = duckdb.connect(str(db))
+    con.execute("CHECKPOINT")
+    con.close()
+    content = db.read_bytes()
+    assert b"glsftp@" not in content and b"jdoe" not in content and b"Desktop" not in content

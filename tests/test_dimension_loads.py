@@ -10,7 +10,7 @@ import pytest
 
 from pwh.schemas import clarity, openproject
 from pwh.schemas.validate import split_valid
-from pwh.transforms.clarity import transform_researchers
+from pwh.transforms.clarity import transform_dimensions as clarity_dimensions
 from pwh.transforms.openproject import transform_dimensions
 from pwh.transforms.redact import redact_unknown_source
 from pwh.warehouse.connection import connect
@@ -94,11 +94,33 @@ def test_a_load_replaces_one_accounts_rows_and_leaves_unfetched_tables_and_other
     ({"uri": "https://h/api/v2/researchers/", "first_name": "empty id"}, 0),
 ])
 def test_clarity_researchers_without_an_id_are_quarantined(tmp_path, researcher, loaded):
-    batch = transform_researchers({"researchers": [researcher], "labs": [{"uri": "https://h/api/v2/labs/2",
-                                                                          "name": "Core"}]}, account="lab")
+    batch = clarity_dimensions({"researchers": {"researchers": [researcher], "labs": [
+        {"uri": "https://h/api/v2/labs/2", "name": "Core"}]}}, account="lab")
     con = connect(str(tmp_path / "w.duckdb"))
     migrate(con)
     rows, rejected, _ = load(con, clarity.DIMENSION_TABLES, batch)
     assert rows == {"researchers": loaded} and rejected == 1 - loaded
     if loaded:
         assert con.execute("SELECT researcher_id, lab_name FROM clarity.researchers").fetchall() == [("7", "Core")]
+
+
+def test_clarity_file_details_of_any_shape_load_without_credentials(tmp_path):
+    details = [
+        {"limsid": "A1-40-1", "uri": "u", "attached_to": "https://h/api/v2/projects/A1", "is_published": "true",
+         "content_location": "sftp://user:pw-SECRET@h/opt/f.pdf", "original_name": "f.pdf"},
+        {"limsid": "A1-40-2", "attached_to": "https://h/api/v2/artifacts/2-9", "is_published": "maybe",
+         "content_location": None},
+        {"limsid": None, "content_location": "sftp://user:pw-SECRET@h/x"},
+        {"limsid": "A1-40-1", "is_published": "false"},
+    ]
+    batch = clarity_dimensions({"file_details": details}, account="lab")
+    assert set(batch.buffers) == {"files"}
+    con = connect(str(tmp_path / "w.duckdb"))
+    migrate(con)
+    rows, rejected, issues = load(con, clarity.DIMENSION_TABLES, batch, upserted={"files"})
+    assert rows == {"files": 2} and rejected == 1 and issues == 1
+    assert con.execute("SELECT file_limsid, project_limsid, content_location, is_published FROM clarity.files "
+                       "ORDER BY 1").fetchall() == [("A1-40-1", "A1", "sftp://h/opt/f.pdf", True),
+                                                    ("A1-40-2", None, None, None)]
+    everything = str(con.execute("SELECT * FROM pipeline.rejected_records").fetchall())
+    assert "pw-SECRET" not in everything

@@ -57,7 +57,7 @@ from pwh.sources.clarity.client import (
     parse_timestamp,
 )
 from pwh.sources.http import HttpSettings
-from pwh.transforms.clarity import FetchedProject, last_segment, transform_projects, transform_researchers
+from pwh.transforms.clarity import FetchedProject, last_segment, transform_dimensions, transform_projects
 from pwh.transforms.frames import TableBatch
 from pwh.transforms.redact import redact_unknown_source
 from pwh.warehouse.load import UnitState
@@ -122,17 +122,20 @@ def watermark(known: Mapping[str, UnitState], overlap: timedelta) -> datetime | 
     return since
 
 
-RESEARCHERS_STREAM = Stream(
-    "researchers", ("researchers",), "The instance's researchers (names) with their lab's name, once a run.",
-    per_unit=False,
+DIMENSION_STREAMS = (
+    Stream("researchers", ("researchers",), "The instance's researchers (names) with their lab's name, once a run.",
+           per_unit=False),
+    Stream("file_details", ("files",), "Details of the files of the projects a run fetched, in one batch a run.",
+           per_unit=False),
 )
 
 
 class ClarityAdapter(ClientAdapter):
     source = "clarity"
-    dimension_streams = (RESEARCHERS_STREAM,)
+    dimension_streams = DIMENSION_STREAMS
     dimension_tables = tables.DIMENSION_TABLES
-    upserted_dimensions: frozenset[str] = frozenset()
+    # A run reads the details of the files of the projects it fetched only: others stay.
+    upserted_dimensions = frozenset({"files"})
     tables = tables.TABLES
     strategy = None
 
@@ -155,6 +158,7 @@ class ClarityAdapter(ClientAdapter):
         self.overlap = overlap
         self.since = since
         self.udf_parse_errors = 0
+        self.file_uris: set[str] = set()  # the files of the projects fetched, for their details
         # No patient subject in Clarity projects: the key and link rules only.
         self.redact = redact_unknown_source
 
@@ -200,7 +204,9 @@ class ClarityAdapter(ClientAdapter):
         return Listing(units, complete=since is None)
 
     async def fetch_unit(self, unit: Unit) -> FetchedProject:
-        return FetchedProject(unit.key, unit.entry, await self.client.fetch_project(unit.key))
+        project = await self.client.fetch_project(unit.key)
+        self.file_uris.update(f["uri"] for f in project.get("files", []) if f.get("uri"))
+        return FetchedProject(unit.key, unit.entry, project)
 
     def transform(self, fetched: list[FetchedProject]) -> TableBatch:
         batch, parse_errors = transform_projects(fetched, account=self.account)
@@ -209,7 +215,10 @@ class ClarityAdapter(ClientAdapter):
 
     async def fetch_dimension(self, name: str) -> Any:
         """``researchers``: the researcher list, each researcher's detail (its lab: the
-        list does not say) once, concurrently, and the lab list (the labs' names)."""
+        list does not say) once, concurrently, and the lab list (the labs' names).
+        ``file_details``: one batch retrieve (per 500) of the files of the projects fetched."""
+        if name == "file_details":
+            return await self.client.fetch_file_details(sorted(self.file_uris))
         if name != "researchers":
             raise ValueError(f"clarity has no dimension stream {name!r}")
         links, labs = await asyncio.gather(self.client.list_researchers(), self.client.list_labs())
@@ -218,7 +227,7 @@ class ClarityAdapter(ClientAdapter):
         return {"researchers": list(details), "labs": labs}
 
     def transform_dimensions(self, fetched: Mapping[str, Any]) -> TableBatch:
-        return transform_researchers(fetched["researchers"], account=self.account)
+        return transform_dimensions(fetched, account=self.account)
 
 
 async def sync_clarity(

@@ -127,4 +127,21 @@ RESEARCHERS = Table(
     unit_column=None,
 )
 
-DIMENSION_TABLES: tuple[Table, ...] = (RESEARCHERS,)
+FILES = Table(
+    SCHEMA, "files",
+    "Details of the files attached to projects (`POST /api/v2/files/batch/retrieve`), read once a run for the files of the projects the run fetched; `project_files.file_limsid` = `file_limsid`. Upserted: a file's row stays when no later run reads it. Where the file came from on the uploader's computer (`original-location`) is not stored.",
+    (
+        ACCOUNT,
+        text("file_limsid", "LIMS id of the file (`limsid`).", nullable=False),
+        text("uri", "URI of the file resource."),
+        text("project_limsid", "LIMS id of the project it is attached to (from `attached-to`); NULL when attached to something else."),
+        text("attached_to", "URI of what the file is attached to (`<attached-to>`)."),
+        text("original_name", "The file's name before it was imported (`<original-name>`)."),
+        text("content_location", "Where the server stores the file (`<content-location>`), without any user name or password in the URL."),
+        boolean("is_published", "Shown in LabLink (`<is-published>`)."),
+    ),
+    key=("account", "file_limsid"),
+    unit_column=None,
+)
+
+DIMENSION_TABLES: tuple[Table, ...] = (RESEARCHERS, FILES)

@@ -46,7 +46,7 @@ MIGRATIONS: list[Migration] = [
               create_tables((pipeline.FIELD_ISSUES,))),
     Migration(9, "OpenProject dimensions: custom field definitions, statuses, users",
               create_tables(openproject.DIMENSION_TABLES)),
-    Migration(10, "Clarity researchers (with their lab)", create_tables(clarity.DIMENSION_TABLES)),
+    Migration(10, "Clarity researchers (with their lab) and file details", create_tables(clarity.DIMENSION_TABLES)),
 ]
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
+from xml.sax.saxutils import escape
 
 from pwh.sources.errors import ApiError, NotFoundError, TransientError, safe_token
 from pwh.sources.http import Answer, HttpClient, HttpSettings, SourceClient, StaticHeaders
@@ -41,6 +42,7 @@ FILE = "http://genologics.com/ri/file"
 EXC = "http://genologics.com/ri/exception"
 RES = "http://genologics.com/ri/researcher"
 LAB = "http://genologics.com/ri/lab"
+FILES_A_REQUEST = 500  # links a batch retrieve names (the page size real servers use for lists)
 
 # A page request: the list's query parameters, in order, duplicates kept (hashable, so the
 # page walker can tell a loop).
@@ -235,6 +237,33 @@ def next_page_request(uri: str | None, path: str = "projects") -> PageRequest:
     return tuple(parse_qsl(parts.query, keep_blank_values=True))
 
 
+def parse_file_details(root: Element) -> list[dict[str, str | None]]:
+    """``<file:details>`` (a batch retrieve's answer) → each file's ``limsid``, ``uri``,
+    ``attached_to``, ``content_location``, ``original_name`` and ``is_published`` as sent.
+    ``original-location`` (a path on the uploader's computer, often with their user name)
+    is not read."""
+    if not _is(root, "details", FILE):
+        raise ClarityApiError(f"expected <file:details>, got <{safe_token(local_name(root.tag)) or '?'}>")
+    files = []
+    for child in root:
+        if not _is(child, "file", FILE, None):
+            continue
+        found: dict[str, str | None] = {"limsid": child.get("limsid"), "uri": child.get("uri"), "attached_to": None,
+                                        "content_location": None, "original_name": None, "is_published": None}
+        for element in child:
+            tag = local_name(element.tag).replace("-", "_")
+            if tag in found and tag not in ("limsid", "uri") and namespace(element.tag) in (None, FILE):
+                found[tag] = _text(element)
+        files.append(found)
+    return files
+
+
+def file_links_body(uris: Sequence[str]) -> bytes:
+    """The body of ``POST files/batch/retrieve``: ``<ri:links>`` naming the files."""
+    links = "".join(f'<link uri="{escape(uri, {chr(34): "&quot;"})}" rel="files"/>' for uri in uris)
+    return f'<ri:links xmlns:ri="{RI}">{links}</ri:links>'.encode()
+
+
 def parse_researcher(root: Element) -> dict[str, str | None]:
     """``<res:researcher>`` → its names and its lab's uri, as sent. Only these: a
     researcher's e-mail, phone, fax, credentials and UDFs are never read."""
@@ -360,6 +389,18 @@ class ClarityClient(SourceClient):
     async def list_labs(self) -> list[dict[str, str | None]]:
         """Every lab link (``uri``, ``name``)."""
         return (await self._list(LAB_LIST)).links
+
+    async def fetch_file_details(self, uris: Sequence[str]) -> list[dict[str, str | None]]:
+        """The details of the files at ``uris`` (``POST files/batch/retrieve``, a read:
+        safe to retry), ``FILES_A_REQUEST`` a request."""
+        found: list[dict[str, str | None]] = []
+        for start in range(0, len(uris), FILES_A_REQUEST):
+            body = file_links_body(uris[start:start + FILES_A_REQUEST])
+            found.extend(await self.http.request(
+                "POST", "files/batch/retrieve", lambda answer: parse_file_details(read_answer(answer)),
+                data=body, headers={"Content-Type": "application/xml"},
+            ))
+        return found
 
     async def fetch_researcher(self, researcher_id: str) -> dict[str, str | None]:
         """One researcher's names and lab (``parse_researcher``)."""

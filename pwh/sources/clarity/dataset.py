@@ -127,6 +127,20 @@ class ClarityDataset:
     def modified_at(self, index: int) -> datetime:
         return self._modified.get(index, BASE_MODIFIED + timedelta(hours=index))
 
+    def file_details(self, file_limsid: str) -> dict[str, Any] | None:
+        """A project file's details as the server keeps them (None: no such file): where it
+        is stored (the sftp URL names the server's upload user), its original name, and the
+        path it came from on the uploader's computer (their user name in it)."""
+        project_limsid = file_limsid.split("-40-", 1)[0]
+        index = self.index_of(project_limsid)
+        if index is None or file_limsid not in self.project(index)["files"]:
+            return None
+        n = int(file_limsid.rsplit("-", 1)[1])
+        return {"limsid": file_limsid, "project": project_limsid, "published": n % 3 == 0,
+                "content_location": f"sftp://glsftp@lims.example.org/opt/gls/clarity/users/glsftp/{project_limsid}/{file_limsid}.pdf",
+                "original_name": f"Sample sheet {n}.pdf" if n % 4 else f"Ärger & <Co> {n}.pdf",
+                "original_location": f"C:\\Users\\jdoe{n}\\Desktop\\Sample sheet {n}.pdf"}
+
     # ------------------------------------------------------------------ one project
     def project(self, index: int) -> dict[str, Any]:
         """The project's content: what the XML carries, plus ``bad`` marks for the truth."""

@@ -14,6 +14,8 @@
 - ``/researchers`` and ``/labs`` (paged lists of links with names) and
   ``/researchers/{id}`` (names, lab, and the e-mail, phone and credentials a sync must
   not keep); ``researchers_status`` makes all three answer e.g. 403.
+- ``POST /files/batch/retrieve`` (``<ri:links>`` in, ``<file:details>`` out: attached-to,
+  content-location, original-location, original-name, is-published).
 - Faults as for every simulator (``sources.simulation``); 429 and 500 carry an
   ``exc:exception`` body. The ``Date`` header comes from the dataset's clock.
 
@@ -47,6 +49,7 @@ from pwh.sources.simulation import (
     serve_until_interrupted,
     serving,
 )
+from pwh.sources.xml import parse_xml
 
 API_PREFIX = "/api/v2"
 SIMULATOR_KEY: web.AppKey[Any] = web.AppKey("clarity_simulator", object)
@@ -113,7 +116,7 @@ class _Simulator:
         self.reset_stats()
 
     def reset_stats(self) -> None:
-        self.stats = {"total": 0, "list": 0, "project": 0, "researchers": 0, "researcher": 0, "labs": 0,
+        self.stats = {"total": 0, "list": 0, "project": 0, "researchers": 0, "researcher": 0, "labs": 0, "file_details": 0,
                       "unauthorized": 0, "not_found": 0, "bad_request": 0}
         self.faults.reset()
 
@@ -257,6 +260,30 @@ class _Simulator:
         )
         return 200, body.encode()
 
+    def file_details_body(self, request: web.Request, body: bytes) -> tuple[int, bytes]:
+        """``POST files/batch/retrieve``: ``<file:details>`` of the linked files that exist."""
+        try:
+            links = parse_xml(body)
+        except Exception:  # noqa: BLE001 - any unreadable body is the client's error
+            raise BadQuery("The request body is not a links document") from None
+        base = self.public(request)
+        out = ['<?xml version="1.0" encoding="UTF-8" standalone="yes"?>',
+               '<file:details xmlns:file="http://genologics.com/ri/file">']
+        for link in links:
+            uri = link.get("uri") or ""
+            details = self.ds.file_details(uri.rstrip("/").rsplit("/", 1)[-1])
+            if details is None:
+                continue
+            out.append(f'    <file:file limsid="{details["limsid"]}" uri={quoteattr(base + "/files/" + details["limsid"])}>')
+            out.append(f"        <attached-to>{escape(base + '/projects/' + details['project'])}</attached-to>")
+            out.append(f"        <content-location>{escape(details['content_location'])}</content-location>")
+            out.append(f"        <original-location>{escape(details['original_location'])}</original-location>")
+            out.append(f"        <original-name>{escape(details['original_name'])}</original-name>")
+            out.append(f"        <is-published>{'true' if details['published'] else 'false'}</is-published>")
+            out.append("    </file:file>")
+        out.append("</file:details>")
+        return 200, ("\n".join(out) + "\n").encode()
+
     # ------------------------------------------------------------------ one project
     def project_body(self, request: web.Request, limsid: str) -> tuple[int, bytes]:
         index = self.ds.index_of(limsid)
@@ -340,6 +367,10 @@ def build_app(dataset: ClarityDataset, options: SimulatorOptions | None = None) 
         rid = request.match_info["rid"]
         return await sim.answer(request, "researcher", None, lambda: sim.researcher_body(request, rid))
 
+    async def file_details(request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        return await sim.answer(request, "file_details", None, lambda: sim.file_details_body(request, body))
+
     async def labs(request: web.Request) -> web.StreamResponse:
         return await sim.answer(request, "labs", None, lambda: sim.labs_page(request))
 
@@ -351,6 +382,7 @@ def build_app(dataset: ClarityDataset, options: SimulatorOptions | None = None) 
     app.router.add_get(f"{API_PREFIX}/researchers", researchers)
     app.router.add_get(f"{API_PREFIX}/researchers/{{rid}}", researcher)
     app.router.add_get(f"{API_PREFIX}/labs", labs)
+    app.router.add_post(f"{API_PREFIX}/files/batch/retrieve", file_details)
     add_admin_routes(app, AdminHooks(
         health=lambda: {"ok": True, "projects": len(dataset.live_indices())},
         stats=sim.snapshot, reset_stats=sim.reset_stats, mutate=dataset.mutate,
