@@ -35,8 +35,10 @@ def _option_parameter(source: Source, option: Option) -> inspect.Parameter:
     info: dict[str, Any] = {"help": option.help}
     if option.minimum is not None:
         info["min"] = option.minimum
-    if option.kind == "choice":
+    if option.choices:
         choices = Enum(f"{source.name}_{option.parameter}", {c: c for c in option.choices}, type=str)  # type: ignore[misc]
+        if option.kind == "list":  # a repeatable choice
+            return _parameter(option.parameter, Optional[list[choices]], None, option.cli_flag, **info)
         return _parameter(option.parameter, choices, choices(option.default), option.cli_flag, **info)
     if option.kind == "bool":
         flag = option.cli_flag
@@ -48,6 +50,8 @@ def _option_parameter(source: Source, option: Option) -> inspect.Parameter:
 def _option_value(option: Option, given: Any) -> Any:
     """The flow parameter's value for what the option was given (converted, checked)."""
     value = given.value if isinstance(given, Enum) else given
+    if isinstance(value, list):
+        value = [item.value if isinstance(item, Enum) else item for item in value]
     if option.kind == "list" and not value:
         value = None
     if option.convert is not None:
@@ -56,8 +60,17 @@ def _option_value(option: Option, given: Any) -> Any:
         try:
             value = resolve(option.convert)(value)
         except ValueError as exc:
-            fail(str(exc))
+            fail(_naming_the_option(option.cli_flag, str(exc)))
     return value
+
+
+def _naming_the_option(flag: str, message: str) -> str:
+    """The option's error as one line that starts with the option."""
+    if message.startswith(flag):
+        return message
+    if message.startswith(f"{flag.removeprefix('--')}:"):
+        return f"--{message}"
+    return f"{flag}: {message}"
 
 
 def _common_sync_parameters(source: Source) -> list[inspect.Parameter]:

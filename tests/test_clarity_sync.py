@@ -53,6 +53,17 @@ def options(**kw) -> SimulatorOptions:
     return SimulatorOptions(username=USER, password=PASSWORD, public_url=PUBLIC, **kw)
 
 
+def researcher_requests(dataset: ClarityDataset, page_size: int = 10) -> int:
+    """A run's requests for the researchers: their list's pages, one detail each, the lab list."""
+    return -(-len(dataset.researchers) // page_size) + len(dataset.researchers) + -(-len(dataset.labs) // page_size)
+
+
+def file_detail_requests(dataset: ClarityDataset, fetched: list[str]) -> int:
+    """A run's batch retrieves of file details: one when a fetched project has files."""
+    return int(any(dataset.project(dataset.index_of(limsid))["files"] for limsid in fetched
+                   if dataset.index_of(limsid) is not None))
+
+
 async def sync(dataset, db: Path, sim_options: SimulatorOptions | None = None, **params) -> dict:
     async with running_simulator(dataset, sim_options or options(page_size=10)) as base_url:
         return await sync_clarity(base_url=base_url, db_path=str(db), batch_size=16, **params)
@@ -88,7 +99,9 @@ async def test_multi_page_sync_matches_truth_and_udf_values_are_queryable(tmp_pa
     summary = await sync(dataset, db)
     assert summary["status"] == "success"
     assert summary["units_seen"] == summary["units_new"] == 45
-    assert summary["requests"] == 5 + 45  # five list pages of ten, one detail each
+    # five list pages of ten, one detail each, and the researchers once a run
+    assert summary["requests"] == 5 + 45 + researcher_requests(dataset) + file_detail_requests(
+        dataset, dataset.project_ids())
     assert counts(db) == dataset.expected_rows()
     assert summary["udf_parse_errors"] == dataset.udf_parse_errors() > 0
     con = duckdb.connect(str(db), read_only=True)
@@ -149,11 +162,12 @@ async def test_incremental_sync_asks_for_changes_since_the_watermark(tmp_path):
     assert second["units_seen"] == len(change.updated) + len(change.added) > 0
     assert second["units_new"] == len(change.added) and second["units_changed"] == len(change.updated)
     assert second["units_deleted"] == 0  # a last-modified list cannot show a deletion
-    assert second["requests"] == 1 + second["units_seen"]
+    assert second["requests"] == 1 + second["units_seen"] + researcher_requests(dataset) + file_detail_requests(
+        dataset, change.updated + change.added)
 
     clock.advance(60)
     quiet = await sync(dataset, db)
-    assert quiet["units_seen"] == 0 and quiet["requests"] == 1
+    assert quiet["units_seen"] == 0 and quiet["requests"] == 1 + researcher_requests(dataset)
 
     full = await sync(dataset, db, mode="full_refresh")
     assert full["units_deleted"] == len(change.removed)

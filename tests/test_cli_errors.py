@@ -22,6 +22,7 @@ from aiohttp import web
 from pwh.choices import Auth, DemoSource
 from pwh.demo import DEMO_SOURCES
 from pwh.flows.incoplax_sync import LISTINGS
+from pwh.flows.rayteams_sync import FILE_TYPES
 from pwh.flows.registry import SOURCES
 from pwh.simulators.simulation import HTML_ERROR_PAGE, serving
 from pwh.sources.incoplax.client import AUTH_SCHEMES
@@ -186,7 +187,18 @@ def test_a_shorthand_cron_in_the_file_passes_and_a_bad_cron_option_is_named(pwh,
     assert_nothing_slow_started(run, tmp_path)
 
 
+def test_openproject_filters_that_are_not_json_fail_in_one_line(pwh, tmp_path):
+    run = pwh("sync", "openproject", "--base-url", "https://op.example.org", "--filters", "{oops", *DB, env=ALL_SECRETS)
+    assert run.code == 1
+    assert run.line == ('pwh: error: --filters: filters must be a JSON array of filter objects, e.g. '
+                        '[{"ancestor":{"operator":"=","values":["12"]}}]')
+    assert_nothing_slow_started(run, tmp_path)
+
+
 @pytest.mark.parametrize("args, line", [
+    (["sync", "rayteams", "--base-url", "https://api.example.org/v1.0", "--file-type", "skull"],
+     "pwh: error: Invalid value for '--file-type': Value error, 'skull' is not one of 'maxilla', 'mandible', "
+     "'face'. (see pwh sync rayteams --help)"),
     (["sync", "rayteams", "--strategy", "fastest"],
      "pwh: error: Invalid value for '--strategy': Value error, 'fastest' is not one of 'aggregate', "
      "'per_resource'. (see pwh sync rayteams --help)"),
@@ -226,6 +238,7 @@ def test_the_choices_are_the_ones_the_modules_accept():
     assert options["incoplax", "auth_scheme"].choices == AUTH_SCHEMES
     assert tuple(s.value for s in DemoSource) == DEMO_SOURCES
     assert tuple(s.value for s in Auth) == AUTH_SCHEMES
+    assert options["rayteams", "file_types"].choices == FILE_TYPES
 
 
 # ------------------------------------------------------------- credentials from Prefect

@@ -35,6 +35,12 @@ async def sync(dataset, db: Path, sim_options: SimulatorOptions | None = None, *
         return await sync_openproject(base_url=base_url, db_path=str(db), batch_size=8, **params)
 
 
+def dimension_requests(dataset: OpenProjectDataset, page_size: int = 5) -> int:
+    """A run's requests for the dimensions when it fetched no work package: the project
+    schema, the statuses (one unpaged collection) and the pages of users."""
+    return 1 + 1 + -(-len(dataset.users) // page_size)
+
+
 def counts(db: Path) -> dict[str, int]:
     return table_counts(db, openproject.TABLES)
 
@@ -112,8 +118,9 @@ async def test_incremental_sync_by_updated_at(tmp_path):
 
     quiet = await sync(dataset, db)
     assert quiet["units_unchanged"] == 30 and quiet["units_new"] + quiet["units_changed"] == 0
-    # the list, the abbreviated projects' completion, one work-package probe a project
-    assert quiet["requests"] == list_pages + abbreviated + 30 < first["requests"]
+    # the list, the abbreviated projects' completion, one work-package probe a project, and
+    # the instance's dimensions (no work-package schema: no work package was fetched)
+    assert quiet["requests"] == list_pages + abbreviated + 30 + dimension_requests(dataset) < first["requests"]
 
     # Work packages edited under projects whose own updatedAt stays: the probe sees them.
     change = dataset.mutate(seed=1, update_share=0.1, add_share=0.05, remove_share=0.05, work_package_share=0.1)
@@ -150,7 +157,8 @@ async def test_incremental_sync_by_updated_at(tmp_path):
     bare = await sync(dataset, db, probe_work_packages=False)
     assert bare["units_changed"] == bare["units_seen"]  # cursors change shape once
     bare = await sync(dataset, db, probe_work_packages=False)
-    assert bare["units_unchanged"] == bare["units_seen"] and bare["requests"] == 6 + sum(1 for p in dataset.projects.values() if p.abbreviated)
+    assert bare["units_unchanged"] == bare["units_seen"]
+    assert bare["requests"] == 6 + sum(1 for p in dataset.projects.values() if p.abbreviated) + dimension_requests(dataset)
 
 
 async def test_a_project_failing_every_time_ends_partial_and_heals(tmp_path):

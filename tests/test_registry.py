@@ -98,4 +98,4 @@ def test_an_unknown_stream_fails_in_one_line_before_anything_slow():
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
         "pwh: error: openproject has no stream wiki; its streams are work_packages, versions, categories, "
-        "types, memberships (`pwh sources` lists them)"]
+        "types, memberships, custom_fields, statuses, users (`pwh sources` lists them)"]

@@ -34,6 +34,7 @@ Incremental syncs ask the server for the projects modified since a watermark
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections import Counter
@@ -43,6 +44,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from pwh.flows.engine import MODES, ClientAdapter, Listing, Unit
+from pwh.flows.registry import CLARITY
 from pwh.flows.runner import sync_into_warehouse
 from pwh.flows.secrets import read_secret
 from pwh.flows.streams import UnitStreams
@@ -56,7 +58,7 @@ from pwh.sources.clarity.client import (
     parse_timestamp,
 )
 from pwh.sources.http import HttpSettings
-from pwh.transforms.clarity import FetchedProject, transform_projects
+from pwh.transforms.clarity import FetchedProject, last_segment, transform_dimensions, transform_projects
 from pwh.transforms.frames import TableBatch
 from pwh.transforms.redact import redact_unknown_source
 from pwh.warehouse.load import UnitState
@@ -123,6 +125,11 @@ def watermark(known: Mapping[str, UnitState], overlap: timedelta) -> datetime | 
 
 class ClarityAdapter(ClientAdapter[ClarityClient]):
     source = "clarity"
+    streams = CLARITY.streams
+    dimension_streams = CLARITY.dimension_streams
+    dimension_tables = tables.DIMENSION_TABLES
+    # A run reads the details of the files of the projects it fetched only: others stay.
+    upserted_dimensions = frozenset({"files"})
     tables = tables.TABLES
     strategy = None
 
@@ -145,6 +152,7 @@ class ClarityAdapter(ClientAdapter[ClarityClient]):
         self.overlap = overlap
         self.since = since
         self.udf_parse_errors = 0
+        self.file_uris: set[str] = set()  # the files of the projects fetched, for their details
         # No patient subject in Clarity projects: the key and link rules only.
         self.redact = redact_unknown_source
 
@@ -190,12 +198,30 @@ class ClarityAdapter(ClientAdapter[ClarityClient]):
         return Listing(units, complete=since is None)
 
     async def fetch_unit(self, unit: Unit, streams: UnitStreams) -> FetchedProject:
-        return FetchedProject(unit.key, unit.entry, await self.client.fetch_project(unit.key))
+        project = await self.client.fetch_project(unit.key)
+        self.file_uris.update(f["uri"] for f in project.get("files", []) if f.get("uri"))
+        return FetchedProject(unit.key, unit.entry, project)
 
     def transform(self, fetched: list[FetchedProject]) -> TableBatch:
         batch, parse_errors = transform_projects(fetched, account=self.account)
         self.udf_parse_errors += parse_errors
         return batch
+
+    async def fetch_dimension(self, name: str) -> Any:
+        """``researchers``: the researcher list, each researcher's detail (its lab: the
+        list does not say) once, concurrently, and the lab list (the labs' names).
+        ``file_details``: one batch retrieve (per 500) of the files of the projects fetched."""
+        if name == "file_details":
+            return await self.client.fetch_file_details(sorted(self.file_uris))
+        if name != "researchers":
+            raise ValueError(f"clarity has no dimension stream {name!r}")
+        links, labs = await asyncio.gather(self.client.list_researchers(), self.client.list_labs())
+        ids = sorted({rid for rid in (last_segment(link.get("uri")) for link in links) if rid})
+        details = await asyncio.gather(*(self.client.fetch_researcher(rid) for rid in ids))
+        return {"researchers": list(details), "labs": labs}
+
+    def transform_dimensions(self, fetched: Mapping[str, Any]) -> TableBatch:
+        return transform_dimensions(fetched, account=self.account)
 
 
 async def sync_clarity(
@@ -228,6 +254,10 @@ async def sync_clarity(
     never from parameters.
     ``allow_mass_delete`` confirms a run that marks more than a quarter of the projects
     deleted (refused otherwise: pwh/flows/engine.py, the mass-deletion guard).
+
+    Once a run, after the projects, the researchers (names and lab) are loaded into
+    ``clarity.researchers``; if they cannot be read (e.g. 403) their rows are kept and the
+    run ends ``partial``.
     """
     username = read_secret(USERNAME_VARIABLE)
     password = read_secret(PASSWORD_VARIABLE)
@@ -240,9 +270,9 @@ async def sync_clarity(
         client, account=account, mode=mode, filters=filters, overlap=timedelta(seconds=overlap_s),
         since=parse_timestamp(since) if since else None,
     )
-    summary = await sync_into_warehouse(adapter, db_path=db_path, tables=tables.TABLES, mode=mode,
-                                        batch_size=batch_size, allow_mass_delete=allow_mass_delete, select=select,
-                                        exclude=exclude)
+    summary = await sync_into_warehouse(adapter, db_path=db_path, tables=tables.TABLES + tables.DIMENSION_TABLES,
+                                        mode=mode, batch_size=batch_size, allow_mass_delete=allow_mass_delete,
+                                        select=select, exclude=exclude)
     summary["udf_parse_errors"] = adapter.udf_parse_errors
     if adapter.udf_parse_errors:
         log.warning("%d UDF values do not parse as their declared type; kept as text "

@@ -29,7 +29,7 @@ from pwh.sources.errors import AuthError, NotFoundError, SourceError
 from pwh.sources.http import SourceClient
 from pwh.transforms.frames import TableBatch
 from pwh.warehouse.crashpoints import crash_point
-from pwh.warehouse.load import UnitState
+from pwh.warehouse.load import UnitState, load_dimensions
 from pwh.warehouse.runs import RunRecord
 from pwh.warehouse.sink import WarehouseSink
 
@@ -49,6 +49,10 @@ MASS_DELETE_FLOOR = 2
 
 class ListingNotFoundError(SourceError):
     """The project list itself answered 404: a wrong base URL, not a vanished project."""
+
+
+class DimensionsNotStagedError(PwhError):
+    """A sharded run of a source whose per-account streams only load into the warehouse."""
 
 
 class MassDeleteError(PwhError, RuntimeError):
@@ -559,6 +563,7 @@ async def _sync(adapter: SourceAdapter, sink: Sink, run: RunRecord, mode: str, b
             absorb({future for future in pending if not future.cancelled() and future.exception() is None})
 
     run.units_failed = len(run.failed_units)
+    unloaded_streams = await sync_dimensions(adapter, sink, run, gate)
     if max_delete_share is not None:
         live = {key for key, known in state.items() if not known.deleted}
         check_deletions(adapter.source, adapter.account, len(live), len(live.intersection(vanished)),
@@ -567,11 +572,95 @@ async def _sync(adapter: SourceAdapter, sink: Sink, run: RunRecord, mode: str, b
         source=adapter.source, account=adapter.account, unit_keys=vanished,
         tables=adapter.tables, now=_now(),
     )
-    if gate.forbidden:
-        run.skipped_streams = dict(gate.forbidden)
+    # Streams not loaded this run: forbidden (403) per project or per account, and dimension
+    # streams that failed; their rows are kept and the next run tries again.
+    not_loaded = {**gate.forbidden, **unloaded_streams}
+    if not_loaded:
+        run.skipped_streams = not_loaded
         run.error = "; ".join(
-            f"stream {name} answered {status}: skipped (its rows are kept; the next run tries again)"
-            for name, status in sorted(gate.forbidden.items())
+            f"stream {name} not loaded ({why}): its rows are kept, the next run tries again"
+            for name, why in sorted(not_loaded.items())
         )
-    run.status = "partial" if run.failed_units or gate.forbidden else "success"
+    run.status = "partial" if run.failed_units or not_loaded else "success"
     progress.update(requests=adapter.requests, retries=adapter.retries)
+
+
+# ------------------------------------------------------------------ dimension streams
+# A source's per-account streams (OpenProject's users, statuses, custom field
+# definitions): fetched once a run, after its units, and loaded by replacing the account's
+# rows of their tables. An adapter with dimensions has, besides SourceAdapter:
+#   dimension_streams: Sequence[Stream]        (per_unit=False)
+#   dimension_tables: Sequence[Table]          (no unit column)
+#   upserted_dimensions: Collection[str]       tables whose rows are upserted, not replaced
+#   async fetch_dimension(name) -> Any         one stream's raw answer
+#   transform_dimensions({name: raw}) -> TableBatch
+
+_NOT_FETCHED = object()
+
+
+async def sync_dimensions(adapter: Any, sink: Sink, run: RunRecord, gate: StreamGate) -> dict[str, str]:
+    """Fetch and load the adapter's dimension streams that ``gate`` lets through (none:
+    nothing to do). A stream that fails, answers 404 or is forbidden (403) is not loaded:
+    its rows are kept and it is returned (name → why), which makes the run ``partial``; the
+    units are never blocked. A 401 stops the run, as everywhere."""
+    streams: Sequence[Stream] = [s for s in getattr(adapter, "dimension_streams", ()) if gate.open(s.name)]
+    if not streams:
+        return {}
+    if not isinstance(sink, WarehouseSink):
+        raise DimensionsNotStagedError(
+            f"{adapter.source}: a sharded run cannot load its per-account streams "
+            f"({', '.join(s.name for s in streams)}) yet: exclude them, or run without --shards")
+    fetches = gate.for_unit()
+    results = await asyncio.gather(
+        *(fetches.fetch(stream.name, _fetcher(adapter, stream.name), _NOT_FETCHED) for stream in streams),
+        return_exceptions=True,
+    )
+    fetched: dict[str, Any] = {}
+    unloaded: dict[str, str] = {}
+    for stream, result in zip(streams, results):
+        if isinstance(result, AuthError):
+            raise result
+        if isinstance(result, SourceError):
+            unloaded[stream.name] = str(result)
+        elif isinstance(result, BaseException):
+            raise result
+        elif stream.name in gate.forbidden:
+            unloaded[stream.name] = gate.forbidden[stream.name]
+        elif result is _NOT_FETCHED:  # selected, and answered 404
+            unloaded[stream.name] = "HTTP 404"
+        else:
+            fetched[stream.name] = result
+    for name, why in sorted(unloaded.items()):
+        log.warning("%s/%s: stream %s was not loaded (%s); its rows are kept", adapter.source, adapter.account,
+                    name, why)
+    if fetched:
+        load = asyncio.ensure_future(asyncio.to_thread(_transform_and_load_dimensions, adapter, sink.con, fetched,
+                                                       run.run_id))
+        try:
+            rows = await asyncio.shield(load)
+        except asyncio.CancelledError:
+            await load  # the transaction runs on in its thread, on the run's connection: let it end
+            raise
+        for table, count in rows.items():
+            run.rows_loaded[table] = run.rows_loaded.get(table, 0) + count
+    return unloaded
+
+
+def _fetcher(adapter: Any, name: str) -> Callable[[], Awaitable[Any]]:
+    return lambda: adapter.fetch_dimension(name)
+
+
+def _transform_and_load_dimensions(adapter: Any, con: duckdb.DuckDBPyConnection, fetched: dict[str, Any],
+                                   run_id: str) -> dict[str, int]:
+    batch = adapter.transform_dimensions(fetched)
+    frames: dict[str, pl.DataFrame] = {}
+    rejected: list[RejectedRecord] = list(batch.rejected)
+    issues: list[RowIssue] = []
+    for name, buffer in batch.buffers.items():
+        frames[name], bad = split_valid(buffer, adapter.redact, batch.unit_redactors)
+        rejected.extend(bad)
+        issues.extend(buffer.row_issues())
+    return load_dimensions(
+        con, source=adapter.source, account=adapter.account, run_id=run_id, tables=adapter.dimension_tables,
+        frames=frames, rejected=rejected, issues=issues, now=_now(), upserted=adapter.upserted_dimensions,
+    )

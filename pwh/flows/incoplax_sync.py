@@ -55,6 +55,8 @@ from pwh.sources.incoplax.client import (
     TOKEN_VARIABLE,
     USERNAME_VARIABLE,
     IncoplaxClient,
+    check_filter,
+    check_mask,
     field_value,
     has_fields,
 )
@@ -94,7 +96,8 @@ class IncoplaxAdapter(ClientAdapter[IncoplaxClient]):
     redact = staticmethod(redact_unknown_source)
 
     def __init__(self, client: IncoplaxClient, *, account: str, mode: str = "incremental",
-                 listing: str = "auto", order: Sequence[Any] | None = DEFAULT_ORDER) -> None:
+                 listing: str = "auto", order: Sequence[Any] | None = DEFAULT_ORDER,
+                 filter: Mapping[str, Any] | str | None = None, mask: Sequence[str] | None = None) -> None:
         if listing not in LISTINGS:
             raise ValueError(f"unknown listing {listing!r}; expected one of {LISTINGS}")
         self.client = client
@@ -103,6 +106,10 @@ class IncoplaxAdapter(ClientAdapter[IncoplaxClient]):
         self.listing = listing
         self.strategy = listing
         self.order = list(order) if order else None
+        # A filtered list is not the domain: a project it leaves out is not gone.
+        self.filter = check_filter(filter)
+        # Only these fields are fetched and stored (the others load NULL); None: all.
+        self.mask = check_mask(mask)
 
     # ------------------------------------------------------------------ listing
     async def list_units(self, known: Mapping[str, UnitState]) -> Listing:
@@ -111,8 +118,11 @@ class IncoplaxAdapter(ClientAdapter[IncoplaxClient]):
             units, complete = await self._recent(live)
         else:
             whole = self.listing == "auto" and (not live or self.mode == "full_refresh")
-            entries = await self.client.list_projects(mask=None if whole else MINIMAL_MASK, order=self.order)
+            entries = await self.client.list_projects(mask=self.mask if whole else MINIMAL_MASK, order=self.order,
+                                                      filter=self.filter)
             units, complete = self._units(entries), True
+        if self.filter is not None:
+            return Listing(units, complete=False)
         if complete:
             units += await self._still_there(live, {u.key for u in units})
         return Listing(units, complete)
@@ -126,7 +136,7 @@ class IncoplaxAdapter(ClientAdapter[IncoplaxClient]):
         entries: list[dict[str, Any]] = []
         previous: datetime | None = None
         descending = True
-        async for page in self.client.pages(mask=MINIMAL_MASK, order=RECENT_ORDER):
+        async for page in self.client.pages(mask=MINIMAL_MASK, order=RECENT_ORDER, filter=self.filter):
             entries.extend(page.entities)
             for entry in page.entities:
                 lwt = parse_lwt(field_value(entry, "ext.lwt"))
@@ -168,11 +178,11 @@ class IncoplaxAdapter(ClientAdapter[IncoplaxClient]):
 
     # ------------------------------------------------------------------ one project
     async def fetch_unit(self, unit: Unit, streams: UnitStreams) -> FetchedProject:
-        """The list entry when it carries every field of the row, else ``GET {id}``."""
+        """The list entry when it carries every field of the row (of the mask), else ``GET {id}``."""
         entry = unit.entry
-        if isinstance(entry, dict) and has_fields(entry, ROW_FIELDS):
+        if isinstance(entry, dict) and has_fields(entry, self.mask or ROW_FIELDS):
             return FetchedProject(unit.key, entry)
-        return FetchedProject(unit.key, await self.client.get_project(unit.key))
+        return FetchedProject(unit.key, await self.client.get_project(unit.key, mask=self.mask))
 
     def transform(self, fetched: list[FetchedProject]) -> TableBatch:
         return transform_projects(fetched, account=self.account)
@@ -213,6 +223,8 @@ async def sync_incoplax(
     allow_mass_delete: bool = False,
     select: list[str] | None = None,
     exclude: list[str] | None = None,
+    filter: dict[str, Any] | None = None,
+    mask: list[str] | None = None,
 ) -> dict[str, Any]:
     """Sync every project of an Incoplax domain into the DuckDB warehouse at ``db_path``.
 
@@ -222,6 +234,10 @@ async def sync_incoplax(
     none of them is a parameter.
     ``allow_mass_delete`` confirms a run that marks more than a quarter of the projects
     deleted (refused otherwise: pwh/flows/engine.py, the mass-deletion guard).
+    ``filter`` (the list's ``filter``: an object of field values) syncs only the projects
+    it selects; one it leaves out is kept as it is, never marked deleted.
+    ``mask`` (fields among ``MASK_FIELDS``; ``id`` and ``ext.lwt`` are always added)
+    fetches and stores only those fields: the row's other columns load NULL.
     """
     if listing not in LISTINGS:
         raise ValueError(f"listing must be one of {LISTINGS}, not {listing!r}")
@@ -229,7 +245,7 @@ async def sync_incoplax(
     client = IncoplaxClient.connect(base_url, auth_scheme=auth_scheme, page_size=page_size, settings=settings,
                                     **read_credentials(auth_scheme))
     return await sync_into_warehouse(
-        IncoplaxAdapter(client, account=account, mode=mode, listing=listing, order=order),
+        IncoplaxAdapter(client, account=account, mode=mode, listing=listing, order=order, filter=filter, mask=mask),
         db_path=db_path, tables=tables.TABLES, mode=mode, batch_size=batch_size,
         allow_mass_delete=allow_mass_delete, select=select, exclude=exclude,
     )

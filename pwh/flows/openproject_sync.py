@@ -26,10 +26,12 @@ from pwh.sources.openproject.client import (
     TOKEN_VARIABLE,
     OpenProjectClient,
     ProjectPayload,
+    check_filters,
     is_abbreviated,
+    subtree_filters,
 )
 from pwh.transforms.frames import TableBatch
-from pwh.transforms.openproject import transform_projects
+from pwh.transforms.openproject import transform_dimensions, transform_projects, work_package_schema_id
 from pwh.transforms.redact import redact_unknown_source
 from pwh.warehouse.load import UnitState
 
@@ -39,17 +41,24 @@ log = logging.getLogger("pwh.openproject")
 class OpenProjectAdapter(ClientAdapter[OpenProjectClient]):
     source = "openproject"
     strategy = None
+    dimension_streams = OPENPROJECT.dimension_streams
+    dimension_tables = tables.DIMENSION_TABLES
     tables = tables.TABLES
     streams = OPENPROJECT.streams
+    # A run reads only the schemas of the work packages it fetched: other definitions stay.
+    upserted_dimensions = frozenset({"custom_fields"})
     redact = staticmethod(redact_unknown_source)
 
-    def __init__(self, client: OpenProjectClient, *, account: str, probe_work_packages: bool = True) -> None:
+    def __init__(self, client: OpenProjectClient, *, account: str, probe_work_packages: bool = True,
+                 filters: str | None = None) -> None:
         self.client = client
         self.account = account
         self.probe_work_packages = probe_work_packages
+        self.filters = check_filters(filters)
+        self.work_package_schemas: set[str] = set()  # `<project>-<type>` of the work packages fetched
 
     async def list_units(self, known: Mapping[str, UnitState]) -> Listing:
-        elements = await self.client.list_projects()
+        elements = await self.client.list_projects(self.filters)
         unnamed = sum(1 for e in elements if not _has_id(e))
         if unnamed:
             log.warning("the project list held %d elements without an id; they cannot be fetched", unnamed)
@@ -76,7 +85,8 @@ class OpenProjectAdapter(ClientAdapter[OpenProjectClient]):
             elif cursor is not None and marker:
                 cursor = f"{cursor}|{marker}"
             units.append(Unit(key, cursor, project))
-        return Listing(units)
+        # A filtered list is not the account: a project it leaves out is not gone.
+        return Listing(units, complete=self.filters is None)
 
     async def _complete_and_probe(self, element: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
         """The whole project and, when probing, its work-package marker: a project's
@@ -95,10 +105,29 @@ class OpenProjectAdapter(ClientAdapter[OpenProjectClient]):
     async def fetch_unit(self, unit: Unit, streams: UnitStreams) -> ProjectPayload:
         entry = unit.entry
         listed = entry if isinstance(entry, dict) else None
-        return await self.client.fetch_project_payload(unit.key, listed, streams.fetch)
+        payload = await self.client.fetch_project_payload(unit.key, listed, streams.fetch)
+        for work_package in payload.linked.get("work_packages", []):
+            schema_id = work_package_schema_id(work_package)
+            if schema_id is not None:
+                self.work_package_schemas.add(schema_id)
+        return payload
 
     def transform(self, fetched: list[ProjectPayload]) -> TableBatch:
         return transform_projects(fetched, account=self.account)
+
+    async def fetch_dimension(self, name: str) -> Any:
+        if name == "custom_fields":
+            project = await self.client.fetch_project_schema()
+            schemas = await self.client.fetch_work_package_schemas(sorted(self.work_package_schemas))
+            return {"project": project, "work_package": schemas}
+        if name == "statuses":
+            return await self.client.list_statuses()
+        if name == "users":
+            return await self.client.list_users()
+        raise ValueError(f"openproject has no dimension stream {name!r}")
+
+    def transform_dimensions(self, fetched: Mapping[str, Any]) -> TableBatch:
+        return transform_dimensions(fetched, account=self.account)
 
 
 def _has_id(element: Any) -> bool:
@@ -129,6 +158,8 @@ async def sync_openproject(
     allow_mass_delete: bool = False,
     select: list[str] | None = None,
     exclude: list[str] | None = None,
+    filters: str | None = None,
+    under: int | None = None,
 ) -> dict[str, Any]:
     """Sync every project of one OpenProject instance, with its work packages, versions,
     categories, types, memberships and custom values, into the warehouse at ``db_path``.
@@ -141,6 +172,16 @@ async def sync_openproject(
     ``openproject-api-key``), never from a parameter.
     ``allow_mass_delete`` confirms a run that marks more than a quarter of the projects
     deleted (refused otherwise: pwh/flows/engine.py, the mass-deletion guard).
+
+    ``filters`` (JSON text, as the API's project list takes it, e.g. a subtree:
+    ``[{"ancestor":{"operator":"=","values":["12"]}}]``) syncs only the projects it
+    selects; a project it leaves out is kept as it is, never marked deleted. ``under`` (a
+    project id) adds the filter of its subtree (``ancestor = under``).
+
+    Once a run, after the projects, the instance's custom field definitions, work-package
+    statuses and users are loaded (``openproject.custom_fields``/``statuses``/``users``);
+    one that cannot be read (e.g. users: 403 for a key that may not list them) keeps its
+    rows and makes the run ``partial``.
     """
     api_key = read_secret(TOKEN_VARIABLE)
     # No cap given: PWH_MAX_RESPONSE_BYTES, else HttpSettings' default.
@@ -150,7 +191,8 @@ async def sync_openproject(
     probe_work_packages = probe_work_packages and "work_packages" in choose_streams(
         OPENPROJECT.name, OPENPROJECT.streams, select or (), exclude or ())
     return await sync_into_warehouse(
-        OpenProjectAdapter(client, account=account, probe_work_packages=probe_work_packages),
-        db_path=db_path, tables=tables.TABLES, mode=mode, batch_size=batch_size,
+        OpenProjectAdapter(client, account=account, probe_work_packages=probe_work_packages,
+                           filters=subtree_filters(check_filters(filters), under)),
+        db_path=db_path, tables=tables.TABLES + tables.DIMENSION_TABLES, mode=mode, batch_size=batch_size,
         allow_mass_delete=allow_mass_delete, select=select, exclude=exclude,
     )

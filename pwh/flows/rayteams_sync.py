@@ -5,7 +5,7 @@ flows of pwh/flows/rayteams.py, which wrap these very functions."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,20 +52,36 @@ PARTIAL_TABLES: dict[str, frozenset[str]] = {
 }
 
 
+FILE_TYPES = ("maxilla", "mandible", "face")  # what GET /file/{_projectId}/{_type} takes
+
+
+def check_file_types(file_types: Sequence[str] | None) -> tuple[str, ...]:
+    """The file types to fetch (empty: all, one request), each once; ValueError names the valid ones."""
+    chosen = tuple(dict.fromkeys(file_types or ()))
+    unknown = [kind for kind in chosen if kind not in FILE_TYPES]
+    if unknown:
+        raise ValueError(f"unknown file type {', '.join(map(repr, unknown))}; expected {', '.join(FILE_TYPES)}")
+    return chosen
+
+
 class RayteamsAdapter(ClientAdapter[RayteamsClient]):
     source = "rayteams"
     tables = tables.TABLES
     streams = RAYTEAMS.streams  # `projects` and `other_records` come with the project itself
 
     def __init__(self, client: RayteamsClient, *, account: str, strategy: str, pseudonyms: Pseudonymizer,
-                 region: str | None = None) -> None:
+                 region: str | None = None, file_types: Sequence[str] = ()) -> None:
         self.client = client
         self.account = account
         self.region = region or region_of(client.http.base_url)
         self.strategy = strategy
         if strategy not in PARTIAL_TABLES:
             raise ValueError(f"unknown strategy {strategy!r}; expected one of {tuple(PARTIAL_TABLES)}")
-        self.partial_tables = PARTIAL_TABLES[strategy]
+        self.file_types = check_file_types(file_types)
+        # Files of the other types are not fetched: a project's rows there are kept (and
+        # those of the chosen types upserted by key), never taken as deleted.
+        self.partial_tables = PARTIAL_TABLES[strategy] | (
+            {tables.FILES.name} if self.file_types and set(self.file_types) != set(FILE_TYPES) else set())
         self.pseudonyms = pseudonyms
         self.redact = Redactor(pseudonyms)  # a unit without its own (the transform gives each one)
 
@@ -75,7 +91,7 @@ class RayteamsAdapter(ClientAdapter[RayteamsClient]):
         return Listing(units)
 
     async def fetch_unit(self, unit: Unit, streams: UnitStreams) -> FetchedProject:
-        payload = await self.client.fetch_project(unit.key, self.strategy, streams.fetch)
+        payload = await self.client.fetch_project(unit.key, self.strategy, self.file_types, streams.fetch)
         records = payload.records
         if self.strategy == "aggregate" and not any(_is_group(record) for record in records):
             # The aggregate answer may be scoped without groups (the seed's 4.3.2-4.3.6 leave
@@ -112,14 +128,14 @@ def default_key_file(db_path: str) -> Path:
 async def sync_client(
     client: RayteamsClient, *, account: str, db_path: str, mode: str, strategy: str, batch_size: int,
     region: str | None = None, allow_mass_delete: bool = False, rekey: bool = False,
-    select: list[str] | None = None, exclude: list[str] | None = None,
+    select: list[str] | None = None, exclude: list[str] | None = None, file_types: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """One account's sync through ``client`` into the warehouse (what every RAYTeams flow runs);
     ``rekey``: adopt the pseudonym key at hand as the warehouse's (pwh/warehouse/pseudonym_keys.py)."""
     key = choose_key(default_key_file(db_path))
     return await sync_into_warehouse(
         RayteamsAdapter(client, account=account, strategy=strategy, pseudonyms=Pseudonymizer(key.secret),
-                        region=region),
+                        region=region, file_types=file_types or ()),
         db_path=db_path, tables=tables.TABLES, mode=mode, batch_size=batch_size, pseudonym_key=key, rekey=rekey,
         allow_mass_delete=allow_mass_delete, select=select, exclude=exclude,
     )
@@ -140,6 +156,7 @@ async def sync_rayteams(
     rekey: bool = False,
     select: list[str] | None = None,
     exclude: list[str] | None = None,
+    file_types: list[str] | None = None,
 ) -> dict[str, Any]:
     """Sync every RAYTeams project of one account into the DuckDB warehouse at ``db_path``.
 
@@ -149,6 +166,9 @@ async def sync_rayteams(
     one that made the warehouse's pseudonyms; ``rekey`` makes it so (a full refresh).
     ``allow_mass_delete`` confirms a run that marks more than a quarter of the projects
     deleted (refused otherwise: pwh/flows/engine.py, the mass-deletion guard).
+    ``file_types`` (``maxilla``, ``mandible``, ``face``; default all) fetches only those
+    files (``GET /file/{_projectId}/{_type}``, one request a type); files of the other
+    types are kept as they are.
     """
     token = read_secret(TOKEN_VARIABLE)
     client_id = read_secret(CLIENT_ID_VARIABLE)
@@ -156,7 +176,7 @@ async def sync_rayteams(
     client = RayteamsClient.connect(base_url, token=token, client_id=client_id, settings=settings)
     return await sync_client(client, account=account, db_path=db_path, mode=mode, strategy=strategy,
                              batch_size=batch_size, allow_mass_delete=allow_mass_delete, rekey=rekey,
-                             select=select, exclude=exclude)
+                             select=select, exclude=exclude, file_types=file_types)
 
 
 def oauth_credentials(account: RayteamsAccount, settings: HttpSettings) -> OAuthCredentials:
@@ -189,6 +209,7 @@ async def sync_rayteams_account(
     rekey: bool = False,
     select: list[str] | None = None,
     exclude: list[str] | None = None,
+    file_types: list[str] | None = None,
 ) -> dict[str, Any]:
     """Sync one RAYTeams account of ``config_path`` (default ``pwh.toml``), renewing its
     OAuth access token from its refresh token whenever it expires.
@@ -202,7 +223,7 @@ async def sync_rayteams_account(
                                     settings=settings)
     summary = await sync_client(client, account=configured.name, db_path=db_path, mode=mode,
                                 strategy=strategy, batch_size=batch_size, region=configured.region,
-                                allow_mass_delete=allow_mass_delete, rekey=rekey, select=select, exclude=exclude)
+                                allow_mass_delete=allow_mass_delete, rekey=rekey, select=select, exclude=exclude, file_types=file_types)
     return {"account": configured.name, "region": configured.region, **summary}
 
 
@@ -229,6 +250,7 @@ async def sync_rayteams_accounts(
     rekey: bool = False,
     select: list[str] | None = None,
     exclude: list[str] | None = None,
+    file_types: list[str] | None = None,
 ) -> dict[str, Any]:
     """Sync every RAYTeams account of ``config_path`` (or only ``account``), one after
     another (one DuckDB writer at a time), each with its own ledger row (and, under Prefect,
@@ -256,7 +278,7 @@ async def sync_rayteams_accounts(
                 name, config_path=config_path, db_path=db_path, mode=mode, strategy=strategy,
                 concurrency=concurrency, batch_size=batch_size, timeout_s=timeout_s,
                 max_attempts=max_attempts, max_response_bytes=max_response_bytes,
-                allow_mass_delete=allow_mass_delete, rekey=rekey, select=select, exclude=exclude,
+                allow_mass_delete=allow_mass_delete, rekey=rekey, select=select, exclude=exclude, file_types=file_types,
             )
         except Exception as error:  # an interrupt stops every account
             outcome["failed"][name] = f"{type(error).__name__}: {error}".splitlines()[0][:2000]

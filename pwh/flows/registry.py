@@ -110,6 +110,11 @@ class Source:
     def stream_names(self) -> tuple[str, ...]:
         return tuple(stream.name for stream in self.streams)
 
+    @property
+    def dimension_streams(self) -> tuple[Stream, ...]:
+        """The streams fetched once a run for the whole account."""
+        return tuple(stream for stream in self.streams if not stream.per_unit)
+
     def secrets_for(self, parameters: dict[str, Any]) -> tuple[str, ...]:
         """The credential variables a sync with ``parameters`` reads."""
         for parameter, value, variables in self.secrets_when:
@@ -173,6 +178,9 @@ RAYTEAMS = Source(
                choices=("aggregate", "per_resource")),
         Option("rekey", "Make the pseudonym key at hand the warehouse's: every pseudonym is recomputed by a full "
                         "refresh; those of deleted projects become NULL (docs/operations.md).", False, kind="bool"),
+        Option("file_types", "Fetch only files of this type (repeatable; GET /file/{_projectId}/{_type}); files of "
+                             "other types are kept as they are. Default: every file, one request.", None, kind="list",
+               choices=("maxilla", "mandible", "face"), flag="--file-type"),
     ),
     credential_flags=(CredentialFlag("--token", "RAYTEAMS_TOKEN"), CredentialFlag("--client-id", "RAYTEAMS_CLIENT_ID")),
     configured_accounts="pwh.accounts_command:sync_configured_accounts",
@@ -207,6 +215,12 @@ OPENPROJECT = Source(
         Stream("types", ("types",), "Work-package types enabled in the project.",
                calls=r"/api/v3/projects/[^/]+/types$"),
         Stream("memberships", ("memberships",), "Members and their roles.", calls=r"/api/v3/memberships$"),
+        Stream("custom_fields", ("custom_fields",), "Custom field definitions (names, types) of projects and work "
+                                                    "packages.", per_unit=False, calls=r"/schemas?$"),
+        Stream("statuses", ("statuses",), "The instance's work-package statuses.", per_unit=False,
+               calls=r"/api/v3/statuses$"),
+        Stream("users", ("users",), "The instance's users, names only (403 unless the key may list users).",
+               per_unit=False, calls=r"/api/v3/users$"),
     ),
     simulator="pwh.simulators.openproject.simulator:simulated",
     base_url_example="https://openproject.example.org",
@@ -218,6 +232,11 @@ OPENPROJECT = Source(
         Option("probe_work_packages", "Incremental runs also check each project's work packages (one small request "
                                       "a project): a project's updatedAt does not move when only they change.",
                True, kind="bool"),
+        Option("filters", "The project list's filters as the API takes them (JSON), e.g. "
+                          "'[{\"active\":{\"operator\":\"=\",\"values\":[\"t\"]}}]'. Projects left out are kept as "
+                          "they are, never marked deleted.", None, convert="pwh.sources.openproject.client:check_filters"),
+        Option("under", "Only the projects below this project id (its subtree, itself excluded): the filter "
+                        "ancestor = ID, added to --filters.", None, kind="int", minimum=1),
     ),
     credential_flags=(CredentialFlag("--api-key", "OPENPROJECT_API_KEY"),),
     simulator_port=8768,
@@ -238,7 +257,12 @@ CLARITY = Source(
     flow="sync_clarity",
     flow_name="sync-clarity",
     secrets=("CLARITY_USERNAME", "CLARITY_PASSWORD"),
-    streams=(),
+    streams=(
+        Stream("researchers", ("researchers",), "The instance's researchers (names) with their lab's name, once a run.",
+               per_unit=False, calls=r"/(researchers|labs)(/[^/]+)?$"),
+        Stream("file_details", ("files",), "Details of the files of the projects a run fetched, in one batch a run.",
+               per_unit=False, calls=r"/files/batch/retrieve$"),
+    ),
     simulator="pwh.simulators.clarity.simulator:simulated",
     base_url_example="https://lims.example.org/api/v2",
     default_cron="30 * * * *",
@@ -288,6 +312,12 @@ INCOPLAX = Source(
         Option("page_size", "limit of each list request.", 500, kind="int", minimum=1),
         Option("auth_scheme", "bearer (INCOPLAX_TOKEN) or basic (INCOPLAX_USERNAME, INCOPLAX_PASSWORD).", "bearer",
                kind="choice", choices=("bearer", "basic"), flag="--auth"),
+        Option("filter", "The list's filter as JSON (field values), e.g. '{\"code\": \"5102\"}'. Projects left out "
+                         "are kept as they are, never marked deleted.", None,
+               convert="pwh.sources.incoplax.client:check_filter"),
+        Option("mask", "Fetch and store only these fields (comma-separated: id, code, name, opts.title, ext.lwt, "
+                       "ext.ct; id and ext.lwt always); the other columns load NULL.", None,
+               convert="pwh.sources.incoplax.client:parse_mask"),
     ),
     secrets_when=(("auth_scheme", "basic", ("INCOPLAX_USERNAME", "INCOPLAX_PASSWORD")),),
     simulator_port=8766,

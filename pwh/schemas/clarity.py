@@ -108,3 +108,40 @@ PROJECT_EXTERNAL_IDS = Table(
 )
 
 TABLES: tuple[Table, ...] = (PROJECTS, PROJECT_UDFS, PROJECT_FILES, PROJECT_EXTERNAL_IDS)
+
+# Per instance, not per project: replaced for the account as a whole, once a run.
+RESEARCHERS = Table(
+    SCHEMA, "researchers",
+    "Researchers of the instance (`GET /api/v2/researchers`, each `/researchers/{id}` read once a run) with their lab's name (`GET /api/v2/labs`); `projects.researcher_id` = `researcher_id`. Names and lab only: e-mail, phone, fax, credentials and UDFs are not stored.",
+    (
+        ACCOUNT,
+        text("researcher_id", "Id of the researcher: the last segment of its `uri`.", nullable=False),
+        text("uri", "The researcher's URI as the server wrote it."),
+        text("first_name", "First name (`<first-name>`)."),
+        text("last_name", "Last name (`<last-name>`)."),
+        text("initials", "Initials (`<initials>`)."),
+        text("lab_id", "Id of the researcher's lab (the last segment of `<lab uri>`); NULL when none."),
+        text("lab_name", "Name of the lab (from the lab list's `<name>`); NULL when none or not listed."),
+    ),
+    key=("account", "researcher_id"),
+    unit_column=None,
+)
+
+FILES = Table(
+    SCHEMA, "files",
+    "Details of the files attached to projects (`POST /api/v2/files/batch/retrieve`), read once a run for the files of the projects the run fetched; `project_files.file_limsid` = `file_limsid`. Upserted: a file's row stays when no later run reads it. Where the file came from on the uploader's computer (`original-location`) is not stored.",
+    (
+        ACCOUNT,
+        text("file_limsid", "LIMS id of the file (`limsid`).", nullable=False),
+        text("uri", "URI of the file resource."),
+        text("project_limsid", "LIMS id of the project it is attached to (from `attached-to`); NULL when attached to something else."),
+        text("attached_to", "URI of what the file is attached to (`<attached-to>`)."),
+        text("original_name", "The file's name before it was imported (`<original-name>`)."),
+        text("content_location", "Where the server stores the file (`<content-location>`), without any user name or password in the URL."),
+        boolean("is_published", "Shown in LabLink (`<is-published>`)."),
+    ),
+    key=("account", "file_limsid"),
+    unit_column=None,
+)
+
+DIMENSION_TABLES: tuple[Table, ...] = (RESEARCHERS, FILES)

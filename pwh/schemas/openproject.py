@@ -1,6 +1,7 @@
 """The OpenProject tables: projects (and programs/portfolios), and each project's linked
 resources (work packages, versions, categories, types, memberships), plus the custom
-field values of projects and work packages, one row per value."""
+field values of projects and work packages, one row per value; and the instance's
+dimensions (custom field definitions, work-package statuses, users), fetched once a run."""
 
 from __future__ import annotations
 
@@ -171,3 +172,60 @@ CUSTOM_VALUES = Table(
 )
 
 TABLES: tuple[Table, ...] = (PROJECTS, WORK_PACKAGES, VERSIONS, CATEGORIES, TYPES, MEMBERSHIPS, CUSTOM_VALUES)
+
+# ---------------------------------------------------------------------------- dimensions
+# Per instance, not per project: no project_id; each is replaced (or, for custom fields,
+# upserted) for the account as a whole, once a run (pwh/warehouse/load.py::load_dimensions).
+
+CUSTOM_FIELDS = Table(
+    SCHEMA, "custom_fields",
+    "Custom field definitions, from the project schema (`/api/v3/projects/schema`) and the work-package schemas (`/api/v3/work_packages/schemas`) of the work packages a run fetched; `custom_values.custom_field_id` = `id`. Upserted: a definition no longer in any schema read stays.",
+    (
+        ACCOUNT,
+        ID,
+        text("applies_to", "`project` or `work_package`: the schema the definition was read from.", nullable=False,
+             checks=(pa.Check.isin(["project", "work_package"]),)),
+        text("name", "The field's name as users see it (`name`)."),
+        text("field_type", "The API's type of its values, e.g. `Integer`, `String`, `Formattable`, `Boolean`, `User`, `CustomOption`, `[]CustomOption` (a multi-select list)."),
+        text("location", "`_links` when values are links (users, list options, versions), NULL when they are properties."),
+        boolean("required", "A value is required (`required`)."),
+        text("visibility", "`default` or `hidden` (project fields; `visibility`)."),
+        EXTRA,
+    ),
+    key=("account", "id"),
+    unit_column=None,
+)
+
+STATUSES = Table(
+    SCHEMA, "statuses",
+    "Work-package statuses of the instance (`/api/v3/statuses`); `work_packages.status_id` = `id`. (Project statuses are a fixed list: `projects.status_code`.)",
+    (
+        ACCOUNT, ID,
+        text("name", "Status name, e.g. `In progress`."),
+        boolean("is_closed", "Work packages in it count as closed (`isClosed`)."),
+        boolean("is_default", "New work packages start in it (`isDefault`)."),
+        boolean("is_readonly", "Work packages in it cannot be edited (`isReadonly`)."),
+        integer("default_done_ratio", "% done of a work package in it, when progress follows status (`defaultDoneRatio`)."),
+        integer("position", "Sort position."),
+        text("color", "Colour as hex."),
+        EXTRA,
+    ),
+    key=("account", "id"),
+    unit_column=None,
+)
+
+USERS = Table(
+    SCHEMA, "users",
+    "Users of the instance (`/api/v3/users`; only administrators and keys with a user-managing permission may list them: otherwise the run ends `partial` and the rows are kept). Their names only: e-mail addresses, logins, avatars and other personal properties are not stored. `work_packages.author_id`/`assignee_id`/`responsible_id` and `memberships.principal_id` (type `user`) = `id`.",
+    (
+        ACCOUNT, ID,
+        text("name", "Display name (`name`)."),
+        text("status", "`active`, `registered`, `locked` or `invited` (`status`)."),
+        boolean("admin", "An administrator (`admin`)."),
+        CREATED, UPDATED,
+    ),
+    key=("account", "id"),
+    unit_column=None,
+)
+
+DIMENSION_TABLES: tuple[Table, ...] = (CUSTOM_FIELDS, STATUSES, USERS)

@@ -172,7 +172,7 @@ GROUPS = Table(
 
 FILES = Table(
     SCHEMA, "files",
-    "Downloadable project files (`GET /file/{_id}`), one row per file; the signed download link is never stored.",
+    "Downloadable project files (`GET /file/{_id}`, or `/file/{_id}/{_type}` per type with `--file-type`), one row per file; the signed download link is never stored.",
     (
         ACCOUNT, PROJECT_ID,
         text("file_type", "`maxilla`, `mandible` or `face` (`filetype`).", nullable=False),

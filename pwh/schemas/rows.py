@@ -106,3 +106,9 @@ def raw_json(raw: Any, redact: Callable[[Any], Any]) -> str:
         return orjson.dumps(redacted).decode()
     except (TypeError, orjson.JSONEncodeError):
         return json.dumps(redacted, default=repr)
+
+
+def dimension_unit(table: str) -> str:
+    """The ``unit_key`` of a dimension table's rows (per account, not per unit): their
+    quarantined records and field issues are kept under it (no project key has this form)."""
+    return f"dimension:{table}"

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pwh.schemas import clarity as tables
+from pwh.schemas.rows import dimension_unit
 from pwh.transforms.coerce import CoercionError, FieldIssues, as_date, as_float, as_json
 from pwh.transforms.frames import TableBatch
 from pwh.transforms.redact import redact_unknown_source
@@ -194,3 +195,83 @@ def transform_projects(fetched: Iterable[FetchedProject], *, account: str) -> tu
             "(see clarity.project_udfs.parse_error)", transform.udf_parse_errors,
         )
     return transform.batch, transform.udf_parse_errors
+
+
+def transform_dimensions(fetched: Mapping[str, Any], *, account: str) -> TableBatch:
+    """Rows of the dimension tables of the streams in ``fetched`` (``researchers``,
+    ``file_details``); only those tables have buffers (the others are left alone)."""
+    streams = {"researchers": "researchers", "files": "file_details"}  # table → the stream feeding it
+    batch = TableBatch.for_tables(t for t in tables.DIMENSION_TABLES if streams[t.name] in fetched)
+    if "researchers" in fetched:
+        _researchers(batch, fetched["researchers"], account)
+    if "file_details" in fetched:
+        _file_details(batch, fetched["file_details"], account)
+    return batch
+
+
+def _file_details(batch: TableBatch, details: Iterable[Mapping[str, Any]], account: str) -> None:
+    """``clarity.files`` rows from parsed ``<file:file>`` details; one without a limsid is
+    rejected (it cannot be keyed), one named twice loads once."""
+    unit = dimension_unit("files")
+    seen: set[str] = set()
+    for position, found in enumerate(details):
+        limsid = found.get("limsid")
+        key = f"files/{limsid or '#' + str(position)}"
+        if not limsid:
+            batch.reject("files", unit, key, ["file without a limsid"], found, redact_unknown_source)
+            continue
+        if limsid in seen:
+            continue
+        seen.add(limsid)
+        e = FieldIssues()
+        published = found.get("is_published")
+        if published not in (None, "true", "false"):
+            e.add("is-published", "not true or false", published)
+        attached = found.get("attached_to")
+        path = urlsplit(attached).path.rstrip("/").rsplit("/", 2) if attached else []
+        row = {
+            "account": account, "file_limsid": limsid, "uri": found.get("uri"),
+            "project_limsid": path[-1] if len(path) == 3 and path[1] == "projects" and path[-1] else None,
+            "attached_to": attached, "original_name": found.get("original_name"),
+            "content_location": without_credentials(found.get("content_location")),
+            "is_published": None if published not in ("true", "false") else published == "true",
+        }
+        batch.buffers["files"].append(row, {**found, "content_location": row["content_location"]}, unit, key, e)
+
+
+def without_credentials(url: str | None) -> str | None:
+    """``url`` without a user name or password (``sftp://user:pw@host/…`` → ``sftp://host/…``)."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()
+
+
+def _researchers(batch: TableBatch, fetched: Mapping[str, Any], account: str) -> None:
+    """``clarity.researchers`` rows from ``{"researchers": [parsed researchers], "labs":
+    [lab links]}``: each researcher's names and its lab's id and name. A researcher
+    without a readable id is rejected (it cannot be keyed); one named twice loads once."""
+    unit = dimension_unit("researchers")
+    labs = {last_segment(lab.get("uri")): lab.get("name") for lab in fetched.get("labs", [])}
+    seen: set[str] = set()
+    for position, researcher in enumerate(fetched.get("researchers", [])):
+        uri = researcher.get("uri")
+        # …/researchers/<id>: anything else names no researcher
+        rid = last_segment(uri) if uri and urlsplit(uri).path.rstrip("/").rsplit("/", 2)[-2:-1] == ["researchers"] else None
+        key = f"researchers/{rid if rid else '#' + str(position)}"
+        if rid is None:
+            batch.reject("researchers", unit, key, ["researcher uri does not end in /researchers/<id>"], researcher,
+                         redact_unknown_source)
+            continue
+        if rid in seen:
+            continue
+        seen.add(rid)
+        lab_id = last_segment(researcher.get("lab_uri"))
+        row = {
+            "account": account, "researcher_id": rid, "uri": researcher.get("uri"),
+            "first_name": researcher.get("first_name"), "last_name": researcher.get("last_name"),
+            "initials": researcher.get("initials"), "lab_id": lab_id, "lab_name": labs.get(lab_id) if lab_id else None,
+        }
+        batch.buffers["researchers"].append(row, researcher, unit, key)

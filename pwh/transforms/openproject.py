@@ -21,7 +21,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from pwh.schemas import openproject as tables
-from pwh.sources.openproject.client import UNDISCLOSED, ProjectPayload
+from pwh.schemas.rows import dimension_unit
+from pwh.sources.openproject.client import UNDISCLOSED, ProjectPayload, link_href
 from pwh.transforms.coerce import (
     CoercionError,
     FieldIssues,
@@ -454,3 +455,117 @@ def transform_projects(fetched: Iterable[ProjectPayload], *, account: str) -> Ta
         log.info("%d work packages listed under a parent project belong to a subproject: loaded with their own project",
                  transform.foreign_work_packages)
     return transform.batch
+
+
+# ---------------------------------------------------------------------------- dimensions
+_SCHEMA_ID = re.compile(r"/work_packages/schemas/(\d{1,18}-\d{1,18})/?$")
+_CUSTOM_FIELD_PROPERTIES = frozenset({"name", "type", "location", "required", "visibility"})
+_STATUS_FIELDS = frozenset({"_type", "id", "name", "isClosed", "isDefault", "isReadonly", "defaultDoneRatio",
+                            "position", "color"})
+# What is kept of a user, raw rejected records included: never e-mail, login, avatar,
+# first/last name or any other personal property the API sends (docs/openproject.md).
+_USER_FIELDS = ("id", "name", "status", "admin", "createdAt", "updatedAt")
+
+
+def work_package_schema_id(work_package: Any) -> str | None:
+    """``<project id>-<type id>`` of the schema a work package links (None when it names none)."""
+    links = work_package.get("_links") if isinstance(work_package, Mapping) else None
+    href = link_href(links, "schema")
+    match = _SCHEMA_ID.search(href) if href else None
+    return match.group(1) if match else None
+
+
+class _Dimensions:
+    def __init__(self, account: str, streams: Iterable[str]) -> None:
+        self.account = account
+        self.batch = TableBatch.for_tables(t for t in tables.DIMENSION_TABLES if t.name in set(streams))
+
+    def _add(self, table: str, key: str, row: dict[str, Any], raw: Any, issues: FieldIssues) -> None:
+        row["account"] = self.account
+        self.batch.buffers[table].append(row, raw, dimension_unit(table), f"{table}/{key}", issues)
+
+    def _records(self, table: str, records: Any) -> Iterable[tuple[Mapping[str, Any], int | None, FieldIssues]]:
+        """The objects of a collection with their id read; anything else is rejected."""
+        for position, record in enumerate(records if isinstance(records, list) else [records]):
+            if not isinstance(record, Mapping):
+                self.batch.reject(table, dimension_unit(table), f"{table}/#{position}",
+                                  [f"element is a {type(record).__name__}, not an object"], record,
+                                  redact_unknown_source)
+                continue
+            e = FieldIssues()
+            yield record, e.take(as_int, record, "id"), e
+
+    def custom_fields(self, fetched: Mapping[str, Any]) -> None:
+        """Definitions from the project schema, then the work-package schemas; a field in
+        several schemas (every project/type pair shows it) is one row, its first."""
+        seen: set[int] = set()
+        sources = [("project", fetched.get("project"))] + [("work_package", s) for s in fetched.get("work_package", [])]
+        for applies_to, schema in sources:
+            if not isinstance(schema, Mapping):
+                self.batch.reject("custom_fields", dimension_unit("custom_fields"), f"custom_fields/{applies_to}-schema",
+                                  [f"{applies_to} schema is a {type(schema).__name__}, not an object"], schema,
+                                  redact_unknown_source)
+                continue
+            for name, definition in schema.items():
+                match = CUSTOM.match(name)
+                if not match or match.group(1) != "Field" or int(match.group(2)) in seen:
+                    continue
+                field_id = int(match.group(2))
+                seen.add(field_id)
+                e = FieldIssues()
+                if not isinstance(definition, Mapping):
+                    e.add(name, "expected an object", definition)
+                    definition = {}
+                # `_embedded` (allowed values, which may embed users) is not kept.
+                rest = {k: v for k, v in definition.items() if k not in _CUSTOM_FIELD_PROPERTIES and k != "_embedded"}
+                row = {
+                    "id": field_id, "applies_to": applies_to,
+                    "name": e.take(as_text, definition, "name", path=f"{name}.name"),
+                    "field_type": e.take(as_text, definition, "type", path=f"{name}.type"),
+                    "location": e.take(as_text, definition, "location", path=f"{name}.location"),
+                    "required": e.take(as_bool, definition, "required", path=f"{name}.required"),
+                    "visibility": e.take(as_text, definition, "visibility", path=f"{name}.visibility"),
+                    "extra": as_json(rest) if rest else None,
+                }
+                self._add("custom_fields", str(field_id), row, {name: definition}, e)
+
+    def statuses(self, records: Any) -> None:
+        for r, sid, e in self._records("statuses", records):
+            row = {
+                "id": sid,
+                "name": e.take(as_text, r, "name"),
+                "is_closed": e.take(as_bool, r, "isClosed"),
+                "is_default": e.take(as_bool, r, "isDefault"),
+                "is_readonly": e.take(as_bool, r, "isReadonly"),
+                "default_done_ratio": e.take(as_int, r, "defaultDoneRatio"),
+                "position": e.take(as_int, r, "position"),
+                "color": e.take(as_text, r, "color"),
+                "extra": _Transform._extra(r, _STATUS_FIELDS, frozenset({"self"}), custom_in_table=False),
+            }
+            self._add("statuses", str(r.get("id")), row, r, e)
+
+    def users(self, records: Any) -> None:
+        for r, uid, e in self._records("users", records):
+            kept = {k: r[k] for k in _USER_FIELDS if k in r}
+            row = {
+                "id": uid,
+                "name": e.take(as_text, r, "name"),
+                "status": e.take(as_text, r, "status"),
+                "admin": e.take(as_bool, r, "admin"),
+                "created_at": e.take(as_iso_datetime_ms, r, "createdAt"),
+                "updated_at": e.take(as_iso_datetime_ms, r, "updatedAt"),
+            }
+            self._add("users", str(r.get("id")), row, kept, e)
+
+
+def transform_dimensions(fetched: Mapping[str, Any], *, account: str) -> TableBatch:
+    """Rows of the dimension tables of the streams in ``fetched`` (stream → raw answer:
+    ``custom_fields``: ``{"project": schema, "work_package": [schemas]}``; ``statuses``
+    and ``users``: their collections' elements). Only those tables have buffers: a table
+    without one is not touched by the load."""
+    dimensions = _Dimensions(account, fetched)
+    for name, build in (("custom_fields", dimensions.custom_fields), ("statuses", dimensions.statuses),
+                        ("users", dimensions.users)):
+        if name in fetched:
+            build(fetched[name])
+    return dimensions.batch

@@ -1,7 +1,7 @@
 """Every table and view the warehouse holds, found from the specs themselves: each module of
-``schemas`` that defines ``TABLES`` contributes its tables (the pipeline's first, then the
-sources' in name order), and ``warehouse.marts`` its views. The docs and the warehouse
-comments are rendered from here."""
+``schemas`` that defines ``TABLES`` (and ``DIMENSION_TABLES``) contributes its tables (the
+pipeline's first, then the sources' in name order), and ``warehouse.marts`` its views. The
+docs and the warehouse comments are rendered from here."""
 
 from __future__ import annotations
 
@@ -27,14 +27,16 @@ def _table_modules() -> list[ModuleType]:
 
 
 def tables_of(source: str) -> tuple[Table, ...]:
-    """The tables of one source (its ``pwh/schemas/<source>.py``)."""
-    return tuple(importlib.import_module(f"pwh.schemas.{source}").TABLES)
+    """The tables of one source (its ``pwh/schemas/<source>.py``): per project, then per account."""
+    module = importlib.import_module(f"pwh.schemas.{source}")
+    return (*module.TABLES, *getattr(module, "DIMENSION_TABLES", ()))
 
 
 def all_tables() -> tuple[Table, ...]:
     tables: list[Table] = []
     for module in _table_modules():
         tables.extend(getattr(module, "TABLES", ()))
+        tables.extend(getattr(module, "DIMENSION_TABLES", ()))
     return tuple(tables)
 
 

@@ -15,7 +15,7 @@ import orjson
 import polars as pl
 
 from pwh.schemas import pipeline
-from pwh.schemas.rows import RejectedRecord, RowIssue
+from pwh.schemas.rows import RejectedRecord, RowIssue, dimension_unit
 from pwh.schemas.spec import Table
 from pwh.warehouse.connection import transaction
 from pwh.warehouse.crashpoints import crash_point
@@ -272,3 +272,55 @@ def _per_unit_frame(
         for name, column in columns.items():
             column.append(row[name])
     return pl.DataFrame(columns, schema=table.polars_schema, strict=True)
+
+
+def load_dimensions(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    source: str,
+    account: str,
+    run_id: str,
+    tables: Sequence[Table],
+    frames: Mapping[str, pl.DataFrame],
+    rejected: Iterable[RejectedRecord],
+    issues: Iterable[RowIssue],
+    now: datetime,
+    upserted: Collection[str] = (),
+) -> dict[str, int]:
+    """Load an account's dimension tables (per account, not per unit) in one transaction:
+    each table in ``frames`` replaces the account's rows of that table (``upserted``
+    tables: only the rows of the same key), with its quarantined rows and field issues
+    (kept under :func:`dimension_unit`). A table not in ``frames`` (its stream was not
+    fetched) is left as it is. Returns rows inserted per table."""
+    loaded = [table for table in tables if table.name in frames]
+    units = pl.DataFrame({"unit_key": [dimension_unit(t.name) for t in loaded]}, schema={"unit_key": pl.Utf8})
+    quarantine = quarantine_frame(source, account, run_id, rejected, now)
+    field_issues = issues_frame(source, account, run_id, issues, now)
+    inserted: dict[str, int] = {}
+    with transaction(con):
+        for table in loaded:
+            frame = frames[table.name]
+            if table.name in upserted:
+                if frame.height:
+                    _delete_same_keys(con, table, frame)
+            else:
+                con.execute(f"DELETE FROM {table.qualified_name} WHERE account = ?", [account])
+            if frame.height:
+                con.register("dimension_rows", frame)
+                con.execute(f"INSERT INTO {table.qualified_name} BY NAME SELECT * FROM dimension_rows")
+                con.unregister("dimension_rows")
+            inserted[table.name] = frame.height
+        con.register("dimension_units", units)
+        for table, rows in ((pipeline.REJECTED_RECORDS, quarantine), (pipeline.FIELD_ISSUES, field_issues)):
+            con.execute(
+                f"DELETE FROM {table.qualified_name} WHERE source = ? AND account = ? "
+                "AND unit_key IN (SELECT unit_key FROM dimension_units)",
+                [source, account],
+            )
+            if rows.height:
+                con.register("dimension_pipeline_rows", rows)
+                con.execute(f"INSERT INTO {table.qualified_name} BY NAME SELECT * FROM dimension_pipeline_rows")
+                con.unregister("dimension_pipeline_rows")
+        con.unregister("dimension_units")
+        crash_point("load-before-commit")
+    return inserted

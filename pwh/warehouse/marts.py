@@ -413,8 +413,36 @@ SELECT *, floor(epoch(now() - last_activity_at) / 86400)::BIGINT AS idle_days FR
     macro="stalled_cases_for",
 )
 
+# A view, not a column of custom_values: a renamed field shows its new name at once, in
+# the values of projects no run has fetched since, and the per-project load stays
+# independent of the per-instance definitions.
+OPENPROJECT_CUSTOM_VALUES = View(
+    "openproject_custom_values",
+    "OpenProject custom values read by name: `openproject.custom_values` with each field's name and type from `openproject.custom_fields`.",
+    "one row per custom value (as `openproject.custom_values`)",
+    (
+        ACCOUNT,
+        text("project_id", "Id of the project the value was fetched through."),
+        text("owner_type", "`project` or `work_package`."),
+        integer("owner_id", "Id of the project or work package."),
+        integer("custom_field_id", "N of `customFieldN` / `customCommentN`."),
+        text("custom_field_name", "The field's name (`openproject.custom_fields.name`); NULL while its definition has not been read."),
+        text("field_type", "The field's type, e.g. `Integer`, `User`, `[]CustomOption`."),
+        text("kind", "`value`, `link` or `comment` (`customCommentN`: a comment on the field's value)."),
+        text("value_text", "The value as text (see `openproject.custom_values.value_text`)."),
+        text("value", "The value as sent, as JSON text."),
+    ),
+    (
+        Part("openproject", ("openproject.custom_values", "openproject.custom_fields"), """
+SELECT v.account, v.project_id, v.owner_type, v.owner_id, v.custom_field_id, f.name AS custom_field_name,
+       f.field_type, v.kind, v.value_text, CAST(v.value AS VARCHAR) AS value
+FROM openproject.custom_values v
+LEFT JOIN openproject.custom_fields f ON f.account = v.account AND f.id = v.custom_field_id"""),
+    ),
+)
+
 VIEWS: tuple[View, ...] = (PROJECTS, ACTIVITY_DAILY, STORAGE_BY_GROUP, ORDERS_FUNNEL, ORDERS_MONTHLY, CASE_TURNAROUND,
-                           STALLED_CASES)
+                           STALLED_CASES, OPENPROJECT_CUSTOM_VALUES)
 
 
 def present_tables(con: duckdb.DuckDBPyConnection) -> set[str]:

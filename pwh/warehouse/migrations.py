@@ -57,6 +57,9 @@ MIGRATIONS: list[Migration] = [
               create_tables((pipeline.FIELD_ISSUES,))),
     Migration(8, "pipeline.unit_state.missing_streams: streams a project was loaded without",
               add_column(pipeline.UNIT_STATE, "missing_streams")),
+    Migration(9, "OpenProject dimensions: custom field definitions, statuses, users",
+              create_tables(openproject.DIMENSION_TABLES)),
+    Migration(10, "Clarity researchers (with their lab) and file details", create_tables(clarity.DIMENSION_TABLES)),
     Migration(11, "pipeline.shard_loads: the load log of sharded syncs (each shard loaded once)",
               create_tables((pipeline.SHARD_LOADS,))),
 ]

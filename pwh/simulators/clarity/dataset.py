@@ -59,6 +59,22 @@ _Q_BAD_UDFS = 8  # Numeric/Boolean/Date UDF text that does not parse as its type
 _Q_EMPTY_UDF = 9  # an empty <udf:field/> and external ids
 
 
+N_RESEARCHERS = 50  # projects name researchers 1..50
+LABS = {1: "Genomics Core", 2: "Proteomics Lab", 3: "Bioinformatics Unit", 4: "Clinical Sequencing & Co"}
+_FIRST = ("Ada", "Rosalind", "Barbara", "Frederick", "Linus", "Marie", "Gregor", "Dorothy", "Tu", "Émilie")
+_LAST = ("Byron", "Franklin", "McClintock", "Sanger", "Pauling", "Curie", "Mendel", "Hodgkin", "Youyou", "du Châtelet")
+
+
+def _researcher(rid: int) -> dict[str, Any]:
+    """Researcher ``rid``: names, a lab (none for every fifth), and the personal details a
+    real answer carries (e-mail, phone, credentials) that a sync must not keep."""
+    first, last = _FIRST[rid % len(_FIRST)], _LAST[(rid // len(_FIRST) + rid) % len(_LAST)]
+    return {"id": rid, "first_name": first, "last_name": last, "initials": first[0] + last[0],
+            "lab": None if rid % 5 == 0 else 1 + rid % len(LABS),
+            "email": f"{first.lower()}.{rid}@lab.example.org", "phone": f"+44 20 7946 {rid:04d}",
+            "username": f"{first.lower()}{rid}"}
+
+
 @dataclass(frozen=True)
 class DatasetConfig:
     seed: int = 7
@@ -93,6 +109,9 @@ class ClarityDataset:
         self._modified: dict[int, datetime] = {}
         self._by_limsid = {limsid_of(i): i for i in range(self._count)}
         self._cache: dict[tuple[int, int], dict[str, Any]] = {}
+        # The instance's researchers and labs (tests edit them: rename, move, remove).
+        self.researchers = {rid: _researcher(rid) for rid in range(1, N_RESEARCHERS + 1)}
+        self.labs = dict(LABS)
 
     # ------------------------------------------------------------------ listing
     def live_indices(self) -> list[int]:
@@ -107,6 +126,20 @@ class ClarityDataset:
 
     def modified_at(self, index: int) -> datetime:
         return self._modified.get(index, BASE_MODIFIED + timedelta(hours=index))
+
+    def file_details(self, file_limsid: str) -> dict[str, Any] | None:
+        """A project file's details as the server keeps them (None: no such file): where it
+        is stored (the sftp URL names the server's upload user), its original name, and the
+        path it came from on the uploader's computer (their user name in it)."""
+        project_limsid = file_limsid.split("-40-", 1)[0]
+        index = self.index_of(project_limsid)
+        if index is None or file_limsid not in self.project(index)["files"]:
+            return None
+        n = int(file_limsid.rsplit("-", 1)[1])
+        return {"limsid": file_limsid, "project": project_limsid, "published": n % 3 == 0,
+                "content_location": f"sftp://glsftp@lims.example.org/opt/gls/clarity/users/glsftp/{project_limsid}/{file_limsid}.pdf",
+                "original_name": f"Sample sheet {n}.pdf" if n % 4 else f"Ärger & <Co> {n}.pdf",
+                "original_location": f"C:\\Users\\jdoe{n}\\Desktop\\Sample sheet {n}.pdf"}
 
     # ------------------------------------------------------------------ one project
     def project(self, index: int) -> dict[str, Any]:

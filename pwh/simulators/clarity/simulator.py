@@ -11,6 +11,11 @@
   ``start-index``/``open-date``/``last-modified`` is tolerated: the first one counts.
   A bad ``start-index``, date or time stamp answers 400 with an ``exc:exception``.
 - Unknown project → 404 ``exc:exception``.
+- ``/researchers`` and ``/labs`` (paged lists of links with names) and
+  ``/researchers/{id}`` (names, lab, and the e-mail, phone and credentials a sync must
+  not keep); ``researchers_status`` makes all three answer e.g. 403.
+- ``POST /files/batch/retrieve`` (``<ri:links>`` in, ``<file:details>`` out: attached-to,
+  content-location, original-location, original-name, is-published).
 - Faults as for every simulator (``simulators.simulation``); 429 and 500 carry an
   ``exc:exception`` body. The ``Date`` header comes from the dataset's clock.
 
@@ -49,6 +54,7 @@ from pwh.simulators.simulation import (
     simulating,
 )
 from pwh.sources.clarity.client import PASSWORD_VARIABLE, USERNAME_VARIABLE
+from pwh.sources.xml import parse_xml
 
 API_PREFIX = "/api/v2"
 SIMULATOR_KEY: web.AppKey[Any] = web.AppKey("clarity_simulator", object)
@@ -73,6 +79,7 @@ class SimulatorOptions:
     stall_s: float = 2.0
     fault_seed: int | None = None
     always_fail_projects: frozenset[str] = frozenset()  # every request about these answers 500
+    researchers_status: int = 200  # e.g. 403: researchers and labs answer it (a user without the permission)
 
 
 def exception_xml(status: int, message: str, category: str = "Error") -> bytes:
@@ -114,7 +121,8 @@ class _Simulator:
         self.reset_stats()
 
     def reset_stats(self) -> None:
-        self.stats = {"total": 0, "list": 0, "project": 0, "unauthorized": 0, "not_found": 0, "bad_request": 0}
+        self.stats = {"total": 0, "list": 0, "project": 0, "researchers": 0, "researcher": 0, "labs": 0, "file_details": 0,
+                      "unauthorized": 0, "not_found": 0, "bad_request": 0}
         self.faults.reset()
 
     def snapshot(self) -> dict[str, Any]:
@@ -207,6 +215,82 @@ class _Simulator:
         lines.append("</prj:projects>")
         return 200, ("\n".join(lines) + "\n").encode()
 
+    # ------------------------------------------------------------------ researchers and labs
+    def link_page(self, request: web.Request, path: str, root: str, items: list[str]) -> tuple[int, bytes]:
+        """A page of ``items`` (rendered links) under ``<root>`` with previous/next links."""
+        try:
+            start = int(request.query.get("start-index", "0"))
+        except ValueError:
+            raise BadQuery(f"Invalid start-index: {request.query['start-index']}") from None
+        if self.opt.researchers_status != 200:
+            return self.opt.researchers_status, exception_xml(self.opt.researchers_status, "Forbidden", "FORBIDDEN")
+        base = self.public(request)
+        lines = ['<?xml version="1.0" encoding="UTF-8" standalone="yes"?>', root]
+        lines.extend(items[start:start + self.opt.page_size])
+        if start + self.opt.page_size < len(items):
+            uri = f"{base}/{path}?{urlencode([('start-index', str(start + self.opt.page_size))])}"
+            lines.append(f"    <next-page uri={quoteattr(uri)}/>")
+        lines.append(f"</{root[1:].split()[0]}>")
+        return 200, ("\n".join(lines) + "\n").encode()
+
+    def researchers_page(self, request: web.Request) -> tuple[int, bytes]:
+        base = self.public(request)
+        items = [f'    <researcher uri={quoteattr(base + "/researchers/" + str(r["id"]))}>'
+                 f"<first-name>{escape(r['first_name'])}</first-name><last-name>{escape(r['last_name'])}</last-name>"
+                 "</researcher>" for r in self.ds.researchers.values()]
+        return self.link_page(request, "researchers", '<res:researchers xmlns:res="http://genologics.com/ri/researcher">',
+                              items)
+
+    def labs_page(self, request: web.Request) -> tuple[int, bytes]:
+        base = self.public(request)
+        items = [f'    <lab uri={quoteattr(f"{base}/labs/{lid}")}><name>{escape(name)}</name></lab>'
+                 for lid, name in self.ds.labs.items()]
+        return self.link_page(request, "labs", '<lab:labs xmlns:lab="http://genologics.com/ri/lab">', items)
+
+    def researcher_body(self, request: web.Request, rid: str) -> tuple[int, bytes]:
+        if self.opt.researchers_status != 200:
+            return self.opt.researchers_status, exception_xml(self.opt.researchers_status, "Forbidden", "FORBIDDEN")
+        r = self.ds.researchers.get(int(rid)) if rid.isdigit() else None
+        if r is None:
+            return 404, exception_xml(404, f"Researcher not found: {rid}", "NOT_FOUND")
+        base = self.public(request)
+        lab = "" if r["lab"] is None else f'    <lab uri={quoteattr(base + "/labs/" + str(r["lab"]))}/>\n'
+        body = (
+            '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+            f'<res:researcher xmlns:udf="http://genologics.com/ri/userdefined" xmlns:ri="http://genologics.com/ri" '
+            f'xmlns:res="http://genologics.com/ri/researcher" uri={quoteattr(f"{base}/researchers/{rid}")}>\n'
+            f"    <first-name>{escape(r['first_name'])}</first-name>\n    <last-name>{escape(r['last_name'])}</last-name>\n"
+            f"    <phone>{escape(r['phone'])}</phone>\n    <email>{escape(r['email'])}</email>\n{lab}"
+            f"    <credentials><username>{escape(r['username'])}</username><account-locked>false</account-locked>"
+            '<role roleName="Researcher" name="Researcher"/></credentials>\n'
+            f"    <initials>{escape(r['initials'])}</initials>\n</res:researcher>\n"
+        )
+        return 200, body.encode()
+
+    def file_details_body(self, request: web.Request, body: bytes) -> tuple[int, bytes]:
+        """``POST files/batch/retrieve``: ``<file:details>`` of the linked files that exist."""
+        try:
+            links = parse_xml(body)
+        except Exception:  # noqa: BLE001 - any unreadable body is the client's error
+            raise BadQuery("The request body is not a links document") from None
+        base = self.public(request)
+        out = ['<?xml version="1.0" encoding="UTF-8" standalone="yes"?>',
+               '<file:details xmlns:file="http://genologics.com/ri/file">']
+        for link in links:
+            uri = link.get("uri") or ""
+            details = self.ds.file_details(uri.rstrip("/").rsplit("/", 1)[-1])
+            if details is None:
+                continue
+            out.append(f'    <file:file limsid="{details["limsid"]}" uri={quoteattr(base + "/files/" + details["limsid"])}>')
+            out.append(f"        <attached-to>{escape(base + '/projects/' + details['project'])}</attached-to>")
+            out.append(f"        <content-location>{escape(details['content_location'])}</content-location>")
+            out.append(f"        <original-location>{escape(details['original_location'])}</original-location>")
+            out.append(f"        <original-name>{escape(details['original_name'])}</original-name>")
+            out.append(f"        <is-published>{'true' if details['published'] else 'false'}</is-published>")
+            out.append("    </file:file>")
+        out.append("</file:details>")
+        return 200, ("\n".join(out) + "\n").encode()
+
     # ------------------------------------------------------------------ one project
     def project_body(self, request: web.Request, limsid: str) -> tuple[int, bytes]:
         index = self.ds.index_of(limsid)
@@ -283,11 +367,29 @@ def build_app(dataset: ClarityDataset, options: SimulatorOptions | None = None) 
         limsid = request.match_info["limsid"]
         return await sim.answer(request, "project", limsid, lambda: sim.project_body(request, limsid))
 
+    async def researchers(request: web.Request) -> web.StreamResponse:
+        return await sim.answer(request, "researchers", None, lambda: sim.researchers_page(request))
+
+    async def researcher(request: web.Request) -> web.StreamResponse:
+        rid = request.match_info["rid"]
+        return await sim.answer(request, "researcher", None, lambda: sim.researcher_body(request, rid))
+
+    async def file_details(request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        return await sim.answer(request, "file_details", None, lambda: sim.file_details_body(request, body))
+
+    async def labs(request: web.Request) -> web.StreamResponse:
+        return await sim.answer(request, "labs", None, lambda: sim.labs_page(request))
+
     def _json(data: Any, status: int = 200) -> web.Response:
         return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
     app.router.add_get(f"{API_PREFIX}/projects", projects)
     app.router.add_get(f"{API_PREFIX}/projects/{{limsid}}", project)
+    app.router.add_get(f"{API_PREFIX}/researchers", researchers)
+    app.router.add_get(f"{API_PREFIX}/researchers/{{rid}}", researcher)
+    app.router.add_get(f"{API_PREFIX}/labs", labs)
+    app.router.add_post(f"{API_PREFIX}/files/batch/retrieve", file_details)
     add_admin_routes(app, AdminHooks(
         health=lambda: {"ok": True, "projects": len(dataset.live_indices())},
         stats=sim.snapshot, reset_stats=sim.reset_stats, mutate=dataset.mutate,

@@ -95,10 +95,51 @@ class SimProject:
         return project_id
 
 
+# Custom field definitions as the schemas show them: id → (name, type, location or None).
+PROJECT_CUSTOM_FIELDS = {
+    10: ("Budget (k€)", "Integer", None), 11: ("Billable", "Boolean", None),
+    12: ("Budget note", "Formattable", None), 13: ("Sponsor", "User", "_links"),
+    14: ("Markets", "[]CustomOption", "_links"), 15: ("Cost centre", "String", None),
+}
+WORK_PACKAGE_CUSTOM_FIELDS = {
+    1: ("Ticket", "String", None), 2: ("Score", "Float", None), 3: ("Reviewer", "User", "_links"),
+}
+
+
+def custom_field_definition(field_id: int, name: str, kind: str, location: str | None) -> dict[str, Any]:
+    definition: dict[str, Any] = {"type": kind, "name": name, "required": field_id == 15, "hasDefault": False,
+                                  "writable": True, "visibility": "default"}
+    if location:
+        definition["location"] = location
+        definition["_links"] = {"allowedValues": _link(f"{API}/principals" if kind == "User" else
+                                                       f"{API}/custom_fields/{field_id}/items")}
+    if kind == "User":  # what a real schema may embed: users with their e-mail (never stored)
+        definition["_embedded"] = {"allowedValues": [{"_type": "User", "id": uid, "name": title,
+                                                      "email": f"user{uid}@example.org"} for uid, title in _USERS[:2]]}
+    return definition
+
+
 class OpenProjectDataset:
     def __init__(self, config: DatasetConfig | None = None) -> None:
         self.config = config or DatasetConfig()
         self.projects: dict[int, SimProject] = {}
+        # The instance's dimensions (tests edit them: rename a field, lock a user).
+        self.project_custom_fields = dict(PROJECT_CUSTOM_FIELDS)
+        self.work_package_custom_fields = dict(WORK_PACKAGE_CUSTOM_FIELDS)
+        self.statuses = [
+            {"_type": "Status", "id": sid, "name": name, "isClosed": closed, "isDefault": sid == 1,
+             "isReadonly": closed, "defaultDoneRatio": 100 if closed else 0, "position": n, "color": "#1A67A3",
+             "_links": {"self": _link(f"{API}/statuses/{sid}", name)}}
+            for n, (sid, name, closed) in enumerate(_WP_STATUSES, start=1)
+        ]
+        self.users = [
+            {"_type": "User", "id": uid, "name": name, "firstName": name.split()[0], "lastName": name.split()[-1],
+             "login": name.split()[-1].lower(), "email": f"{name.split()[-1].lower()}@example.org", "admin": uid == 3,
+             "avatar": f"https://example.org/avatars/{uid}.png", "status": "active", "language": "en",
+             "identityUrl": None, "createdAt": iso(uid * 1000), "updatedAt": iso(uid * 1000 + 10),
+             "_links": {"self": _link(f"{API}/users/{uid}", name), "lock": _link(f"{API}/users/{uid}/lock")}}
+            for uid, name in _USERS
+        ]
         self.invalid_record_keys: list[tuple[str, str, str]] = []  # (table, project id, key)
         self._next = {"project": 1, "wp": 1, "version": 1, "category": 1, "membership": 1}
         self._clock_ms = 0
@@ -321,6 +362,44 @@ class OpenProjectDataset:
         return {"_abbreviated": "Project resource shortened for brevity", "_type": p["_type"], "id": p["id"],
                 "identifier": p["identifier"], "name": p["name"], "active": p["active"], "public": p["public"],
                 "_links": {"self": p["_links"]["self"]}}
+
+    def project_schema(self) -> dict[str, Any]:
+        schema: dict[str, Any] = {
+            "_type": "Schema", "_dependencies": [],
+            "id": {"type": "Integer", "name": "ID", "required": True, "hasDefault": False, "writable": False},
+            "name": {"type": "String", "name": "Name", "required": True, "hasDefault": False, "writable": True},
+            "_links": {"self": _link(f"{API}/projects/schema")},
+        }
+        for field_id, (name, kind, location) in self.project_custom_fields.items():
+            schema[f"customField{field_id}"] = custom_field_definition(field_id, name, kind, location)
+        return schema
+
+    def work_package_schema(self, schema_id: str) -> dict[str, Any] | None:
+        """The schema ``<project id>-<type id>``; None unless the project has that type."""
+        pid, _, tid = schema_id.partition("-")
+        found = self.projects.get(int(pid)) if pid.isdigit() else None
+        if found is None or not any(str(t["id"]) == tid for t in found.types):
+            return None
+        schema: dict[str, Any] = {
+            "_type": "Schema", "_dependencies": [],
+            "subject": {"type": "String", "name": "Subject", "required": True, "hasDefault": False, "writable": True},
+            "_links": {"self": _link(f"{API}/work_packages/schemas/{schema_id}")},
+        }
+        for field_id, (name, kind, location) in self.work_package_custom_fields.items():
+            schema[f"customField{field_id}"] = custom_field_definition(field_id, name, kind, location)
+        return schema
+
+    def descendants(self, ancestor: int) -> set[int]:
+        """Ids of the projects under ``ancestor`` (its subtree, itself excluded)."""
+        href = f"{API}/projects/{ancestor}"
+        return {pid for pid, sim in self.projects.items()
+                if any(a.get("href") == href for a in sim.project["_links"].get("ancestors", []))}
+
+    def expected_dimension_rows(self) -> dict[str, int]:
+        """Rows of the dimension tables after a full sync (which reads every work package's schema)."""
+        with_work = any(sim.work_packages for sim in self.projects.values())
+        return {"custom_fields": len(self.project_custom_fields) + (len(self.work_package_custom_fields) if with_work else 0),
+                "statuses": len(self.statuses), "users": len(self.users)}
 
     # ------------------------------------------------------------------ change
     def mutate(self, seed: int, update_share: float = 0.1, add_share: float = 0.0, remove_share: float = 0.0,

@@ -5,7 +5,10 @@ Like the real API: HAL+JSON, strict ``Accept`` (406 to anything but
 ``apikey:<key>``, or ``Bearer <key>``), offset-paged collections (``offset`` is the page
 number from 1; ``nextByOffset`` only when a next page exists; ``pageSize`` capped), work
 packages filtered to open ones unless ``filters`` is sent, 404 ``NotFound`` errors for what
-the key may not see (hidden parents, memberships of some projects). Deterministic
+the key may not see (hidden parents, memberships of some projects); the project list's
+``filters`` (``ancestor``, ``id``, ``active``); the instance's project and work-package
+schemas (custom field definitions), statuses and users, each of which can be made to
+answer 403 or 404 (``SimulatorOptions.forbidden``/``missing``). Deterministic
 first-attempt faults come from ``simulators.simulation`` as for every simulator.
 
 Admin endpoints (no auth) under ``/_sim/``: ``GET health``, ``GET stats``,
@@ -41,7 +44,11 @@ from pwh.simulators.simulation import (
 )
 from pwh.sources.openproject.client import MEDIA_TYPE, TOKEN_VARIABLE
 
-STAT_KINDS = ("list", "project", "work_packages", "versions", "categories", "types", "memberships")
+STAT_KINDS = ("list", "project", "work_packages", "versions", "categories", "types", "memberships",
+              "project_schema", "work_package_schemas", "statuses", "users")
+# The instance-wide endpoints, by the dimension stream they serve (``SimulatorOptions.forbidden``).
+DIMENSION_KINDS = {"custom_fields": ("project_schema", "work_package_schemas"), "statuses": ("statuses",),
+                   "users": ("users",)}
 ERRORS = "urn:openproject-org:api:v3:errors:"
 SIMULATOR_KEY: web.AppKey[Any] = web.AppKey("openproject_simulator", object)
 
@@ -58,6 +65,10 @@ class SimulatorOptions:
     stall_s: float = 2.0
     fault_seed: int | None = None  # None: the dataset's seed
     always_fail_projects: frozenset[int] = frozenset()  # every request about these answers 500
+    # Dimension streams (custom_fields, statuses, users) whose endpoints answer 403
+    # MissingPermission, as for a key without the permission; ``missing``: 404 NotFound.
+    forbidden: frozenset[str] = frozenset()
+    missing: frozenset[str] = frozenset()
 
 
 def _hal(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -125,6 +136,11 @@ class _Simulator:
             await asyncio.sleep(self.opt.latency_ms / 1000)
         if pid is not None and pid in self.opt.always_fail_projects:
             return _error_answer(500, {})
+        if any(kind in DIMENSION_KINDS[name] for name in self.opt.forbidden):
+            return _hal(error_body("MissingPermission", "You are not authorized to access this resource."), 403)
+        if any(kind in DIMENSION_KINDS[name] for name in self.opt.missing):
+            self.stats["not_found"] += 1
+            return _not_found("resource")
         replaced, fault = await self.faults.before_answer(request)
         if replaced is not None:
             return replaced
@@ -182,6 +198,48 @@ def _membership_project(request: web.Request) -> int | None | web.Response:
     return None
 
 
+def _invalid_filters() -> web.Response:
+    return _hal(error_body("InvalidQuery", "Filters are not valid JSON filters."), 400)
+
+
+def _parse_filters(request: web.Request) -> list[dict[str, Any]] | web.Response:
+    """The ``filters`` query as a list of ``{name: {"operator", "values"}}`` (empty when absent)."""
+    raw = request.query.get("filters")
+    if raw is None:
+        return []
+    try:
+        filters = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return _invalid_filters()
+    if not isinstance(filters, list) or not all(
+        isinstance(f, dict) and len(f) == 1 and isinstance(next(iter(f.values())), dict)
+        and isinstance(next(iter(f.values())).get("values"), list) for f in filters
+    ):
+        return _invalid_filters()
+    return filters
+
+
+# The project list's filters the simulator knows (operator "=" only), as the API names them.
+PROJECT_FILTERS = ("ancestor", "id", "active")
+
+
+def _filter_projects(dataset: OpenProjectDataset, filters: list[dict[str, Any]]) -> list[int] | web.Response:
+    chosen = set(dataset.project_ids())
+    for item in filters:
+        (name, condition), = item.items()
+        if name not in PROJECT_FILTERS or condition.get("operator") != "=":
+            return _hal(error_body("InvalidQuery", f"Filter {name} with operator {condition.get('operator')} "
+                                                   "does not exist."), 400)
+        values = [str(v) for v in condition["values"]]
+        if name == "ancestor":
+            chosen &= set().union(*(dataset.descendants(int(v)) for v in values if v.isdigit()))
+        elif name == "id":
+            chosen &= {int(v) for v in values if v.isdigit()}
+        else:  # active: "t" / "f"
+            chosen &= {pid for pid in chosen if ("t" if dataset.projects[pid].project["active"] else "f") in values}
+    return sorted(chosen)
+
+
 def build_app(dataset: OpenProjectDataset, options: SimulatorOptions | None = None) -> web.Application:
     options = options or SimulatorOptions()
     sim = _Simulator(dataset, options)
@@ -189,9 +247,35 @@ def build_app(dataset: OpenProjectDataset, options: SimulatorOptions | None = No
 
     async def projects(request: web.Request) -> web.StreamResponse:
         def produce() -> Any:
-            elements = [dataset.list_element(dataset.projects[pid]) for pid in dataset.project_ids()]
-            return sim.collection(request, elements)
+            filters = _parse_filters(request)
+            if isinstance(filters, web.Response):
+                return filters
+            chosen = _filter_projects(dataset, filters)
+            if isinstance(chosen, web.Response):
+                return chosen
+            return sim.collection(request, [dataset.list_element(dataset.projects[pid]) for pid in chosen])
         return await sim.answer(request, "list", None, produce)
+
+    async def project_schema(request: web.Request) -> web.StreamResponse:
+        return await sim.answer(request, "project_schema", None, dataset.project_schema)
+
+    async def work_package_schemas(request: web.Request) -> web.StreamResponse:
+        def produce() -> Any:
+            filters = _parse_filters(request)
+            if isinstance(filters, web.Response):
+                return filters
+            ids = [str(v) for f in filters if "id" in f for v in f["id"]["values"]]
+            if not ids:  # as the API: no answer without an id filter
+                return _hal(error_body("InvalidQuery", "An id filter is required."), 400)
+            schemas = [schema for schema in map(dataset.work_package_schema, ids) if schema is not None]
+            return sim.collection(request, schemas, paged=False)
+        return await sim.answer(request, "work_package_schemas", None, produce)
+
+    async def statuses(request: web.Request) -> web.StreamResponse:
+        return await sim.answer(request, "statuses", None, lambda: sim.collection(request, dataset.statuses, paged=False))
+
+    async def users(request: web.Request) -> web.StreamResponse:
+        return await sim.answer(request, "users", None, lambda: sim.collection(request, dataset.users))
 
     async def project(request: web.Request) -> web.StreamResponse:
         pid = _project_id(request.match_info["pid"])
@@ -235,7 +319,11 @@ def build_app(dataset: OpenProjectDataset, options: SimulatorOptions | None = No
         return await sim.answer(request, "memberships", pid if isinstance(pid, int) else None, produce)
 
     app.router.add_get(f"{API}/projects", projects)
+    app.router.add_get(f"{API}/projects/schema", project_schema)
     app.router.add_get(f"{API}/projects/{{pid}}", project)
+    app.router.add_get(f"{API}/work_packages/schemas", work_package_schemas)
+    app.router.add_get(f"{API}/statuses", statuses)
+    app.router.add_get(f"{API}/users", users)
     app.router.add_get(f"{API}/projects/{{pid}}/{{kind:(?:work_packages|versions|categories|types)}}", linked)
     app.router.add_get(f"{API}/memberships", memberships)
     add_admin_routes(app, AdminHooks(

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
+from xml.sax.saxutils import escape
 
 from pwh.sources.errors import ApiError, NotFoundError, TransientError, safe_token
 from pwh.sources.http import Answer, HttpClient, HttpSettings, SourceClient, StaticHeaders
@@ -39,6 +40,9 @@ UDF = "http://genologics.com/ri/userdefined"
 RI = "http://genologics.com/ri"
 FILE = "http://genologics.com/ri/file"
 EXC = "http://genologics.com/ri/exception"
+RES = "http://genologics.com/ri/researcher"
+LAB = "http://genologics.com/ri/lab"
+FILES_A_REQUEST = 500  # links a batch retrieve names (the page size real servers use for lists)
 
 # A page request: the list's query parameters, in order, duplicates kept (hashable, so the
 # page walker can tell a loop).
@@ -199,29 +203,102 @@ def _server_time(answer: Answer) -> datetime | None:
     return when.astimezone(timezone.utc) if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
-def parse_project_page(root: Element) -> tuple[list[dict[str, str | None]], PageRequest | None]:
-    """``<prj:projects>``: the project links and the next page's query (None on the last page)."""
-    if not _is(root, "projects", PRJ):
-        raise ClarityApiError(f"expected <prj:projects>, got <{safe_token(local_name(root.tag)) or '?'}>")
+@dataclass(frozen=True)
+class LinkList:
+    """A paged list resource: its path, its root and link elements (namespace) and the
+    child elements of a link kept as text (element → key)."""
+
+    path: str
+    prefix: str  # the namespace's usual prefix, for messages
+    root: str
+    link: str
+    ns: str
+    texts: tuple[tuple[str, str], ...]
+
+
+PROJECT_LIST = LinkList("projects", "prj", "projects", "project", PRJ, (("name", "name"),))
+RESEARCHER_LIST = LinkList("researchers", "res", "researchers", "researcher", RES,
+                           (("first-name", "first_name"), ("last-name", "last_name")))
+LAB_LIST = LinkList("labs", "lab", "labs", "lab", LAB, (("name", "name"),))
+
+
+def parse_link_page(root: Element, kind: LinkList) -> tuple[list[dict[str, str | None]], PageRequest | None]:
+    """A page of a list (``<prj:projects>``, ``<res:researchers>``, ``<lab:labs>``): its
+    links (``limsid``, ``uri`` and the kind's texts) and the next page's query (None on
+    the last page)."""
+    if not _is(root, kind.root, kind.ns):
+        raise ClarityApiError(f"expected <{kind.prefix}:{kind.root}>, got <{safe_token(local_name(root.tag)) or '?'}>")
     links: list[dict[str, str | None]] = []
     next_request: PageRequest | None = None
     for child in root:
-        if _is(child, "project", None, PRJ):
-            name = next((c for c in child if _is(c, "name", None, PRJ)), None)
-            links.append({"limsid": child.get("limsid"), "uri": child.get("uri"), "name": _text(name)})
-        elif _is(child, "next-page", None, PRJ):
-            next_request = next_page_request(child.get("uri"))
+        if _is(child, kind.link, None, kind.ns):
+            link = {"limsid": child.get("limsid"), "uri": child.get("uri")}
+            for tag, key in kind.texts:
+                link[key] = _text(next((c for c in child if _is(c, tag, None, kind.ns)), None))
+            links.append(link)
+        elif _is(child, "next-page", None, kind.ns):
+            next_request = next_page_request(child.get("uri"), kind.path)
     return links, next_request
 
 
-def next_page_request(uri: str | None) -> PageRequest:
+def parse_project_page(root: Element) -> tuple[list[dict[str, str | None]], PageRequest | None]:
+    """``<prj:projects>``: the project links and the next page's query (None on the last page)."""
+    return parse_link_page(root, PROJECT_LIST)
+
+
+def next_page_request(uri: str | None, path: str = "projects") -> PageRequest:
     """The query of a ``next-page`` link, replayed against our own base URL."""
     if not uri:
         raise ClarityApiError("next-page link without a uri")
     parts = urlsplit(uri)
-    if not parts.path.rstrip("/").endswith("/projects"):
-        raise ClarityApiError("next-page link does not point at the project list")
+    if not parts.path.rstrip("/").endswith("/" + path):
+        raise ClarityApiError(f"next-page link does not point at the {path} list")
     return tuple(parse_qsl(parts.query, keep_blank_values=True))
+
+
+def parse_file_details(root: Element) -> list[dict[str, str | None]]:
+    """``<file:details>`` (a batch retrieve's answer) → each file's ``limsid``, ``uri``,
+    ``attached_to``, ``content_location``, ``original_name`` and ``is_published`` as sent.
+    ``original-location`` (a path on the uploader's computer, often with their user name)
+    is not read."""
+    if not _is(root, "details", FILE):
+        raise ClarityApiError(f"expected <file:details>, got <{safe_token(local_name(root.tag)) or '?'}>")
+    files = []
+    for child in root:
+        if not _is(child, "file", FILE, None):
+            continue
+        found: dict[str, str | None] = {"limsid": child.get("limsid"), "uri": child.get("uri"), "attached_to": None,
+                                        "content_location": None, "original_name": None, "is_published": None}
+        for element in child:
+            tag = local_name(element.tag).replace("-", "_")
+            if tag in found and tag not in ("limsid", "uri") and namespace(element.tag) in (None, FILE):
+                found[tag] = _text(element)
+        files.append(found)
+    return files
+
+
+def file_links_body(uris: Sequence[str]) -> bytes:
+    """The body of ``POST files/batch/retrieve``: ``<ri:links>`` naming the files."""
+    links = "".join(f'<link uri="{escape(uri, {chr(34): "&quot;"})}" rel="files"/>' for uri in uris)
+    return f'<ri:links xmlns:ri="{RI}">{links}</ri:links>'.encode()
+
+
+def parse_researcher(root: Element) -> dict[str, str | None]:
+    """``<res:researcher>`` → its names and its lab's uri, as sent. Only these: a
+    researcher's e-mail, phone, fax, credentials and UDFs are never read."""
+    if not _is(root, "researcher", RES):
+        raise ClarityApiError(f"expected <res:researcher>, got <{safe_token(local_name(root.tag)) or '?'}>")
+    researcher: dict[str, str | None] = {"uri": root.get("uri"), "first_name": None, "last_name": None,
+                                         "initials": None, "lab_uri": None}
+    for child in root:
+        if namespace(child.tag) not in (None, RES):
+            continue
+        tag = local_name(child.tag)
+        if tag in ("first-name", "last-name", "initials"):
+            researcher[tag.replace("-", "_")] = _text(child)
+        elif tag == "lab":
+            researcher["lab_uri"] = child.get("uri")
+    return researcher
 
 
 def _udf_field(element: Element) -> dict[str, str | None]:
@@ -300,25 +377,54 @@ class ClarityClient(SourceClient):
                           default_headers={"Accept": "application/xml"}, settings=settings)
         return cls(http)
 
-    async def _page(self, request: PageRequest) -> ProjectPage:
-        def decode(answer: Answer) -> ProjectPage:
-            links, next_request = parse_project_page(read_answer(answer))
-            return ProjectPage(links, next_request, _server_time(answer))
-
-        return await self.http.request("GET", "projects", decode, params=list(request))
-
-    async def list_projects(self, params: Sequence[tuple[str, str]] = ()) -> ProjectListing:
-        """Every project link of the (filtered) list, following ``next-page`` to the end."""
+    async def _list(self, kind: LinkList, params: Sequence[tuple[str, str]] = ()) -> ProjectListing:
+        """Every link of a (filtered) list, following ``next-page`` to the end."""
         pages: list[ProjectPage] = []
+
+        async def page(request: PageRequest) -> ProjectPage:
+            def decode(answer: Answer) -> ProjectPage:
+                links, next_request = parse_link_page(read_answer(answer), kind)
+                return ProjectPage(links, next_request, _server_time(answer))
+
+            return await self.http.request("GET", kind.path, decode, params=list(request))
 
         def links(page: ProjectPage) -> list[dict[str, str | None]]:
             pages.append(page)
             return page.links
 
         found = await collect_pages(
-            self._page, tuple(params), lambda page, _: page.next_request, links, link_key, max_pages=self.max_pages
+            page, tuple(params), lambda page, _: page.next_request, links, link_key, max_pages=self.max_pages
         )
         return ProjectListing(found, len(pages), pages[0].server_time if pages else None)
+
+    async def list_projects(self, params: Sequence[tuple[str, str]] = ()) -> ProjectListing:
+        """Every project link of the (filtered) list, following ``next-page`` to the end."""
+        return await self._list(PROJECT_LIST, params)
+
+    async def list_researchers(self) -> list[dict[str, str | None]]:
+        """Every researcher link (``uri``, ``first_name``, ``last_name``)."""
+        return (await self._list(RESEARCHER_LIST)).links
+
+    async def list_labs(self) -> list[dict[str, str | None]]:
+        """Every lab link (``uri``, ``name``)."""
+        return (await self._list(LAB_LIST)).links
+
+    async def fetch_file_details(self, uris: Sequence[str]) -> list[dict[str, str | None]]:
+        """The details of the files at ``uris`` (``POST files/batch/retrieve``, a read:
+        safe to retry), ``FILES_A_REQUEST`` a request."""
+        found: list[dict[str, str | None]] = []
+        for start in range(0, len(uris), FILES_A_REQUEST):
+            body = file_links_body(uris[start:start + FILES_A_REQUEST])
+            found.extend(await self.http.request(
+                "POST", "files/batch/retrieve", lambda answer: parse_file_details(read_answer(answer)),
+                data=body, headers={"Content-Type": "application/xml"},
+            ))
+        return found
+
+    async def fetch_researcher(self, researcher_id: str) -> dict[str, str | None]:
+        """One researcher's names and lab (``parse_researcher``)."""
+        path = f"researchers/{quote(researcher_id, safe='')}"
+        return await self.http.request("GET", path, lambda answer: parse_researcher(read_answer(answer)))
 
     async def fetch_project(self, limsid: str) -> dict[str, Any]:
         """One project's detail, parsed (text as sent)."""

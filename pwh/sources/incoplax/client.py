@@ -140,6 +140,42 @@ def field_value(entity: Mapping[str, Any], name: str) -> Any:
     return node
 
 
+# The fields the API's ``mask`` offers (the seed's list); a user's mask always gets the
+# key and the cursor added.
+MASK_FIELDS = ("id", "code", "name", "opts.title", "ext.lwt", "ext.ct")
+
+
+def check_mask(mask: Sequence[str] | None) -> tuple[str, ...] | None:
+    """The fields to fetch and store (``id`` and ``ext.lwt`` added), or None: every field."""
+    if not mask:
+        return None
+    chosen = [name.strip() for value in mask for name in value.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in MASK_FIELDS]
+    if unknown:
+        raise ValueError(f"mask: unknown field {', '.join(map(repr, unknown))}; available: {', '.join(MASK_FIELDS)}")
+    return tuple(dict.fromkeys([*MINIMAL_MASK, *chosen]))
+
+
+def parse_mask(text: str | None) -> list[str] | None:
+    """The ``--mask`` option's comma-separated fields, checked (``id`` and ``ext.lwt`` added)."""
+    fields = check_mask([text] if text else None)
+    return list(fields) if fields else None
+
+
+def check_filter(filter: Mapping[str, Any] | str | None) -> dict[str, Any] | None:
+    """The list's ``filter`` (an object, or its JSON text), or None."""
+    if filter is None or (isinstance(filter, str) and not filter.strip()):
+        return None
+    if isinstance(filter, str):
+        try:
+            filter = orjson.loads(filter)
+        except orjson.JSONDecodeError:
+            filter = None
+    if not isinstance(filter, Mapping) or not filter:
+        raise ValueError('filter must be a JSON object of field values, e.g. {"code": "5102"}')
+    return dict(filter)
+
+
 @dataclass(frozen=True)
 class Page:
     offset: int

@@ -22,8 +22,10 @@ from functools import partial
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+import orjson
 from yarl import URL
 
+from pwh.errors import PwhError
 from pwh.sources.errors import ApiError, NotFoundError, TransientError, safe_token
 from pwh.sources.http import (
     Answer,
@@ -44,6 +46,8 @@ API = "api/v3"  # relative to the base URL (an install may live under a subpath)
 UNDISCLOSED = "urn:openproject-org:api:v3:undisclosed"
 ERROR_PREFIX = "urn:openproject-org:api:v3:errors:"
 DEFAULT_PAGE_SIZE = 100
+# Ids a work-package schema request filters on: keeps its URL well under common 8 KB limits.
+SCHEMA_IDS_A_REQUEST = 100
 
 # Linked collections fanned out per project: name → (the project's `_links` key, the
 # documented path when the link is absent). Work packages: `filters=[]`, because without
@@ -59,6 +63,32 @@ EXTRA_QUERY: dict[str, dict[str, str]] = {
     "work_packages": {"filters": "[]", "sortBy": '[["id","asc"]]'},
     "memberships": {"sortBy": '[["id","asc"]]'},
 }
+
+
+class FiltersError(PwhError, ValueError):
+    """The ``filters`` option is not a JSON array of filter objects."""
+
+
+def check_filters(filters: str | None) -> str | None:
+    """``filters`` as the API takes it (JSON text of an array of objects), or None."""
+    if filters is None or not filters.strip():
+        return None
+    try:
+        parsed = orjson.loads(filters)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if not isinstance(parsed, list) or not all(isinstance(f, dict) for f in parsed):
+        raise FiltersError('filters must be a JSON array of filter objects, e.g. '
+                           '[{"ancestor":{"operator":"=","values":["12"]}}]')
+    return orjson.dumps(parsed).decode()
+
+
+def subtree_filters(filters: str | None, ancestor: int | None) -> str | None:
+    """``filters`` (checked JSON text, or None) with ``ancestor = <id>`` added when given."""
+    if ancestor is None:
+        return filters
+    chosen = orjson.loads(filters) if filters else []
+    return orjson.dumps([*chosen, {"ancestor": {"operator": "=", "values": [str(ancestor)]}}]).decode()
 
 
 class NotVisibleError(NotFoundError):
@@ -221,9 +251,37 @@ class OpenProjectClient(SourceClient):
                                    element_key, stated_total=collection_total)
 
     # ------------------------------------------------------------------ resources
-    async def list_projects(self) -> list[Any]:
-        """Every workspace (project, program, portfolio) visible to the key; elements may be abbreviated."""
-        return await self.collect(API + "/projects", {"sortBy": '[["id","asc"]]'})
+    async def list_projects(self, filters: str | None = None) -> list[Any]:
+        """Every workspace (project, program, portfolio) visible to the key, or those the
+        API's ``filters`` (JSON text, e.g. a subtree: ``[{"ancestor": …}]``) select;
+        elements may be abbreviated."""
+        query = {"sortBy": '[["id","asc"]]'}
+        if filters is not None:
+            query["filters"] = filters
+        return await self.collect(API + "/projects", query)
+
+    # ------------------------------------------------------------------ the instance's dimensions
+    async def fetch_project_schema(self) -> dict[str, Any]:
+        """The project schema: the definitions (``name``, ``type``…) of project custom fields."""
+        return await self.get(API + "/projects/schema")
+
+    async def fetch_work_package_schemas(self, schema_ids: list[str]) -> list[Any]:
+        """The work-package schemas named ``<project id>-<type id>`` (their custom fields'
+        definitions), asked for by id filter, ``SCHEMA_IDS_A_REQUEST`` ids a request."""
+        schemas: list[Any] = []
+        for start in range(0, len(schema_ids), SCHEMA_IDS_A_REQUEST):
+            chosen = schema_ids[start:start + SCHEMA_IDS_A_REQUEST]
+            filters = orjson.dumps([{"id": {"operator": "=", "values": chosen}}]).decode()
+            schemas.extend(await self.collect(API + "/work_packages/schemas", {"filters": filters}))
+        return schemas
+
+    async def list_statuses(self) -> list[Any]:
+        """Every work-package status of the instance."""
+        return await self.collect(API + "/statuses")
+
+    async def list_users(self) -> list[Any]:
+        """Every user (administrators and keys with a user-managing permission only: 403 otherwise)."""
+        return await self.collect(API + "/users", {"sortBy": '[["id","asc"]]'})
 
     async def fetch_project(self, project_id: str) -> dict[str, Any]:
         return await self.get(f"{API}/projects/{project_id}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -174,9 +175,16 @@ class RayteamsClient(SourceClient):
         path = f"/project/{quote(project_id, safe='')}/{kind}"
         return _as_list(await self.http.request("GET", path, read_envelope), f"GET {path}")
 
-    async def fetch_project_files(self, project_id: str) -> list[dict[str, Any]]:
-        """The project's downloadable files; ``{"data": {}}`` means it has none."""
-        path = f"/file/{quote(project_id, safe='')}"
+    async def fetch_project_files(self, project_id: str, file_types: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """The project's downloadable files (``file_types``: only those types, one request
+        each: ``GET /file/{_projectId}/{_type}``); ``{"data": {}}`` means it has none."""
+        if file_types:
+            found = await asyncio.gather(*(self._files(project_id, kind) for kind in file_types))
+            return [file for files in found for file in files]
+        return await self._files(project_id, None)
+
+    async def _files(self, project_id: str, file_type: str | None) -> list[dict[str, Any]]:
+        path = f"/file/{quote(project_id, safe='')}" + ("" if file_type is None else f"/{quote(file_type, safe='')}")
         data = await self.file_http.request("GET", path, read_envelope)
         if data == {} or data is None:
             return []
@@ -188,13 +196,14 @@ class RayteamsClient(SourceClient):
         return files
 
     async def fetch_project(
-        self, project_id: str, strategy: str = DEFAULT_STRATEGY, fetch_stream: FetchStream = direct
+        self, project_id: str, strategy: str = DEFAULT_STRATEGY, file_types: Sequence[str] = (),
+        fetch_stream: FetchStream = direct,
     ) -> ProjectPayload:
-        """All records and files of one project, fetched concurrently. ``aggregate``'s
-        ``GET /project/{_id}`` is the project's existence answer (NO_ITEM/404: gone); every
-        other call is a stream's, made through ``fetch_stream(stream, fetch, empty)``
-        (pwh/flows/streams.py: selection, 404 = no records, 403 = forbidden)."""
-        files = fetch_stream("files", lambda: self.fetch_project_files(project_id), [])
+        """All records and files (``file_types``: of those types only) of one project, fetched
+        concurrently. ``aggregate``'s ``GET /project/{_id}`` is the project's existence answer
+        (NO_ITEM/404: gone); every other call is a stream's, made through ``fetch_stream(stream,
+        fetch, empty)`` (pwh/flows/streams.py: selection, 404 = no records, 403 = forbidden)."""
+        files = fetch_stream("files", lambda: self.fetch_project_files(project_id, file_types), [])
         if strategy == "aggregate":
             records, files = await asyncio.gather(self.fetch_project_records(project_id), files)
         elif strategy == "per_resource":
