@@ -16,7 +16,7 @@ import pytest
 
 from pwh.simulators.rayteams.dataset import DatasetConfig, RayteamsDataset
 from pwh.simulators.rayteams.simulator import SimulatorOptions
-from tests.live import CLIENT_ID, TOKEN, VENV_BIN, SimulatorThread, flow_runs, pwh, pwh_env, stop
+from tests.live import CLIENT_ID, TOKEN, VENV_BIN, SimulatorThread, deployments, flow_runs, pwh, pwh_env, stop
 from tests.warehouse_checks import content_hashes
 
 ROOT = Path(__file__).parents[1]
@@ -63,7 +63,9 @@ def test_a_sharded_sync_on_a_process_work_pool_equals_a_single_process_sync(pref
         out, err = parent.communicate(timeout=300)
         assert parent.returncode == 0, out + err
     assert content_hashes(many) == content_hashes(one)
-    shards = [r for r in flow_runs(prefect_server) if r["deployment_id"] is not None]
+    # The server is the session's: other tests' deployments have runs too.
+    [pool] = [d["id"] for d in deployments(prefect_server) if d["name"] == "pool"]
+    shards = flow_runs(prefect_server, pool)
     assert len(shards) == 2 and {r["state_type"] for r in shards} == {"COMPLETED"}
     assert {r["parameters"]["part"] for r in shards} == {0, 1}
     [parent_run_id] = {r["parameters"]["parent_run_id"] for r in shards}
@@ -74,7 +76,7 @@ def test_a_sharded_sync_on_a_process_work_pool_equals_a_single_process_sync(pref
                            env=workers, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr
     assert again.stdout.split() == [shards[0]["id"]]
-    assert len([r for r in flow_runs(prefect_server) if r["deployment_id"] is not None]) == 2
+    assert len(flow_runs(prefect_server, pool)) == 2
 
 
 RESTART = """
