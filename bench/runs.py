@@ -111,6 +111,10 @@ def pwh_sync(ctx: Context, strategy: str, round_: int, db: Path, *, incremental:
     process, no Prefect API configured (the sync runs in-process; pwh/flows/host.py)."""
     cmd = [PWH, "sync", "rayteams", "--base-url", ctx.sim.base_url, "--db", str(db), "--strategy", strategy,
            "--concurrency", str(ctx.concurrency), "--quiet"]
+    if ctx.sim.projects > 100_000:
+        # The project list is one answer of ~0.5 KB a project: past ~130,000 projects it
+        # exceeds the default 64 MiB cap, and a user raises it as the error says.
+        cmd += ["--max-response-mb", str(ctx.sim.projects // 1000)]
     kind = "pwh_incremental" if incremental else "pwh_full"
     m, requests = _measured(ctx, cmd, f"pwh sync ({kind})", ctx.user_env)
     engine_s, rows = ledger(db)
