@@ -24,10 +24,13 @@ STRATEGIES = ("aggregate", "per_resource")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--projects", type=int, default=2000, help="N of the comparison (default 2000)")
-    p.add_argument("--large-projects", type=int, default=20000, help="N of the memory-growth runs (pwh only; 0: skip)")
+    p.add_argument("--large-projects", type=int, default=20000,
+                   help="N of the second comparison: the ceiling and pwh, side by side (0: skip)")
+    p.add_argument("--huge-projects", type=int, default=200000,
+                   help="N of the memory-flatness run (pwh only; 0: skip)")
+    p.add_argument("--quick", action="store_true", help="skip the --huge-projects run (the longest part)")
     p.add_argument("--runs", type=int, default=3, help="runs of each kind, in alternation (median reported)")
-    p.add_argument("--large-runs", type=int, default=1,
-                   help="runs at --large-projects (1 keeps make bench under 10 minutes; each takes ~90 s)")
+    p.add_argument("--large-runs", type=int, default=1, help="rounds at --large-projects (and runs at --huge-projects)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--latency-ms", type=float, default=2.0)
     p.add_argument("--concurrency", type=int, default=32, help="requests in flight, for pwh and the ceiling")
@@ -41,7 +44,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
     p.add_argument("--report-only", action="store_true",
                    help="measure nothing: summarise the runs already in --out again and print the table")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.huge_projects = 0
+    return args
 
 
 def log(message: str) -> None:
@@ -89,6 +95,31 @@ def cold_starts(ctx: runs.Context, args) -> list[runs.Run]:
     return out
 
 
+def larger_n(args, workdir: Path, env: dict[str, str], n: int, kind: str, with_ceiling: bool,
+             results: dict) -> list[runs.Run]:
+    """Runs at a larger N on a simulator of that size: pwh full (and the ceiling, side by
+    side, when ``with_ceiling``), ``--large-runs`` rounds; kinds get a ``_{kind}`` suffix."""
+    log(f"simulator: {n} projects ({'the ceiling and pwh' if with_ceiling else 'pwh only'})")
+    out: list[runs.Run] = []
+    with simulator(n, seed=args.seed, latency_ms=args.latency_ms) as sim:
+        ctx = runs.Context(sim, workdir, env, args.concurrency)
+        strategy = args.strategies[0]
+        results[f"truth_{kind}"] = {strategy: sim.truth(strategy)}
+        if with_ceiling:
+            runs.ceiling(ctx, strategy, 0)  # warm the simulator's body cache, as at --projects
+        for r in range(1, args.large_runs + 1):
+            log(f"N={n} round {r}/{args.large_runs}")
+            measured = [runs.ceiling(ctx, strategy, r)] if with_ceiling else []
+            measured.append(runs.pwh_sync(ctx, strategy, r, ctx.fresh_path(f"{kind}.duckdb"), incremental=False))
+            for run in measured:
+                run.label += f" N={n}"
+                run.kind += f"_{kind}"
+                log(f"  {run.label:<34} {run.wall_s:7.2f} s wall  {run.cpu_s:6.2f} s CPU  "
+                    f"{run.peak_rss_mb:5.0f} MB  {run.requests:>6} requests")
+            out += measured
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.report_only:
@@ -122,21 +153,11 @@ def main(argv: list[str] | None = None) -> int:
                 if not args.no_cold_start:
                     log("Prefect cold starts (no server)")
                     all_runs += cold_starts(ctx, args)
-            if args.large_projects:
-                log(f"simulator: {args.large_projects} projects (memory growth, pwh only)")
-                with simulator(args.large_projects, seed=args.seed, latency_ms=args.latency_ms) as sim:
-                    ctx = runs.Context(sim, workdir, env, args.concurrency)
-                    strategy = args.strategies[0]
-                    results["truth_large"] = {strategy: sim.truth(strategy)}
-                    for r in range(1, args.large_runs + 1):
-                        log(f"large round {r}/{args.large_runs}")
-                        run = runs.pwh_sync(ctx, strategy, r, ctx.fresh_path("large.duckdb"), incremental=False)
-                        run.label += f" N={args.large_projects}"
-                        run.kind += "_large"
-                        all_runs.append(run)
-                        log(f"  {run.label:<34} {run.wall_s:7.2f} s wall  {run.cpu_s:6.2f} s CPU  "
-                            f"{run.peak_rss_mb:5.0f} MB  {run.requests:>6} requests")
-                        save(results, all_runs, args, started)
+        # The Prefect server is stopped by now: the larger runs need none, and it idles on a core.
+        for n, kind, with_ceiling in ((args.large_projects, "large", True), (args.huge_projects, "huge", False)):
+            if n:
+                all_runs += larger_n(args, workdir, env, n, kind, with_ceiling, results)
+                save(results, all_runs, args, started)
     finally:
         if workdir_cm:
             workdir_cm.cleanup()
@@ -171,14 +192,16 @@ def write_summarised(results: dict, args, path: Path) -> dict:
 
 
 class _prefect:
-    """A Prefect server for the pwh runs (started here unless --prefect-api-url)."""
+    """A Prefect server for the flow runs (started here unless --prefect-api-url, or no run needs one)."""
 
     def __init__(self, args, workdir: Path) -> None:
         self.args, self.workdir, self.cm = args, workdir, None
 
-    def __enter__(self) -> tuple[str, float | None]:
+    def __enter__(self) -> tuple[str | None, float | None]:
         if self.args.prefect_api_url:
             return self.args.prefect_api_url, None
+        if self.args.no_prefect_overhead and self.args.no_cold_start:
+            return None, None  # no run needs one: `pwh sync` runs without a Prefect API
         log("starting a Prefect server")
         self.cm = prefect_server(str(self.workdir / "prefect-home"))
         server = self.cm.__enter__()

@@ -17,7 +17,7 @@ def test_bench_harness_measures_and_checks_a_tiny_run(tmp_path, capsys):
 
     out = tmp_path / "results.json"
     code = main([
-        "--projects", "12", "--large-projects", "0", "--runs", "1", "--strategies", "aggregate",
+        "--projects", "12", "--large-projects", "20", "--huge-projects", "30", "--runs", "1", "--strategies", "aggregate",
         "--no-dlt", "--no-prefect-overhead", "--no-cold-start",
         "--prefect-api-url", PREFECT_API_URL.value(), "--workdir", str(tmp_path / "work"), "--out", str(out),
     ])
@@ -29,11 +29,18 @@ def test_bench_harness_measures_and_checks_a_tiny_run(tmp_path, capsys):
     assert by_kind["ceiling"]["requests"] == by_kind["pwh_full"]["requests"] == 1 + 2 * 12
     assert by_kind["pwh_incremental"]["requests"] == 1  # nothing changed: the list only
     assert by_kind["pwh_full"]["rows"] == results["truth"]["aggregate"]
+    # The larger sizes: the ceiling and pwh side by side at --large-projects, pwh alone at --huge-projects.
+    assert by_kind["ceiling_large"]["requests"] == by_kind["pwh_full_large"]["requests"] == 1 + 2 * 20
+    assert by_kind["pwh_full_huge"]["rows"] == results["truth_huge"]["aggregate"] and "ceiling_huge" not in by_kind
     for m in by_kind.values():
         assert m["wall_s"] > 0 and m["cpu_s"] > 0 and m["peak_rss_mb"] > 10
-    assert {r["ratio"].split(" (")[0] for r in summary["ratios"]} >= {
-        "pwh full / ceiling wall", "no-change incremental / full", "pwh peak RSS MB at N=12"}
-    assert "Ratios (targets from issue 4)" in printed and "pwh full aggregate" in printed
+    # Every target of issue 17 that these runs can measure, with a verdict.
+    verdicts = {r["ratio"].split(" (")[0]: r["ok"] for r in summary["ratios"] if r["target"] is not None}
+    assert set(verdicts) == {
+        "pwh sync / bare aiohttp, whole processes, N=12", "pwh sync / bare aiohttp, whole processes, N=20",
+        "pwh sync peak RSS MB, N=12", "pwh sync peak RSS at N=20 / at N=12", "pwh sync peak RSS at N=30 / at N=12"}
+    assert all(ok in (True, False) for ok in verdicts.values())
+    assert "Targets (issue 17" in printed and "pwh sync full aggregate N=30" in printed
 
 
 def test_prefect_overhead_pairs_the_runs_of_each_round():

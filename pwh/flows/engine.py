@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Generic, Protocol, Self, TypeVar
@@ -98,9 +98,13 @@ def listed_units(
     entries: Iterable[Any], key_field: str, cursor: Callable[[Any], str | None], source: str
 ) -> list[Unit]:
     """The units of a project list: one per entry whose ``key_field`` is non-empty text.
-    An entry without one cannot be fetched; it is counted in one warning, never guessed."""
+    An entry without one cannot be fetched; it is counted in one warning, never guessed.
+
+    A list of entries is emptied as it is read: each parsed entry is released as soon as
+    its unit holds it as JSON bytes, so the parsed list and the units never coexist whole
+    (the parsed list is ~4x the units' memory; docs/performance.md)."""
     units, unnamed = [], 0
-    for entry in entries:
+    for entry in _drained(entries):
         key = entry.get(key_field) if isinstance(entry, Mapping) else None
         if not isinstance(key, str) or not key:
             unnamed += 1
@@ -110,6 +114,16 @@ def listed_units(
         log.warning("%s: the project list held %d entries without %s; they cannot be synced", source, unnamed,
                     key_field)
     return units
+
+
+def _drained(entries: Iterable[Any]) -> Iterator[Any]:
+    """The items of ``entries`` in order; a list gives each up (and holds it no more) as it is yielded."""
+    if not isinstance(entries, list):
+        yield from entries
+        return
+    entries.reverse()  # popped from the end: O(1) a pop, original order kept
+    while entries:
+        yield entries.pop()
 
 
 class SourceAdapter(Protocol):
@@ -418,6 +432,17 @@ PLAIN_STAGES = Stages(list_units, sync_batch)
 BATCHES_IN_FLIGHT = 2
 
 
+def _taken_in_batches(units: list[Unit], size: int) -> Iterator[list[Unit]]:
+    """``units`` in order, ``size`` at a time, each batch taken out of the list (which
+    ends empty), so that the list no longer holds the units already handed out."""
+    units.reverse()
+    while units:
+        batch = units[-size:]
+        del units[-size:]
+        batch.reverse()
+        yield batch
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -524,6 +549,9 @@ async def _sync(adapter: SourceAdapter, sink: Sink, run: RunRecord, mode: str, b
     vanished: list[str] = list(plan.gone)
     writer = asyncio.Lock()
     to_fetch = plan.to_fetch
+    # From here on a unit is held only by its batch, until that batch is done: the list
+    # entries of a large account are not kept for the whole run.
+    del listing, units, plan
     pending: set[asyncio.Task[BatchOutcome]] = set()
 
     def absorb(done: set[asyncio.Task[BatchOutcome]]) -> None:
@@ -539,11 +567,10 @@ async def _sync(adapter: SourceAdapter, sink: Sink, run: RunRecord, mode: str, b
 
     outcome_size: dict[asyncio.Task[BatchOutcome], int] = {}
     try:
-        for start in range(0, len(to_fetch), batch_size):
+        for units in _taken_in_batches(to_fetch, batch_size):
             if len(pending) >= BATCHES_IN_FLIGHT:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 absorb(done)
-            units = to_fetch[start : start + batch_size]
             future = asyncio.ensure_future(stages.sync_batch(adapter, sink, units, run.run_id, writer, gate))
             outcome_size[future] = len(units)
             pending.add(future)
