@@ -23,7 +23,8 @@ def sync_sharded(source: Source, *, shards: int, staging: Path | None, shard_dep
 
     refused = [flag for flag, given in (("--rekey", common.pop("rekey", False)),
                                         ("--max-response-mb", common.pop("max_response_bytes") is not None),
-                                        ("--select", common.pop("select")), ("--exclude", common.pop("exclude")))
+                                        ("--select", common.pop("select")), ("--exclude", common.pop("exclude")),
+                                        ("--file-type", common.pop("file_types", None)))
                if given]
     if refused:
         fail(f"{', '.join(refused)} not available with --shards: run without --shards for that")
