@@ -99,3 +99,17 @@ def test_an_unknown_stream_fails_in_one_line_before_anything_slow():
     assert done.stderr.strip().splitlines() == [
         "pwh: error: openproject has no stream wiki; its streams are work_packages, versions, categories, "
         "types, memberships, custom_fields, statuses, users (`pwh sources` lists them)"]
+
+
+def test_one_package_is_installed_and_the_old_top_level_names_are_gone():
+    """Everything lives under `pwh`: installing project-warehouse puts no generic top-level
+    module (sources, flows, schemas…) into site-packages, where it could shadow another's."""
+    from importlib.metadata import distribution
+    from importlib.util import find_spec
+
+    top_level = (distribution("project-warehouse").read_text("top_level.txt") or "").split()
+    assert top_level == ["pwh"]
+    for old in ("sources", "transforms", "schemas", "warehouse", "flows"):
+        assert not (ROOT / old).exists()
+        spec = find_spec(old)
+        assert spec is None or not str(spec.origin or "").startswith(str(ROOT)), old
