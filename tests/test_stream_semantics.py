@@ -23,7 +23,7 @@ from aiohttp import web
 
 from pwh.flows.engine import run_sync
 from pwh.flows.rayteams_sync import RayteamsAdapter
-from pwh.flows.registry import RAYTEAMS
+from pwh.flows.registry import OPENPROJECT, RAYTEAMS
 from pwh.flows.streams import UnknownStreamError, choose_streams
 from pwh.simulators.rayteams.dataset import DatasetConfig, RayteamsDataset
 from pwh.simulators.rayteams.simulator import API_PREFIX, SimulatorOptions, build_app
@@ -256,5 +256,40 @@ def test_a_warehouse_made_before_streams_gains_the_column(tmp_path):
     try:
         migrate(con)
         assert con.execute("SELECT unit_key, missing_streams FROM pipeline.unit_state").fetchall() == [("p1", None)]
+    finally:
+        con.close()
+
+
+# ------------------------------------------------------------------ OpenProject: a project's collections
+@web.middleware
+async def versions_forbidden(request: web.Request, handler):
+    if re.search(r"/api/v3/projects/[^/]+/versions$", request.path):
+        return web.json_response({"_type": "Error", "errorIdentifier": "urn:openproject-org:api:v3:errors:"
+                                  "MissingPermission", "message": "You are not authorized."}, status=403)
+    return await handler(request)
+
+
+async def test_openproject_a_forbidden_collection_is_skipped_and_its_rows_kept(tmp_path, monkeypatch):
+    source = OPENPROJECT
+    db = tmp_path / "w.duckdb"
+    async with source.simulated()(8, 3) as simulated:
+        monkeypatch.setenv("OPENPROJECT_API_KEY", simulated.credentials["OPENPROJECT_API_KEY"])
+        first = await source.sync_function()(base_url=simulated.base_url, db_path=str(db))
+        assert first["status"] == "success"
+    con = duckdb.connect(str(db), read_only=True)
+    versions_before = con.execute("SELECT * FROM openproject.versions ORDER BY ALL").fetchall()
+    con.close()
+    assert versions_before
+    async with source.simulated()(8, 3, middlewares=(versions_forbidden,)) as simulated:
+        monkeypatch.setenv("OPENPROJECT_API_KEY", simulated.credentials["OPENPROJECT_API_KEY"])
+        run = await source.sync_function()(base_url=simulated.base_url, db_path=str(db), mode="full_refresh")
+    assert run["status"] == "partial" and run["units_failed"] == 0 and run["units_deleted"] == 0
+    assert run["skipped_streams"] == {"versions": "HTTP 403 MissingPermission"}
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        assert con.execute("SELECT * FROM openproject.versions ORDER BY ALL").fetchall() == versions_before
+        assert con.execute("SELECT count(*) FROM openproject.projects WHERE deleted_at IS NULL").fetchall()[0][0] == 8
+        assert con.execute("SELECT count(*) FROM pipeline.unit_state WHERE missing_streams = 'versions'"
+                           ).fetchall()[0][0] == 8
     finally:
         con.close()
