@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import sys
 from contextlib import contextmanager, redirect_stdout
@@ -101,6 +102,18 @@ def private_output(path: Path, *, binary: bool) -> Iterator[IO[Any]]:
         raise
 
 
+def _json_safe(value: Any) -> Any:
+    """``value`` with every NaN and infinity (nested ones too) as None: JSON has no such
+    numbers, and a reader of the file would refuse bare ``NaN``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list):
+        return [_json_safe(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    return value
+
+
 def _json_value(value: Any) -> Any:
     if isinstance(value, (datetime, date, time)):
         return value.isoformat()
@@ -126,7 +139,8 @@ def write_result(relation: duckdb.DuckDBPyRelation, fmt: Format, out: IO[Any]) -
         out.write("[")
         for i, row in enumerate(_rows(relation)):
             out.write(("\n" if i == 0 else ",\n")
-                      + json.dumps(dict(zip(relation.columns, row)), ensure_ascii=False, default=_json_value))
+                      + json.dumps(_json_safe(dict(zip(relation.columns, row))), ensure_ascii=False,
+                                   default=_json_value, allow_nan=False))
         out.write("\n]\n")
     else:
         import pyarrow.parquet as pq

@@ -110,3 +110,14 @@ def test_version_and_the_choices_in_help():
     assert helped.returncode == 0 and "table|csv|json|parquet" in helped.stdout
     misused = pwh("sql", "--format", "xml")
     assert misused.returncode == 2 and "xml" in misused.stderr
+
+
+def test_json_output_is_valid_json_with_nan_and_infinity_as_null(db):
+    """JSON has no NaN or infinity: a reader refuses a bare `NaN`, so they are written null
+    (nested ones too); finite values stay as they are."""
+    query = ("SELECT 'nan'::DOUBLE AS a, 'inf'::DOUBLE AS b, '-inf'::DOUBLE AS c, 1.5::DOUBLE AS d, "
+             "['nan'::DOUBLE, 2.0] AS e, {'x': 'inf'::DOUBLE} AS f")
+    done = pwh("sql", "--db", str(db), "-c", query, "--format", "json")
+    assert done.returncode == 0, done.stderr
+    strict = json.loads(done.stdout, parse_constant=lambda name: pytest.fail(f"bare {name} in the output"))
+    assert strict == [{"a": None, "b": None, "c": None, "d": 1.5, "e": [None, 2.0], "f": {"x": None}}]
