@@ -85,7 +85,6 @@ def sync_module(source: str, prefect: Optional[bool]):
     (10-30 s) on every run (docs/operations.md). ``--prefect`` without an API is refused:
     Prefect's temporary server would throw the run's records away when it ends, and a
     killed ``pwh`` would leave that server behind."""
-    import importlib
 
     from pwh.flows.host import configured_api_url
     from pwh.flows.registry import source as declared
@@ -94,9 +93,7 @@ def sync_module(source: str, prefect: Optional[bool]):
     if prefect and not configured:
         fail("--prefect records the run on a Prefect server, and none is configured: set PREFECT_API_URL "
              "(start one with `prefect server start`), or drop --prefect")
-    use_prefect = configured if prefect is None else prefect
-    found = declared(source)
-    return importlib.import_module(found.flows if use_prefect else found.sync.partition(":")[0])
+    return declared(source).sync_module(configured if prefect is None else prefect)
 
 
 async def _stoppable(coro_factory, stopped_by: list[int]):

@@ -126,7 +126,6 @@ def watermark(known: Mapping[str, UnitState], overlap: timedelta) -> datetime | 
 class ClarityAdapter(ClientAdapter[ClarityClient]):
     source = "clarity"
     streams = CLARITY.streams
-    dimension_streams = CLARITY.dimension_streams
     dimension_tables = tables.DIMENSION_TABLES
     # A run reads the details of the files of the projects it fetched only: others stay.
     upserted_dimensions = frozenset({"files"})

@@ -615,8 +615,8 @@ async def _sync(adapter: SourceAdapter, sink: Sink, run: RunRecord, mode: str, b
 # ------------------------------------------------------------------ dimension streams
 # A source's per-account streams (OpenProject's users, statuses, custom field
 # definitions): fetched once a run, after its units, and loaded by replacing the account's
-# rows of their tables. An adapter with dimensions has, besides SourceAdapter:
-#   dimension_streams: Sequence[Stream]        (per_unit=False)
+# rows of their tables: the adapter's streams with per_unit=False. An adapter with them has,
+# besides SourceAdapter:
 #   dimension_tables: Sequence[Table]          (no unit column)
 #   upserted_dimensions: Collection[str]       tables whose rows are upserted, not replaced
 #   async fetch_dimension(name) -> Any         one stream's raw answer
@@ -630,7 +630,7 @@ async def sync_dimensions(adapter: Any, sink: Sink, run: RunRecord, gate: Stream
     nothing to do). A stream that fails, answers 404 or is forbidden (403) is not loaded:
     its rows are kept and it is returned (name → why), which makes the run ``partial``; the
     units are never blocked. A 401 stops the run, as everywhere."""
-    streams: Sequence[Stream] = [s for s in getattr(adapter, "dimension_streams", ()) if gate.open(s.name)]
+    streams = [s for s in adapter.streams if not s.per_unit and gate.open(s.name)]
     if not streams:
         return {}
     if not isinstance(sink, WarehouseSink):

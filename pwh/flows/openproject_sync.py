@@ -41,7 +41,6 @@ log = logging.getLogger("pwh.openproject")
 class OpenProjectAdapter(ClientAdapter[OpenProjectClient]):
     source = "openproject"
     strategy = None
-    dimension_streams = OPENPROJECT.dimension_streams
     dimension_tables = tables.DIMENSION_TABLES
     tables = tables.TABLES
     streams = OPENPROJECT.streams

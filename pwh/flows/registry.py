@@ -110,11 +110,6 @@ class Source:
     def stream_names(self) -> tuple[str, ...]:
         return tuple(stream.name for stream in self.streams)
 
-    @property
-    def dimension_streams(self) -> tuple[Stream, ...]:
-        """The streams fetched once a run for the whole account."""
-        return tuple(stream for stream in self.streams if not stream.per_unit)
-
     def secrets_for(self, parameters: dict[str, Any]) -> tuple[str, ...]:
         """The credential variables a sync with ``parameters`` reads."""
         for parameter, value, variables in self.secrets_when:
@@ -122,10 +117,13 @@ class Source:
                 return variables
         return self.secrets
 
+    def sync_module(self, prefect: bool = False) -> Any:
+        """The module of the sync functions: the Prefect flows (``prefect``) or the plain ones."""
+        return importlib.import_module(self.flows if prefect else self.sync.partition(":")[0])
+
     def sync_function(self, prefect: bool = False) -> Callable[..., Any]:
         """The sync, as a Prefect flow (``prefect``) or as the plain function."""
-        module = self.flows if prefect else self.sync.partition(":")[0]
-        return getattr(importlib.import_module(module), self.flow)
+        return getattr(self.sync_module(prefect), self.flow)
 
     def simulated(self) -> Callable[..., Any]:
         return resolve(self.simulator)
