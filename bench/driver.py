@@ -36,11 +36,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     args = parser.parse_args()
 
-    # The flow wraps the very function the plain wrapper calls (pwh/flows/rayteams.py).
+    # The flow wraps the very function the plain wrapper calls (pwh/flows/prefect_flows.py).
     if args.wrapper == "flow":
-        from pwh.flows.rayteams import sync_rayteams
+        from pwh.flows.prefect_flows import sync_rayteams
     else:
-        from pwh.flows.rayteams_sync import sync_rayteams
+        from pwh.flows.syncs import sync_rayteams
 
     def run():
         return sync_rayteams(base_url=args.base_url, db_path=args.db, mode=args.mode, strategy=args.strategy,

@@ -72,8 +72,8 @@ async def loader_vs_shard(base_url: str, work: Path) -> dict:
 
 async def sharded_vs_single(base_url: str, work: Path, accounts: list[str], concurrency: int) -> dict:
     from pwh.flows.rayteams_shards import stage_rayteams_shard
-    from pwh.flows.rayteams_sync import sync_rayteams
     from pwh.flows.shards import run_sharded
+    from pwh.flows.syncs import sync_rayteams
     from pwh.schemas import rayteams
 
     single_db, sharded_db = work / "single.duckdb", work / "sharded.duckdb"

@@ -14,7 +14,7 @@ from pwh.flows.registry import Source
 
 def sync_configured_accounts(source: Source, *, config: Path | None, account: str | None, all_accounts: bool,
                              quiet: bool, prefect: bool | None, **common: Any) -> None:
-    from pwh.cli import fail, print_summary, run_flow, sync_module
+    from pwh.cli import fail, print_summary, run_flow, sync_flow
     from pwh.config import ConfigError
     from pwh.sources.rayteams.accounts import rayteams_account, rayteams_accounts
     from pwh.validate import SettingError, check_config, check_secrets
@@ -40,7 +40,7 @@ def sync_configured_accounts(source: Source, *, config: Path | None, account: st
         raise refusals[0]
     from pwh.flows.rayteams_sync import AccountsFailedError
 
-    sync_accounts = sync_module(source.name, prefect).sync_rayteams_accounts
+    sync_accounts = sync_flow(source.name, prefect, "sync_rayteams_accounts")
 
     async def run() -> dict:
         try:

@@ -78,9 +78,9 @@ def quiet_prefect() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
-def sync_module(source: str, prefect: Optional[bool]):
-    """The module whose sync functions a hand run calls: the Prefect flows of the source
-    (pwh/flows/registry.py) when a Prefect API is configured (or --prefect), else the very
+def sync_flow(source: str, prefect: Optional[bool], function: Optional[str] = None):
+    """The sync function (or the source's other flow ``function``) a hand run calls: its
+    Prefect flow (pwh/flows/prefect_flows.py) when a Prefect API is configured (or --prefect), else the very
     same functions run in this process: no Prefect import and no temporary Prefect server
     (10-30 s) on every run (docs/operations.md). ``--prefect`` without an API is refused:
     Prefect's temporary server would throw the run's records away when it ends, and a
@@ -93,7 +93,8 @@ def sync_module(source: str, prefect: Optional[bool]):
     if prefect and not configured:
         fail("--prefect records the run on a Prefect server, and none is configured: set PREFECT_API_URL "
              "(start one with `prefect server start`), or drop --prefect")
-    return declared(source).sync_module(configured if prefect is None else prefect)
+    declaration = declared(source)
+    return declaration.flow_function(function or declaration.flow, configured if prefect is None else prefect)
 
 
 async def _stoppable(coro_factory, stopped_by: list[int]):
@@ -200,7 +201,7 @@ def demo(
     from pwh.demo import run_demo
 
     run_demo(db=db, projects=projects, seed=seed, run_flow=run_flow, print_summary=print_summary,
-             sync_function=lambda declared: getattr(sync_module(declared.name, None), declared.flow),
+             sync_function=lambda declared: sync_flow(declared.name, None),
              source_name=source.value)
 
 

@@ -17,7 +17,7 @@ from pwh.flows.registry import Source
 def sync_sharded(source: Source, *, shards: int, staging: Path | None, shard_deployment: str | None,
                  base_url: str | None, config: Path | None, account: str | None, overrides: dict[str, str | None],
                  quiet: bool, prefect: bool | None, **common: Any) -> None:
-    from pwh.cli import fail, run_flow, sync_module
+    from pwh.cli import fail, run_flow, sync_flow
     from pwh.flows.shards import ShardsFailedError
     from pwh.validate import check_base_url, check_config, check_secrets
 
@@ -38,11 +38,7 @@ def sync_sharded(source: Source, *, shards: int, staging: Path | None, shard_dep
         fail(f"{', '.join(f.flag for f in source.credential_flags)} apply with --base-url only")
     loaded = check_config(config) if base_url is None else None
     db_path = common.pop("db_path")
-    flows = sync_module(source.name, True if shard_deployment else prefect)
-    if flows.__name__ == source.flows:  # the Prefect flow; else the same function in this process
-        sharded = flows.sync_rayteams_sharded
-    else:
-        from pwh.flows.rayteams_shards import sync_rayteams_sharded as sharded
+    sharded = sync_flow(source.name, True if shard_deployment else prefect, "sync_rayteams_sharded")
 
     async def run() -> dict:
         try:

@@ -135,7 +135,7 @@ def sync_command(source: Source):
     """The `pwh sync <source>` command function."""
 
     def command(**given: Any) -> None:
-        from pwh.cli import fail, print_summary, quiet_prefect, run_flow, sync_module
+        from pwh.cli import fail, print_summary, quiet_prefect, run_flow, sync_flow
         from pwh.validate import check_base_url, check_config, check_secrets, check_streams
 
         quiet_prefect()
@@ -176,7 +176,7 @@ def sync_command(source: Source):
             if value:
                 os.environ[flag.variable] = value
         check_secrets(source.secrets_for(options), flags=", ".join(f.flag for f in source.credential_flags))
-        sync = getattr(sync_module(source.name, given["prefect"]), source.flow)
+        sync = sync_flow(source.name, given["prefect"])
         summary = run_flow(lambda: sync(base_url=base_url, account=given["account"] or "default", **common),
                            show_progress=not given["quiet"] and sys.stderr.isatty())
         print_summary(summary, source)

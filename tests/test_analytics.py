@@ -64,7 +64,7 @@ class HandTruth:
 async def synced(tmp_path_factory, prefect_harness):
     """Two syncs of one account: a full one, then an incremental one after 10% of the
     projects vanished and 5% appeared (nothing else changed, so every row is known)."""
-    from pwh.flows.rayteams import sync_rayteams
+    from pwh.flows.prefect_flows import sync_rayteams
 
     os.environ["RAYTEAMS_TOKEN"], os.environ["RAYTEAMS_CLIENT_ID"] = TOKEN, CLIENT_ID
     db = tmp_path_factory.mktemp("analytics") / "warehouse.duckdb"

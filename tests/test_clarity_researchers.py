@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pwh.flows.clarity import sync_clarity
+from pwh.flows.prefect_flows import sync_clarity
 from pwh.schemas import clarity
 from pwh.simulators.clarity.dataset import ClarityDataset, DatasetConfig
 from pwh.simulators.clarity.simulator import SIMULATOR_KEY, SimulatorOptions, build_app

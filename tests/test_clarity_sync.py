@@ -10,9 +10,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pwh.flows.clarity import sync_clarity
 from pwh.flows.clarity_sync import ClarityAdapter, ListingMark
 from pwh.flows.engine import run_sync
+from pwh.flows.prefect_flows import sync_clarity
 from pwh.schemas import clarity
 from pwh.simulators.clarity.dataset import ClarityDataset, DatasetConfig
 from pwh.simulators.clarity.simulator import SimulatorOptions, running_simulator

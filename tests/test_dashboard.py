@@ -69,7 +69,7 @@ def render(url: str, screenshot: Path) -> str:
 
 @pytest.fixture(scope="module")
 async def warehouse(tmp_path_factory, prefect_harness):
-    from pwh.flows.rayteams import sync_rayteams
+    from pwh.flows.prefect_flows import sync_rayteams
 
     os.environ["RAYTEAMS_TOKEN"], os.environ["RAYTEAMS_CLIENT_ID"] = TOKEN, CLIENT_ID
     db = tmp_path_factory.mktemp("dashboard") / "warehouse.duckdb"

@@ -19,8 +19,7 @@ import duckdb
 import orjson
 import pytest
 
-from pwh.flows.openproject import sync_openproject
-from pwh.flows.rayteams import sync_rayteams
+from pwh.flows.prefect_flows import sync_openproject, sync_rayteams
 from pwh.flows.rayteams_sync import project_cursor
 from pwh.schemas import openproject
 from pwh.schemas.validate import split_valid

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pwh.flows import progress
-from pwh.flows.rayteams import sync_rayteams
+from pwh.flows.prefect_flows import sync_rayteams
 from pwh.flows.rayteams_sync import default_key_file
 from pwh.simulators.rayteams.dataset import DatasetConfig, RayteamsDataset
 from pwh.simulators.rayteams.simulator import SimulatorOptions, running_simulator

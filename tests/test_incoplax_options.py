@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pwh.flows.incoplax import sync_incoplax
+from pwh.flows.prefect_flows import sync_incoplax
 from pwh.simulators.incoplax.dataset import DatasetConfig, IncoplaxDataset
 from pwh.simulators.incoplax.simulator import SimulatorOptions, build_app
 from pwh.simulators.simulation import serving

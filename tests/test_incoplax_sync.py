@@ -15,8 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from pwh.flows.engine import run_sync
-from pwh.flows.incoplax import sync_incoplax
 from pwh.flows.incoplax_sync import IncoplaxAdapter
+from pwh.flows.prefect_flows import sync_incoplax
 from pwh.schemas import incoplax as tables
 from pwh.simulators.incoplax.dataset import DatasetConfig, IncoplaxDataset
 from pwh.simulators.incoplax.simulator import SIMULATOR_KEY, SimulatorOptions, build_app

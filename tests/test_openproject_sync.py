@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pwh.flows.openproject import sync_openproject
+from pwh.flows.prefect_flows import sync_openproject
 from pwh.schemas import openproject
 from pwh.simulators.openproject.dataset import DatasetConfig, OpenProjectDataset
 from pwh.simulators.openproject.simulator import SimulatorOptions, running_simulator

@@ -19,7 +19,7 @@ import polars as pl
 import pytest
 from aiohttp import web
 
-from pwh.flows.rayteams import sync_rayteams
+from pwh.flows.prefect_flows import sync_rayteams
 from pwh.schemas.validate import split_valid
 from pwh.transforms.pseudonym import Pseudonymizer
 from pwh.transforms.rayteams import FetchedProject, transform_projects

@@ -21,7 +21,7 @@ from prefect.client.schemas.filters import (
 )
 from prefect.logging.handlers import APILogHandler
 
-from pwh.flows.incoplax import sync_incoplax
+from pwh.flows.prefect_flows import sync_incoplax
 from pwh.simulators.incoplax.dataset import DatasetConfig, IncoplaxDataset
 from pwh.simulators.incoplax.simulator import SimulatorOptions, build_app
 from pwh.simulators.simulation import serving

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from pwh.cli import app
 from pwh.config import ConfigError, load_config
-from pwh.flows.rayteams import sync_rayteams_accounts
+from pwh.flows.prefect_flows import sync_rayteams_accounts
 from pwh.flows.rayteams_sync import AccountsFailedError
 from pwh.schemas import rayteams as tables
 from pwh.simulators.rayteams.dataset import DatasetConfig, RayteamsDataset

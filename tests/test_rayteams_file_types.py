@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pwh.flows.rayteams import sync_rayteams
+from pwh.flows.prefect_flows import sync_rayteams
 from pwh.flows.rayteams_sync import check_file_types
 from pwh.simulators.rayteams.dataset import DatasetConfig, RayteamsDataset
 from pwh.simulators.rayteams.simulator import SIMULATOR_KEY, SimulatorOptions, build_app

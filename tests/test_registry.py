@@ -3,19 +3,25 @@ made from it or checked against it here (issue 16)."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import inspect
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
+from prefect.exceptions import ParameterTypeError
+from prefect.utilities.callables import parameter_schema
 from typer.testing import CliRunner
 
 from pwh.choices import DemoSource
 from pwh.cli import app
 from pwh.demo import DEMO_SOURCES, EXAMPLE_QUERIES
-from pwh.flows.registry import COMMON_PARAMETERS, SOURCES, flow_entrypoints, schedulable_flows
+from pwh.flows.prefect_yaml import prefect_yaml
+from pwh.flows.registry import COMMON_PARAMETERS, RAYTEAMS, SOURCES, flow_entrypoints, resolve, schedulable_flows
 from pwh.flows.schedules import SCHEDULABLE_FLOWS
 from pwh.warehouse.catalog import all_tables, tables_of
 from pwh.warehouse.marts import PROJECTS, VIEWS
@@ -53,13 +59,40 @@ def test_schedules_demo_and_choices_come_from_the_registry():
     assert set(EXAMPLE_QUERIES) <= {s.name for s in SOURCES}
 
 
-def test_prefect_yaml_deploys_every_flow_of_the_registry():
-    project = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+def test_prefect_yaml_is_made_from_the_registry_and_deploys_every_source():
+    made = prefect_yaml()
+    assert (ROOT / "prefect.yaml").read_text() == made, "run: python -m pwh.flows.prefect_yaml > prefect.yaml"
+    project = yaml.safe_load(made)
     deployed = {d["entrypoint"].replace("/", ".").replace(".py:", ":") for d in project["deployments"]}
-    wanted = {target for s in SOURCES for target in s.schedulable().values() if ":sync_" in target
-              and target.endswith(f":{s.flow}")}
-    assert wanted <= deployed, f"prefect.yaml lacks {sorted(wanted - deployed)}"
+    assert deployed == {f"pwh.flows.prefect_flows:{s.flow}" for s in SOURCES}
     assert deployed <= set(flow_entrypoints().values())
+
+
+def test_the_made_flows_take_the_parameters_the_hand_written_ones_took():
+    """Every flow's parameters (names, JSON types, defaults, which are required), as Prefect
+    documents and validates them, are those of the hand-written flows they replaced
+    (recorded in tests/data/flow_parameters.json before the change): deployments and
+    schedules that pass them keep working."""
+    recorded = json.loads((ROOT / "tests" / "data" / "flow_parameters.json").read_text())
+    for source in SOURCES:
+        for flow_name, target in source.flow_entrypoints().items():
+            schema = parameter_schema(resolve(target)).model_dump()
+            now = {name: {k: v for k, v in p.items() if k not in ("position", "description", "title")}
+                   for name, p in schema["properties"].items()}
+            now["(required)"] = schema.get("required", [])
+            assert now == recorded[flow_name], flow_name
+
+
+def test_a_made_flow_validates_and_binds_its_parameters_like_a_function():
+    sync = RAYTEAMS.sync_function(prefect=True)
+    validated = sync.validate_parameters({"base_url": "http://x", "concurrency": "8", "file_types": ["face"]})
+    assert validated["concurrency"] == 8 and validated["file_types"] == ["face"]
+    with pytest.raises(ParameterTypeError):
+        sync.validate_parameters({"base_url": "http://x", "concurrency": "many"})
+    with pytest.raises(TypeError, match="no_such"):
+        asyncio.run(RAYTEAMS.sync_function()(base_url="http://x", no_such=1))
+    with pytest.raises(TypeError, match="base_url"):
+        asyncio.run(RAYTEAMS.sync_function()())
 
 
 def test_every_source_has_its_tables_migrated_documented_and_sync_commands():

@@ -74,7 +74,7 @@ def env(monkeypatch):
 
 
 async def test_readers_query_the_replica_while_syncs_run_and_nobody_waits(tmp_path, prefect_harness):
-    from pwh.flows.rayteams import sync_rayteams
+    from pwh.flows.prefect_flows import sync_rayteams
 
     db = tmp_path / "warehouse.duckdb"
     stop = tmp_path / "stop"

@@ -19,7 +19,7 @@ import duckdb
 import pytest
 from aiohttp import web
 
-from pwh.flows.rayteams import sync_rayteams
+from pwh.flows.prefect_flows import sync_rayteams
 from pwh.simulators.rayteams.dataset import DatasetConfig, RayteamsDataset
 from pwh.simulators.rayteams.simulator import SimulatorOptions, running_simulator
 from pwh.simulators.simulation import serving

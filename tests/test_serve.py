@@ -64,7 +64,7 @@ def test_schedules_default_to_hourly_and_take_flow_parameters(tmp_path):
     [only] = select(load_schedules(config), only=["lab-b"], interval_seconds=5, parameters={"db_path": "/w.duckdb"})
     assert (only.name, only.cron, only.interval_seconds, only.parameters["db_path"]) == ("lab-b", None, 5.0, "/w.duckdb")
     deployment = to_deployment(only)
-    assert deployment.name == "lab-b" and deployment.entrypoint == "pwh.flows.rayteams.sync_rayteams"
+    assert deployment.name == "lab-b" and deployment.entrypoint == "pwh.flows.prefect_flows.sync_rayteams"
     assert deployment.concurrency_options.collision_strategy.value == "CANCEL_NEW"
     assert deployment.concurrency_limit == 1
 

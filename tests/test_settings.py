@@ -77,7 +77,7 @@ def test_an_empty_variable_is_an_unset_one(monkeypatch):
 
 @pytest.mark.parametrize(("name", "value"), [("PWH_MAX_DELETE_SHARE", "half"), ("PWH_LOCK_WAIT_S", "-5")])
 async def test_a_run_with_a_malformed_setting_fails_before_it_touches_the_warehouse(tmp_path, monkeypatch, name, value):
-    from pwh.flows.rayteams_sync import sync_rayteams
+    from pwh.flows.syncs import sync_rayteams
 
     monkeypatch.setenv("RAYTEAMS_TOKEN", "t")
     monkeypatch.setenv("RAYTEAMS_CLIENT_ID", "c")

@@ -16,8 +16,8 @@ import duckdb
 import pytest
 
 from pwh.flows.rayteams_shards import stage_rayteams_shard, sync_rayteams_sharded
-from pwh.flows.rayteams_sync import sync_rayteams
 from pwh.flows.shards import Shard, shard_part, state_file, write_state
+from pwh.flows.syncs import sync_rayteams
 from pwh.simulators.rayteams.dataset import DatasetConfig, RayteamsDataset
 from pwh.simulators.rayteams.simulator import SimulatorOptions
 from pwh.warehouse.connection import connect

@@ -23,8 +23,8 @@ ROOT = Path(__file__).parents[1]
 POOL = "pwh-shards-test"
 
 DEPLOY = f"""
-from pwh.flows.rayteams import stage_rayteams_shard
-stage_rayteams_shard.from_source(source={str(ROOT)!r}, entrypoint="pwh/flows/rayteams.py:stage_rayteams_shard").deploy(
+from pwh.flows.prefect_flows import stage_rayteams_shard
+stage_rayteams_shard.from_source(source={str(ROOT)!r}, entrypoint="pwh/flows/prefect_flows.py:stage_rayteams_shard").deploy(
     name="pool", work_pool_name={POOL!r}, build=False, push=False, print_next_steps=False)
 """
 

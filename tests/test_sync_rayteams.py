@@ -9,7 +9,7 @@ import aiohttp
 import duckdb
 import pytest
 
-from pwh.flows.rayteams import sync_rayteams
+from pwh.flows.prefect_flows import sync_rayteams
 from pwh.simulators.rayteams.dataset import DatasetConfig, RayteamsDataset
 from pwh.simulators.rayteams.simulator import FAULT_KINDS, SimulatorOptions, running_simulator
 from tests.warehouse_checks import content_hashes, table_counts

@@ -1,4 +1,4 @@
-"""The Clarity LIMS sync (run as is, or as the Prefect flow of pwh/flows/clarity.py): client, transform and tables wired into the shared engine.
+"""The Clarity LIMS adapter (its sync is made from the registry: pwh/flows/syncs.py): client, transform and tables wired into the shared engine.
 
 Incremental syncs ask the server for the projects modified since a watermark
 (``last-modified``) instead of fetching every project:
@@ -45,9 +45,9 @@ from typing import Any
 
 from pwh.flows.engine import MODES, ClientAdapter, Listing, Unit
 from pwh.flows.registry import CLARITY
-from pwh.flows.runner import sync_into_warehouse
 from pwh.flows.secrets import read_secret
 from pwh.flows.streams import UnitStreams
+from pwh.flows.syncs import OpenedAdapter
 from pwh.schemas import clarity as tables
 from pwh.sources.clarity.client import (
     PASSWORD_VARIABLE,
@@ -223,36 +223,14 @@ class ClarityAdapter(ClientAdapter[ClarityClient]):
         return transform_dimensions(fetched, account=self.account)
 
 
-async def sync_clarity(
-    base_url: str,
-    db_path: str = "warehouse.duckdb",
-    account: str = "default",
-    mode: str = "incremental",
-    names: list[str] | None = None,
-    open_date: str | None = None,
-    udf: list[str] | None = None,
-    since: str | None = None,
-    overlap_s: float = DEFAULT_OVERLAP_S,
-    concurrency: int = 8,
-    batch_size: int = 250,
-    timeout_s: float = 60.0,
-    max_attempts: int = 6,
-    max_response_bytes: int | None = None,
-    allow_mass_delete: bool = False,
-    select: list[str] | None = None,
-    exclude: list[str] | None = None,
-) -> dict[str, Any]:
-    """Sync the Clarity LIMS projects of one instance (``base_url``: ``https://host/api/v2``)
-    into the DuckDB warehouse at ``db_path``.
+def open_clarity(parameters: dict[str, Any], settings: HttpSettings) -> OpenedAdapter:
+    """The adapter of a sync's parameters (pwh/flows/syncs.py); ``base_url``: ``https://host/api/v2``.
 
     Filters are passed to the project list as given: ``names`` (``name=``), ``open_date``
     (YYYY-MM-DD, opened since), ``udf`` (``udf.NAME=VALUE``, ``udt.name=UDTNAME``,
     ``udt.UDTNAME.UDFNAME=VALUE``). ``since`` (ISO 8601 with zone) overrides the computed
     watermark of an incremental run. Credentials come from CLARITY_USERNAME and
-    CLARITY_PASSWORD (or Prefect Secret blocks ``clarity-username`` / ``clarity-password``),
-    never from parameters.
-    ``allow_mass_delete`` confirms a run that marks more than a quarter of the projects
-    deleted (refused otherwise: pwh/flows/engine.py, the mass-deletion guard).
+    CLARITY_PASSWORD (or Prefect Secret blocks ``clarity-username`` / ``clarity-password``).
 
     Once a run, after the projects, the researchers (names and lab) are loaded into
     ``clarity.researchers``; if they cannot be read (e.g. 403) their rows are kept and the
@@ -260,20 +238,19 @@ async def sync_clarity(
     """
     username = read_secret(USERNAME_VARIABLE)
     password = read_secret(PASSWORD_VARIABLE)
-    if overlap_s < 0:
+    if parameters["overlap_s"] < 0:
         raise ValueError("overlap_s must not be negative")
-    filters = filter_params(names or (), open_date, udf or ())
-    settings = HttpSettings.for_run(concurrency, timeout_s, max_attempts, max_response_bytes)
-    client = ClarityClient.connect(base_url, username=username, password=password, settings=settings)
-    adapter = ClarityAdapter(
-        client, account=account, mode=mode, filters=filters, overlap=timedelta(seconds=overlap_s),
-        since=parse_timestamp(since) if since else None,
-    )
-    summary = await sync_into_warehouse(adapter, db_path=db_path, tables=tables.TABLES + tables.DIMENSION_TABLES,
-                                        mode=mode, batch_size=batch_size, allow_mass_delete=allow_mass_delete,
-                                        select=select, exclude=exclude)
-    summary["udf_parse_errors"] = adapter.udf_parse_errors
-    if adapter.udf_parse_errors:
-        log.warning("%d UDF values do not parse as their declared type; kept as text "
-                    "(clarity.project_udfs.parse_error)", adapter.udf_parse_errors)
-    return summary
+    filters = filter_params(parameters["names"] or (), parameters["open_date"], parameters["udf"] or ())
+    client = ClarityClient.connect(parameters["base_url"], username=username, password=password, settings=settings)
+    since = parameters["since"]
+    adapter = ClarityAdapter(client, account=parameters["account"], mode=parameters["mode"], filters=filters,
+                             overlap=timedelta(seconds=parameters["overlap_s"]),
+                             since=parse_timestamp(since) if since else None)
+
+    def report(summary: dict[str, Any]) -> None:
+        summary["udf_parse_errors"] = adapter.udf_parse_errors
+        if adapter.udf_parse_errors:
+            log.warning("%d UDF values do not parse as their declared type; kept as text "
+                        "(clarity.project_udfs.parse_error)", adapter.udf_parse_errors)
+
+    return OpenedAdapter(adapter, tables.TABLES + tables.DIMENSION_TABLES, report=report)

@@ -1,4 +1,4 @@
-"""The Incoplax sync (run as is, or as the Prefect flow of pwh/flows/incoplax.py): a domain's projects into ``incoplax.projects``.
+"""The Incoplax adapter (the sync is pwh/flows/syncs.py's, from the registry): a domain's projects into ``incoplax.projects``.
 
 Incremental by ``ext.lwt`` through the engine's per-unit cursors. The list has no
 documented server-side time filter, so a run has to list to learn what changed; how it
@@ -41,14 +41,13 @@ from datetime import datetime
 from typing import Any, TypedDict
 
 from pwh.flows.engine import ClientAdapter, Listing, Unit, listed_units
-from pwh.flows.runner import sync_into_warehouse
 from pwh.flows.secrets import read_secret
 from pwh.flows.streams import UnitStreams
+from pwh.flows.syncs import OpenedAdapter
 from pwh.schemas import incoplax as tables
 from pwh.sources.errors import AuthError, NotFoundError, SourceError
 from pwh.sources.http import HttpSettings
 from pwh.sources.incoplax.client import (
-    DEFAULT_PAGE_SIZE,
     MINIMAL_MASK,
     PASSWORD_VARIABLE,
     ROW_FIELDS,
@@ -205,47 +204,23 @@ def read_credentials(auth_scheme: str) -> Credentials:
     raise ValueError(f"auth_scheme must be 'bearer' or 'basic', not {auth_scheme!r}")
 
 
-async def sync_incoplax(
-    base_url: str,
-    db_path: str = "warehouse.duckdb",
-    account: str = "default",
-    mode: str = "incremental",
-    listing: str = "auto",
-    # A list, not the tuple: Prefect shows and stores the default as JSON. Never mutated.
-    order: list[Any] | None = list(DEFAULT_ORDER),  # noqa: B006
-    page_size: int = DEFAULT_PAGE_SIZE,
-    concurrency: int = 16,
-    batch_size: int = 250,
-    auth_scheme: str = "bearer",
-    timeout_s: float = 30.0,
-    max_attempts: int = 6,
-    max_response_bytes: int | None = None,
-    allow_mass_delete: bool = False,
-    select: list[str] | None = None,
-    exclude: list[str] | None = None,
-    filter: dict[str, Any] | None = None,
-    mask: list[str] | None = None,
-) -> dict[str, Any]:
-    """Sync every project of an Incoplax domain into the DuckDB warehouse at ``db_path``.
+def open_incoplax(parameters: dict[str, Any], settings: HttpSettings) -> OpenedAdapter:
+    """The adapter of a sync's parameters (pwh/flows/syncs.py).
 
     ``base_url`` is the server root (the client adds ``/rest/v1/domain/projects``).
     Credentials: ``auth_scheme="bearer"`` reads INCOPLAX_TOKEN, ``"basic"`` reads
-    INCOPLAX_USERNAME and INCOPLAX_PASSWORD (or Prefect Secret blocks of those names);
-    none of them is a parameter.
-    ``allow_mass_delete`` confirms a run that marks more than a quarter of the projects
-    deleted (refused otherwise: pwh/flows/engine.py, the mass-deletion guard).
+    INCOPLAX_USERNAME and INCOPLAX_PASSWORD (or Prefect Secret blocks of those names).
     ``filter`` (the list's ``filter``: an object of field values) syncs only the projects
     it selects; one it leaves out is kept as it is, never marked deleted.
     ``mask`` (fields among ``MASK_FIELDS``; ``id`` and ``ext.lwt`` are always added)
     fetches and stores only those fields: the row's other columns load NULL.
     """
+    listing, auth_scheme = parameters["listing"], parameters["auth_scheme"]
     if listing not in LISTINGS:
         raise ValueError(f"listing must be one of {LISTINGS}, not {listing!r}")
-    settings = HttpSettings.for_run(concurrency, timeout_s, max_attempts, max_response_bytes)
-    client = IncoplaxClient.connect(base_url, auth_scheme=auth_scheme, page_size=page_size, settings=settings,
+    client = IncoplaxClient.connect(parameters["base_url"], auth_scheme=auth_scheme,
+                                    page_size=parameters["page_size"], settings=settings,
                                     **read_credentials(auth_scheme))
-    return await sync_into_warehouse(
-        IncoplaxAdapter(client, account=account, mode=mode, listing=listing, order=order, filter=filter, mask=mask),
-        db_path=db_path, tables=tables.TABLES, mode=mode, batch_size=batch_size,
-        allow_mass_delete=allow_mass_delete, select=select, exclude=exclude,
-    )
+    adapter = IncoplaxAdapter(client, account=parameters["account"], mode=parameters["mode"], listing=listing,
+                              order=parameters["order"], filter=parameters["filter"], mask=parameters["mask"])
+    return OpenedAdapter(adapter, tables.TABLES)

@@ -1,4 +1,4 @@
-"""The OpenProject sync (run as is, or as the Prefect flow of pwh/flows/openproject.py): the client, transform and tables wired into the engine.
+"""The OpenProject adapter (its sync is made from the registry: pwh/flows/syncs.py): the client, transform and tables wired into the engine.
 
 Unit = project (key: its id as text); cursor = its ``updatedAt`` plus a work-package
 marker (``wp:<count>:<latest updatedAt>``), because OpenProject does not move a project's
@@ -15,14 +15,13 @@ from typing import Any
 
 from pwh.flows.engine import ClientAdapter, Listing, Unit
 from pwh.flows.registry import OPENPROJECT
-from pwh.flows.runner import sync_into_warehouse
 from pwh.flows.secrets import read_secret
 from pwh.flows.streams import UnitStreams, choose_streams
+from pwh.flows.syncs import OpenedAdapter
 from pwh.schemas import openproject as tables
 from pwh.sources.errors import AuthError, NotFoundError, SourceError
 from pwh.sources.http import HttpSettings
 from pwh.sources.openproject.client import (
-    DEFAULT_PAGE_SIZE,
     TOKEN_VARIABLE,
     OpenProjectClient,
     ProjectPayload,
@@ -142,35 +141,13 @@ def project_cursor(project: Mapping[str, Any]) -> str | None:
     return updated if isinstance(updated, str) and updated else None
 
 
-async def sync_openproject(
-    base_url: str,
-    db_path: str = "warehouse.duckdb",
-    account: str = "default",
-    mode: str = "incremental",
-    page_size: int = DEFAULT_PAGE_SIZE,
-    concurrency: int = 16,
-    batch_size: int = 100,
-    timeout_s: float = 30.0,
-    max_attempts: int = 6,
-    max_response_bytes: int | None = None,
-    probe_work_packages: bool = True,
-    allow_mass_delete: bool = False,
-    select: list[str] | None = None,
-    exclude: list[str] | None = None,
-    filters: str | None = None,
-    under: int | None = None,
-) -> dict[str, Any]:
-    """Sync every project of one OpenProject instance, with its work packages, versions,
-    categories, types, memberships and custom values, into the warehouse at ``db_path``.
+def open_openproject(parameters: dict[str, Any], settings: HttpSettings) -> OpenedAdapter:
+    """The adapter of a sync's parameters (pwh/flows/syncs.py).
 
     Incremental runs fetch a project when its ``updatedAt`` or its work-package marker
     (count and latest ``updatedAt``, one small request a project) moved;
-    ``probe_work_packages=False`` relies on the project's ``updatedAt`` alone.
-
-    The API key comes from OPENPROJECT_API_KEY (or the Prefect Secret block
-    ``openproject-api-key``), never from a parameter.
-    ``allow_mass_delete`` confirms a run that marks more than a quarter of the projects
-    deleted (refused otherwise: pwh/flows/engine.py, the mass-deletion guard).
+    ``probe_work_packages=False`` relies on the project's ``updatedAt`` alone. The API key
+    comes from OPENPROJECT_API_KEY (or the Prefect Secret block ``openproject-api-key``).
 
     ``filters`` (JSON text, as the API's project list takes it, e.g. a subtree:
     ``[{"ancestor":{"operator":"=","values":["12"]}}]``) syncs only the projects it
@@ -182,16 +159,11 @@ async def sync_openproject(
     one that cannot be read (e.g. users: 403 for a key that may not list them) keeps its
     rows and makes the run ``partial``.
     """
-    api_key = read_secret(TOKEN_VARIABLE)
-    # No cap given: PWH_MAX_RESPONSE_BYTES, else HttpSettings' default.
-    settings = HttpSettings.for_run(concurrency, timeout_s, max_attempts, max_response_bytes)
-    client = OpenProjectClient.connect(base_url, api_key=api_key, page_size=page_size, settings=settings)
+    client = OpenProjectClient.connect(parameters["base_url"], api_key=read_secret(TOKEN_VARIABLE),
+                                       page_size=parameters["page_size"], settings=settings)
     # The probe is a request to the work-package stream: none when that stream is not fetched.
-    probe_work_packages = probe_work_packages and "work_packages" in choose_streams(
-        OPENPROJECT.name, OPENPROJECT.streams, select or (), exclude or ())
-    return await sync_into_warehouse(
-        OpenProjectAdapter(client, account=account, probe_work_packages=probe_work_packages,
-                           filters=subtree_filters(check_filters(filters), under)),
-        db_path=db_path, tables=tables.TABLES + tables.DIMENSION_TABLES, mode=mode, batch_size=batch_size,
-        allow_mass_delete=allow_mass_delete, select=select, exclude=exclude,
-    )
+    probe_work_packages = parameters["probe_work_packages"] and "work_packages" in choose_streams(
+        OPENPROJECT.name, OPENPROJECT.streams, parameters["select"] or (), parameters["exclude"] or ())
+    adapter = OpenProjectAdapter(client, account=parameters["account"], probe_work_packages=probe_work_packages,
+                                 filters=subtree_filters(check_filters(parameters["filters"]), parameters["under"]))
+    return OpenedAdapter(adapter, tables.TABLES + tables.DIMENSION_TABLES)

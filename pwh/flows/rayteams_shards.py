@@ -1,7 +1,7 @@
 """The RAYTeams sync as shards (pwh/flows/shards.py): the shard, which stages one part of
 one account, and the parent, which starts the shards (on a work pool through a deployment
 of the shard flow, or in this process) and loads them. The Prefect flows are in
-pwh/flows/rayteams.py, as for the plain syncs."""
+pwh/flows/prefect_flows.py, as for the plain syncs."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from pwh.flows.rayteams_sync import (
     default_key_file,
     oauth_credentials,
 )
+from pwh.flows.registry import RAYTEAMS
 from pwh.flows.secrets import read_secret
 from pwh.flows.shards import Shard, run_sharded, stage_shard
 from pwh.schemas import rayteams as tables
@@ -118,7 +119,7 @@ async def sync_rayteams_sharded(
         if shard_deployment is None:
             stage = stage_rayteams_shard
             if flow_run_context() is not None:
-                from pwh.flows.rayteams import stage_rayteams_shard as stage  # each shard its own subflow run
+                stage = RAYTEAMS.flow_function("stage_rayteams_shard", prefect=True)  # each shard its own subflow run
             return await stage(**parameters)
         return await run_shard_deployment(f"{SHARD_FLOW}/{shard_deployment}", shard, parameters)
 

@@ -1,6 +1,6 @@
-"""The RAYTeams sync: the client, transform and tables wired into the engine. The sync
-functions below run in this process as they are (a plain `pwh sync`) or as the Prefect
-flows of pwh/flows/rayteams.py, which wrap these very functions."""
+"""The RAYTeams adapter: the client, transform and tables wired into the engine, and the
+syncs of configured accounts. The syncs run in this process as they are (a plain `pwh sync`)
+or as the Prefect flows of pwh/flows/prefect_flows.py, which wrap these very functions."""
 
 from __future__ import annotations
 
@@ -13,17 +13,16 @@ from pwh.config import ConfigError, load_config
 from pwh.errors import PwhError
 from pwh.flows.engine import ClientAdapter, Listing, Unit, listed_units
 from pwh.flows.host import flow_run_context
-from pwh.flows.registry import RAYTEAMS
-from pwh.flows.runner import sync_into_warehouse
+from pwh.flows.registry import RAYTEAMS, FlowParameter
 from pwh.flows.secrets import read_secret
 from pwh.flows.streams import UnitStreams
+from pwh.flows.syncs import OpenedAdapter, flow_signature, run_opened, settings_of, taking
 from pwh.schemas import rayteams as tables
 from pwh.settings import choose_key
 from pwh.sources.http import HttpSettings
 from pwh.sources.rayteams.accounts import RayteamsAccount, rayteams_account, rayteams_accounts
 from pwh.sources.rayteams.client import (
     CLIENT_ID_VARIABLE,
-    DEFAULT_STRATEGY,
     TOKEN_VARIABLE,
     RayteamsClient,
     region_of,
@@ -125,58 +124,28 @@ def default_key_file(db_path: str) -> Path:
 
 
 
-async def sync_client(
-    client: RayteamsClient, *, account: str, db_path: str, mode: str, strategy: str, batch_size: int,
-    region: str | None = None, allow_mass_delete: bool = False, rekey: bool = False,
-    select: list[str] | None = None, exclude: list[str] | None = None, file_types: Sequence[str] | None = None,
-) -> dict[str, Any]:
-    """One account's sync through ``client`` into the warehouse (what every RAYTeams flow runs);
-    ``rekey``: adopt the pseudonym key at hand as the warehouse's (pwh/warehouse/pseudonym_keys.py)."""
-    key = choose_key(default_key_file(db_path))
-    return await sync_into_warehouse(
-        RayteamsAdapter(client, account=account, strategy=strategy, pseudonyms=Pseudonymizer(key.secret),
-                        region=region, file_types=file_types or ()),
-        db_path=db_path, tables=tables.TABLES, mode=mode, batch_size=batch_size, pseudonym_key=key, rekey=rekey,
-        allow_mass_delete=allow_mass_delete, select=select, exclude=exclude,
-    )
+def open_rayteams(parameters: dict[str, Any], settings: HttpSettings) -> OpenedAdapter:
+    """The adapter of a sync's parameters (pwh/flows/syncs.py): one account, ``base_url``, whose
+    credentials are RAYTEAMS_TOKEN and RAYTEAMS_CLIENT_ID (or Prefect Secret blocks
+    ``rayteams-token`` / ``rayteams-client-id``)."""
+    client = RayteamsClient.connect(parameters["base_url"], token=read_secret(TOKEN_VARIABLE),
+                                    client_id=read_secret(CLIENT_ID_VARIABLE), settings=settings)
+    return opened_adapter(client, parameters)
 
 
-async def sync_rayteams(
-    base_url: str,
-    db_path: str = "warehouse.duckdb",
-    account: str = "default",
-    mode: str = "incremental",
-    strategy: str = DEFAULT_STRATEGY,
-    concurrency: int = 32,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    timeout_s: float = 30.0,
-    max_attempts: int = 6,
-    max_response_bytes: int | None = None,
-    allow_mass_delete: bool = False,
-    rekey: bool = False,
-    select: list[str] | None = None,
-    exclude: list[str] | None = None,
-    file_types: list[str] | None = None,
-) -> dict[str, Any]:
-    """Sync every RAYTeams project of one account into the DuckDB warehouse at ``db_path``.
+def opened_adapter(client: RayteamsClient, parameters: dict[str, Any], region: str | None = None) -> OpenedAdapter:
+    """One account's adapter through ``client`` (what every RAYTeams sync runs).
 
-    Credentials come from RAYTEAMS_TOKEN and RAYTEAMS_CLIENT_ID (or Prefect Secret blocks
-    ``rayteams-token`` / ``rayteams-client-id``), the pseudonym key from PWH_PSEUDONYM_KEY
-    (or a key file beside the warehouse); none of them is a parameter. The key must be the
-    one that made the warehouse's pseudonyms; ``rekey`` makes it so (a full refresh).
-    ``allow_mass_delete`` confirms a run that marks more than a quarter of the projects
-    deleted (refused otherwise: pwh/flows/engine.py, the mass-deletion guard).
-    ``file_types`` (``maxilla``, ``mandible``, ``face``; default all) fetches only those
-    files (``GET /file/{_projectId}/{_type}``, one request a type); files of the other
-    types are kept as they are.
-    """
-    token = read_secret(TOKEN_VARIABLE)
-    client_id = read_secret(CLIENT_ID_VARIABLE)
-    settings = HttpSettings.for_run(concurrency, timeout_s, max_attempts, max_response_bytes)
-    client = RayteamsClient.connect(base_url, token=token, client_id=client_id, settings=settings)
-    return await sync_client(client, account=account, db_path=db_path, mode=mode, strategy=strategy,
-                             batch_size=batch_size, allow_mass_delete=allow_mass_delete, rekey=rekey,
-                             select=select, exclude=exclude, file_types=file_types)
+    The pseudonym key comes from PWH_PSEUDONYM_KEY (or a key file beside the warehouse). It
+    must be the one that made the warehouse's pseudonyms; ``rekey`` makes it so (a full
+    refresh; pwh/warehouse/pseudonym_keys.py). ``file_types`` (``maxilla``, ``mandible``,
+    ``face``; default all) fetches only those files (``GET /file/{_projectId}/{_type}``, one
+    request a type); files of the other types are kept as they are."""
+    key = choose_key(default_key_file(parameters["db_path"]))
+    adapter = RayteamsAdapter(client, account=parameters["account"], strategy=parameters["strategy"],
+                              pseudonyms=Pseudonymizer(key.secret), region=region,
+                              file_types=parameters["file_types"] or ())
+    return OpenedAdapter(adapter, tables.TABLES, pseudonym_key=key, rekey=parameters["rekey"])
 
 
 def oauth_credentials(account: RayteamsAccount, settings: HttpSettings) -> OAuthCredentials:
@@ -194,37 +163,27 @@ def oauth_credentials(account: RayteamsAccount, settings: HttpSettings) -> OAuth
     )
 
 
-async def sync_rayteams_account(
-    account: str,
-    config_path: str | None = None,
-    db_path: str = "warehouse.duckdb",
-    mode: str = "incremental",
-    strategy: str = DEFAULT_STRATEGY,
-    concurrency: int = 32,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    timeout_s: float = 30.0,
-    max_attempts: int = 6,
-    max_response_bytes: int | None = None,
-    allow_mass_delete: bool = False,
-    rekey: bool = False,
-    select: list[str] | None = None,
-    exclude: list[str] | None = None,
-    file_types: list[str] | None = None,
-) -> dict[str, Any]:
-    """Sync one RAYTeams account of ``config_path`` (default ``pwh.toml``), renewing its
+async def _sync_account(parameters: dict[str, Any]) -> dict[str, Any]:
+    configured = rayteams_account(load_config(parameters["config_path"]), parameters["account"])
+    settings = settings_of(parameters)
+    client = RayteamsClient.connect(configured.base_url, oauth=oauth_credentials(configured, settings),
+                                    settings=settings)
+    summary = await run_opened(opened_adapter(client, parameters | {"account": configured.name},
+                                              region=configured.region), parameters)
+    return {"account": configured.name, "region": configured.region, **summary}
+
+
+# The parameters of a sync of configured accounts: a sync's, without base_url (pwh.toml has it).
+CONFIG_PATH = FlowParameter("config_path", str | None, None)
+sync_rayteams_account = taking(
+    flow_signature(RAYTEAMS, leading=(FlowParameter("account", str), CONFIG_PATH), without=("base_url", "account")),
+    _sync_account, name="sync_rayteams_account",
+    doc="""Sync one RAYTeams account of ``config_path`` (default ``pwh.toml``), renewing its
     OAuth access token from its refresh token whenever it expires.
 
     The client secret and refresh token come from ``RAYTEAMS_<NAME>_CLIENT_SECRET`` and
     ``RAYTEAMS_<NAME>_REFRESH_TOKEN`` (or Secret blocks), never from parameters.
-    """
-    configured = rayteams_account(load_config(config_path), account)
-    settings = HttpSettings.for_run(concurrency, timeout_s, max_attempts, max_response_bytes)
-    client = RayteamsClient.connect(configured.base_url, oauth=oauth_credentials(configured, settings),
-                                    settings=settings)
-    summary = await sync_client(client, account=configured.name, db_path=db_path, mode=mode,
-                                strategy=strategy, batch_size=batch_size, region=configured.region,
-                                allow_mass_delete=allow_mass_delete, rekey=rekey, select=select, exclude=exclude, file_types=file_types)
-    return {"account": configured.name, "region": configured.region, **summary}
+    """)
 
 
 class AccountsFailedError(PwhError, RuntimeError):
@@ -235,51 +194,20 @@ class AccountsFailedError(PwhError, RuntimeError):
         self.outcome = outcome
 
 
-async def sync_rayteams_accounts(
-    config_path: str | None = None,
-    db_path: str = "warehouse.duckdb",
-    account: str | None = None,
-    mode: str = "incremental",
-    strategy: str = DEFAULT_STRATEGY,
-    concurrency: int = 32,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    timeout_s: float = 30.0,
-    max_attempts: int = 6,
-    max_response_bytes: int | None = None,
-    allow_mass_delete: bool = False,
-    rekey: bool = False,
-    select: list[str] | None = None,
-    exclude: list[str] | None = None,
-    file_types: list[str] | None = None,
-) -> dict[str, Any]:
-    """Sync every RAYTeams account of ``config_path`` (or only ``account``), one after
-    another (one DuckDB writer at a time), each with its own ledger row (and, under Prefect,
-    its own subflow run). An account that fails (a refused refresh token, say) does not stop the others;
-    the run then fails naming them, after every account has had its turn.
-
-    Returns ``{"accounts": {name: summary}, "failed": {name: message}}``.
-    """
-    config = load_config(config_path)
-    if account is not None:
-        names = [rayteams_account(config, account).name]
+async def _sync_accounts(parameters: dict[str, Any]) -> dict[str, Any]:
+    config = load_config(parameters["config_path"])
+    if parameters["account"] is not None:
+        names = [rayteams_account(config, parameters["account"]).name]
     else:
         names = sorted(rayteams_accounts(config))
     if not names:
         raise ConfigError(f"{config.where}: no RAYTeams accounts; add [rayteams.accounts.<name>] tables")
-    sync_account = sync_rayteams_account
-    if flow_run_context() is not None:
-        from pwh.flows.rayteams import (
-            sync_rayteams_account as sync_account,  # each account its own subflow run
-        )
+    # Under Prefect each account is a subflow run of its own.
+    sync_account = RAYTEAMS.flow_function("sync_rayteams_account", prefect=flow_run_context() is not None)
     outcome: dict[str, Any] = {"accounts": {}, "failed": {}}
     for name in names:
         try:
-            outcome["accounts"][name] = await sync_account(
-                name, config_path=config_path, db_path=db_path, mode=mode, strategy=strategy,
-                concurrency=concurrency, batch_size=batch_size, timeout_s=timeout_s,
-                max_attempts=max_attempts, max_response_bytes=max_response_bytes,
-                allow_mass_delete=allow_mass_delete, rekey=rekey, select=select, exclude=exclude, file_types=file_types,
-            )
+            outcome["accounts"][name] = await sync_account(**(parameters | {"account": name}))
         except Exception as error:  # an interrupt stops every account
             outcome["failed"][name] = f"{type(error).__name__}: {error}".splitlines()[0][:2000]
             log.error("RAYTeams account %s failed: %s", name, outcome["failed"][name])
@@ -291,3 +219,16 @@ async def sync_rayteams_accounts(
             outcome,
         )
     return outcome
+
+
+sync_rayteams_accounts = taking(
+    flow_signature(RAYTEAMS, leading=(CONFIG_PATH, FlowParameter("account", str | None, None)),
+                   without=("base_url", "account")),
+    _sync_accounts, name="sync_rayteams_accounts",
+    doc="""Sync every RAYTeams account of ``config_path`` (or only ``account``), one after
+    another (one DuckDB writer at a time), each with its own ledger row (and, under Prefect,
+    its own subflow run). An account that fails (a refused refresh token, say) does not stop the others;
+    the run then fails naming them, after every account has had its turn.
+
+    Returns ``{"accounts": {name: summary}, "failed": {name: message}}``.
+    """)

@@ -14,6 +14,7 @@ before anything slow. Modules are named by path and imported when used.
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -21,11 +22,19 @@ from typing import Any
 from pwh.errors import PwhError
 from pwh.flows.streams import Stream
 
-# The flow parameters every source's sync takes, with their meaning (defaults vary per source).
+# The flow parameters every source's sync takes, before its own options (defaults of the
+# second group vary per source: Source.flow_parameters).
 COMMON_PARAMETERS = (
     "base_url", "db_path", "account", "mode", "concurrency", "batch_size", "timeout_s", "max_attempts",
     "max_response_bytes", "allow_mass_delete", "select", "exclude",
 )
+REQUIRED = inspect.Parameter.empty
+# An option's flow parameter type by its kind, when its default is set (None makes it Optional).
+_FLOW_TYPES: dict[str, Any] = {"str": str, "int": int, "float": float, "bool": bool, "list": list[str],
+                               "choice": str}
+
+
+PREFECT_FLOWS = "pwh.flows.prefect_flows"  # every source's Prefect flows (deployments' entrypoints)
 
 
 class UnknownSourceError(PwhError, ValueError):
@@ -47,10 +56,32 @@ class Option:
     # "module:function" turning the option's text into the parameter's value; its ValueError
     # is the one-line error (checked before anything slow).
     convert: str | None = None
+    # The flow parameter's type when it is not the kind's (the option's text converted);
+    # its default is then the converted default.
+    flow_type: Any = None
+
+    @property
+    def flow_parameter(self) -> FlowParameter:
+        kind = self.flow_type or _FLOW_TYPES[self.kind]
+        default = self.default
+        if self.flow_type is not None and self.convert is not None and default is not None:
+            default = resolve(self.convert)(default)
+        # A converted option may be None (e.g. an empty --order: none sent).
+        optional = default is None or self.convert is not None
+        return FlowParameter(self.parameter, kind | None if optional else kind, default)
 
     @property
     def cli_flag(self) -> str:
         return self.flag or "--" + self.parameter.replace("_", "-")
+
+
+@dataclass(frozen=True)
+class FlowParameter:
+    """One parameter of a sync flow: its name, type (Prefect validates and documents it) and default."""
+
+    name: str
+    type: Any
+    default: Any = REQUIRED
 
 
 @dataclass(frozen=True)
@@ -65,9 +96,13 @@ class CredentialFlag:
 class OtherFlow:
     """A further flow of a source (RAYTeams' configured accounts)."""
 
-    function: str  # its name in the source's plain and Prefect modules
+    function: str  # "module:function" of the plain function; its Prefect flow has the same name
     flow_name: str
     schedule: str | None = None  # the `source` a pwh.toml schedule names it by, if schedulable
+
+    @property
+    def name(self) -> str:
+        return self.function.partition(":")[2]
 
 
 @dataclass(frozen=True)
@@ -75,9 +110,10 @@ class Source:
     name: str  # CLI and schedule name, table schema, `source` column
     title: str
     description: str  # one line: what a sync loads
-    sync: str  # "module:function" of the plain sync function (runs in this process)
-    flows: str  # module of the Prefect flows wrapping the plain functions (same names)
-    flow: str  # the sync function's name in both modules
+    # "module:function" making the sync's adapter from its parameters (pwh/flows/syncs.py);
+    # the sync function and its Prefect flow are made from the declaration.
+    adapter: str
+    flow: str  # the sync function's name (pwh.flows.syncs, pwh.flows.prefect_flows)
     flow_name: str  # the Prefect flow's name (deployments and schedules rely on it)
     secrets: tuple[str, ...]  # environment variables / Secret blocks the default auth reads
     streams: tuple[Stream, ...]  # per-project sub-resources and per-account dimensions
@@ -117,27 +153,45 @@ class Source:
                 return variables
         return self.secrets
 
-    def sync_module(self, prefect: bool = False) -> Any:
-        """The module of the sync functions: the Prefect flows (``prefect``) or the plain ones."""
-        return importlib.import_module(self.flows if prefect else self.sync.partition(":")[0])
+    def flow_parameters(self) -> tuple[FlowParameter, ...]:
+        """The parameters of the sync flow: the common ones (this source's defaults), then its options."""
+        common = (
+            FlowParameter("base_url", str), FlowParameter("db_path", str, "warehouse.duckdb"),
+            FlowParameter("account", str, "default"), FlowParameter("mode", str, "incremental"),
+            FlowParameter("concurrency", int, self.concurrency), FlowParameter("batch_size", int, self.batch_size),
+            FlowParameter("timeout_s", float, self.timeout_s), FlowParameter("max_attempts", int, 6),
+            FlowParameter("max_response_bytes", int | None, None),
+            FlowParameter("allow_mass_delete", bool, False),
+            FlowParameter("select", list[str] | None, None), FlowParameter("exclude", list[str] | None, None),
+        )
+        return common + tuple(option.flow_parameter for option in self.options)
 
     def sync_function(self, prefect: bool = False) -> Callable[..., Any]:
         """The sync, as a Prefect flow (``prefect``) or as the plain function."""
-        return getattr(self.sync_module(prefect), self.flow)
+        return self.flow_function(self.flow, prefect)
+
+    def flow_function(self, name: str, prefect: bool = False) -> Callable[..., Any]:
+        """One of this source's flows by function name, as a Prefect flow or the plain function."""
+        module = importlib.import_module("pwh.flows.prefect_flows" if prefect else "pwh.flows.syncs")
+        return getattr(module, name)
+
+    def plain_functions(self) -> dict[str, str]:
+        """Function name → ``module:function`` of the plain functions of its other flows."""
+        return {other.name: other.function for other in self.other_flows}
 
     def simulated(self) -> Callable[..., Any]:
         return resolve(self.simulator)
 
     def flow_entrypoints(self) -> dict[str, str]:
         """Prefect flow name → ``module:function`` of every flow of this source."""
-        flows = {self.flow_name: f"{self.flows}:{self.flow}"}
-        flows.update({other.flow_name: f"{self.flows}:{other.function}" for other in self.other_flows})
+        flows = {self.flow_name: f"{PREFECT_FLOWS}:{self.flow}"}
+        flows.update({other.flow_name: f"{PREFECT_FLOWS}:{other.name}" for other in self.other_flows})
         return flows
 
     def schedulable(self) -> dict[str, str]:
         """Schedule source name → ``module:function`` of the flows `pwh serve` can serve."""
-        flows = {self.name: f"{self.flows}:{self.flow}"}
-        flows.update({other.schedule: f"{self.flows}:{other.function}" for other in self.other_flows if other.schedule})
+        flows = {self.name: f"{PREFECT_FLOWS}:{self.flow}"}
+        flows.update({other.schedule: f"{PREFECT_FLOWS}:{other.name}" for other in self.other_flows if other.schedule})
         return flows
 
 
@@ -146,14 +200,14 @@ RAYTEAMS = Source(
     title="RAYTeams",
     description="Every project of a dental-lab account with its memos, comments, attachments, histories, "
                 "orders, groups and files (patient data pseudonymised).",
-    sync="pwh.flows.rayteams_sync:sync_rayteams",
-    flows="pwh.flows.rayteams",
+    adapter="pwh.flows.rayteams_sync:open_rayteams",
     flow="sync_rayteams",
     flow_name="sync-rayteams",
-    other_flows=(OtherFlow("sync_rayteams_accounts", "sync-rayteams-accounts", schedule="rayteams-accounts"),
-                 OtherFlow("sync_rayteams_account", "sync-rayteams-account"),
-                 OtherFlow("sync_rayteams_sharded", "sync-rayteams-sharded"),
-                 OtherFlow("stage_rayteams_shard", "stage-rayteams-shard")),
+    other_flows=(OtherFlow("pwh.flows.rayteams_sync:sync_rayteams_accounts", "sync-rayteams-accounts",
+                           schedule="rayteams-accounts"),
+                 OtherFlow("pwh.flows.rayteams_sync:sync_rayteams_account", "sync-rayteams-account"),
+                 OtherFlow("pwh.flows.rayteams_shards:sync_rayteams_sharded", "sync-rayteams-sharded"),
+                 OtherFlow("pwh.flows.rayteams_shards:stage_rayteams_shard", "stage-rayteams-shard")),
     secrets=("RAYTEAMS_TOKEN", "RAYTEAMS_CLIENT_ID"),
     streams=(
         Stream("memos", ("memos", "memo_comments"), "Memos and their comments.", calls=r"/project/[^/]+/memo$"),
@@ -196,8 +250,7 @@ OPENPROJECT = Source(
     title="OpenProject",
     description="Every project of an OpenProject instance (API v3) with its work packages, versions, "
                 "categories, types, memberships and custom values.",
-    sync="pwh.flows.openproject_sync:sync_openproject",
-    flows="pwh.flows.openproject",
+    adapter="pwh.flows.openproject_sync:open_openproject",
     flow="sync_openproject",
     flow_name="sync-openproject",
     secrets=("OPENPROJECT_API_KEY",),
@@ -250,8 +303,7 @@ CLARITY = Source(
     name="clarity",
     title="Clarity LIMS",
     description="Every project of a Clarity LIMS instance with its typed UDFs, files and external ids.",
-    sync="pwh.flows.clarity_sync:sync_clarity",
-    flows="pwh.flows.clarity",
+    adapter="pwh.flows.clarity_sync:open_clarity",
     flow="sync_clarity",
     flow_name="sync-clarity",
     secrets=("CLARITY_USERNAME", "CLARITY_PASSWORD"),
@@ -292,8 +344,7 @@ INCOPLAX = Source(
     name="incoplax",
     title="Incoplax",
     description="Every project of an Incoplax domain.",
-    sync="pwh.flows.incoplax_sync:sync_incoplax",
-    flows="pwh.flows.incoplax",
+    adapter="pwh.flows.incoplax_sync:open_incoplax",
     flow="sync_incoplax",
     flow_name="sync-incoplax",
     secrets=("INCOPLAX_TOKEN",),  # auth_scheme="basic": INCOPLAX_USERNAME and INCOPLAX_PASSWORD
@@ -306,16 +357,16 @@ INCOPLAX = Source(
         Option("listing", "auto, minimal (complete list, mask id,ext.lwt) or recent (newest first, stop at the "
                           "cursor; no deletions).", "auto", kind="choice", choices=("auto", "minimal", "recent")),
         Option("order", "List order as JSON, passed through (default [\"id\"]; '' sends none).", '["id"]',
-               convert="pwh.sources.incoplax.client:parse_order"),
+               convert="pwh.sources.incoplax.client:parse_order", flow_type=list[Any]),
         Option("page_size", "limit of each list request.", 500, kind="int", minimum=1),
         Option("auth_scheme", "bearer (INCOPLAX_TOKEN) or basic (INCOPLAX_USERNAME, INCOPLAX_PASSWORD).", "bearer",
                kind="choice", choices=("bearer", "basic"), flag="--auth"),
         Option("filter", "The list's filter as JSON (field values), e.g. '{\"code\": \"5102\"}'. Projects left out "
                          "are kept as they are, never marked deleted.", None,
-               convert="pwh.sources.incoplax.client:check_filter"),
+               convert="pwh.sources.incoplax.client:check_filter", flow_type=dict[str, Any]),
         Option("mask", "Fetch and store only these fields (comma-separated: id, code, name, opts.title, ext.lwt, "
                        "ext.ct; id and ext.lwt always); the other columns load NULL.", None,
-               convert="pwh.sources.incoplax.client:parse_mask"),
+               convert="pwh.sources.incoplax.client:parse_mask", flow_type=list[str]),
     ),
     secrets_when=(("auth_scheme", "basic", ("INCOPLAX_USERNAME", "INCOPLAX_PASSWORD")),),
     simulator_port=8766,
