@@ -177,6 +177,7 @@ class ClientAdapter(Generic[ClientT]):
 
     client: ClientT
     region: str | None = None  # where the account lives, when the source has regions
+    strategy: str | None = None  # how it fetches, when the source has more than one way (the ledger's)
     partial_tables: frozenset[str] = frozenset()  # every table's rows are replaced whole
     streams: Sequence[Stream] = ()
 

@@ -65,6 +65,7 @@ def check_file_types(file_types: Sequence[str] | None) -> tuple[str, ...]:
 
 class RayteamsAdapter(ClientAdapter[RayteamsClient]):
     source = "rayteams"
+    strategy: str
     tables = tables.TABLES
     streams = RAYTEAMS.streams  # `projects` and `other_records` come with the project itself
 

@@ -494,6 +494,7 @@ __all__ = [
     "SourceError",
     "StaticHeaders",
     "decode_json",
+    "decode_ok_json",
     "describe_origin",
     "describe_url",
     "loads_json",
@@ -649,6 +650,17 @@ def _without_surrogates(value: Any) -> Any:
             else:
                 node[key] = item
     return value
+
+
+def decode_ok_json(answer: Answer) -> Any:
+    """The JSON body of a 2xx answer; any other status raises its typed error (404:
+    NotFoundError, else ApiError with the status), whatever the body says. For a source
+    whose error bodies carry nothing to keep: an error page is never taken for data."""
+    if not 200 <= answer.status < 300:
+        if answer.status == 404:
+            raise NotFoundError("HTTP 404")
+        raise ApiError(f"HTTP {answer.status}", status=answer.status)
+    return decode_json(answer)
 
 
 def decode_json(answer: Answer) -> Any:
