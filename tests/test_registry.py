@@ -21,7 +21,7 @@ from pwh.choices import DemoSource
 from pwh.cli import app
 from pwh.demo import DEMO_SOURCES, EXAMPLE_QUERIES
 from pwh.flows.prefect_yaml import prefect_yaml
-from pwh.flows.registry import COMMON_PARAMETERS, RAYTEAMS, SOURCES, flow_entrypoints, resolve, schedulable_flows
+from pwh.flows.registry import RAYTEAMS, SOURCES, flow_entrypoints, resolve, schedulable_flows
 from pwh.flows.schedules import SCHEDULABLE_FLOWS
 from pwh.warehouse.catalog import all_tables, tables_of
 from pwh.warehouse.marts import PROJECTS, VIEWS
@@ -48,7 +48,7 @@ def test_every_flow_is_named_as_declared_and_takes_the_common_parameters():
             assert flow.fn.__name__ == function and flow.fn.__module__.startswith("pwh.flows.")
             assert getattr(importlib.import_module(flow.fn.__module__), function) is flow.fn
         parameters = inspect.signature(source.sync_function()).parameters
-        assert set(COMMON_PARAMETERS) - {"base_url"} <= set(parameters), source.name
+        assert list(parameters) == [p.name for p in source.flow_parameters()], source.name
 
 
 def test_schedules_demo_and_choices_come_from_the_registry():

@@ -22,19 +22,12 @@ from typing import Any
 from pwh.errors import PwhError
 from pwh.flows.streams import Stream
 
-# The flow parameters every source's sync takes, before its own options (defaults of the
-# second group vary per source: Source.flow_parameters).
-COMMON_PARAMETERS = (
-    "base_url", "db_path", "account", "mode", "concurrency", "batch_size", "timeout_s", "max_attempts",
-    "max_response_bytes", "allow_mass_delete", "select", "exclude",
-)
+PLAIN_FLOWS = "pwh.flows.syncs"  # every source's sync functions, made from its declaration
+PREFECT_FLOWS = "pwh.flows.prefect_flows"  # the same as Prefect flows (deployments' entrypoints)
 REQUIRED = inspect.Parameter.empty
 # An option's flow parameter type by its kind, when its default is set (None makes it Optional).
 _FLOW_TYPES: dict[str, Any] = {"str": str, "int": int, "float": float, "bool": bool, "list": list[str],
                                "choice": str}
-
-
-PREFECT_FLOWS = "pwh.flows.prefect_flows"  # every source's Prefect flows (deployments' entrypoints)
 
 
 class UnknownSourceError(PwhError, ValueError):
@@ -154,7 +147,8 @@ class Source:
         return self.secrets
 
     def flow_parameters(self) -> tuple[FlowParameter, ...]:
-        """The parameters of the sync flow: the common ones (this source's defaults), then its options."""
+        """The parameters of the sync flow: those every source takes (with this source's
+        defaults), then its options."""
         common = (
             FlowParameter("base_url", str), FlowParameter("db_path", str, "warehouse.duckdb"),
             FlowParameter("account", str, "default"), FlowParameter("mode", str, "incremental"),
@@ -172,7 +166,7 @@ class Source:
 
     def flow_function(self, name: str, prefect: bool = False) -> Callable[..., Any]:
         """One of this source's flows by function name, as a Prefect flow or the plain function."""
-        module = importlib.import_module("pwh.flows.prefect_flows" if prefect else "pwh.flows.syncs")
+        module = importlib.import_module(PREFECT_FLOWS if prefect else PLAIN_FLOWS)
         return getattr(module, name)
 
     def plain_functions(self) -> dict[str, str]:
