@@ -22,7 +22,7 @@ import os  # noqa: E402
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 from bench.procs import emit  # noqa: E402
-from pwh.flows.rayteams_sync import DEFAULT_BATCH_SIZE  # noqa: E402
+from pwh.flows.registry import RAYTEAMS  # noqa: E402
 
 
 def main() -> None:
@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--mode", choices=("incremental", "full_refresh"), default="incremental")
     parser.add_argument("--strategy", choices=("aggregate", "per_resource"), default="aggregate")
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    parser.add_argument("--batch-size", type=int, default=RAYTEAMS.batch_size)
     args = parser.parse_args()
 
     # The flow wraps the very function the plain wrapper calls (pwh/flows/prefect_flows.py).

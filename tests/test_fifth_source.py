@@ -1,15 +1,18 @@
-"""A fifth source, written as a newcomer would add one (issue 16): its own client, tables,
-transform and server, then only the glue the registry asks for — a declaration, an
-adapter and ``open_tasklist(parameters, settings)``. The sync function, its parameters,
-stream selection, 404/403 semantics, the run ledger and the Prefect flow all come from the
-shared machinery; nothing else in the code base learns about the source.
+"""A fifth source, added as a newcomer would (issue 16): its own client, tables, transform
+and server, then only the glue the registry asks for, between the markers below: a
+declaration, an adapter, ``open_tasklist(parameters, settings)`` and the simulator hook
+(and, in the code base, one migration line ``create_tables(TABLES)``; here a fixture).
 
-The glue is the section marked below (a declaration, an adapter, an opener): about 60 lines."""
+Everything else comes from the shared machinery and is exercised here: the made sync
+function and its parameters, `pwh sync tasklist` made from the declaration, stream
+selection and 404/403 semantics, deletions, the run ledger, a 401 naming the setting, and a
+real Prefect flow run."""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import threading
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -18,16 +21,22 @@ from typing import Any
 
 import duckdb
 import pytest
+import typer
 from aiohttp import web
 from prefect import flow
+from typer.testing import CliRunner
 
+from pwh.flows import registry, syncs
 from pwh.flows.engine import ClientAdapter, Listing, Unit, listed_units
 from pwh.flows.registry import Option, Source
+from pwh.flows.runner import OpenedAdapter
 from pwh.flows.secrets import read_secret
 from pwh.flows.streams import Stream, UnitStreams
-from pwh.flows.syncs import OpenedAdapter, sync_function
+from pwh.flows.syncs import sync_function
 from pwh.schemas.spec import Table, text, timestamp
 from pwh.simulators.simulation import serving
+from pwh.source_commands import sync_command
+from pwh.sources.errors import AuthError
 from pwh.sources.http import HttpClient, HttpSettings, SourceClient, StaticHeaders, decode_ok_json
 from pwh.transforms.frames import TableBatch
 from pwh.transforms.redact import redact_unknown_source
@@ -107,6 +116,7 @@ class TasklistServer:
 
 
 # ---------------------------------------------------------------- the glue (what issue 16 counts)
+# (the migration line: Migration(N, "Tasklist tables", create_tables(TABLES)))
 TASKLIST = Source(
     name="tasklist", title="Tasklist", description="Every project of a Tasklist account with its notes.",
     adapter="tests.test_fifth_source:open_tasklist", flow="sync_tasklist", flow_name="sync-tasklist",
@@ -142,13 +152,13 @@ class TasklistAdapter(ClientAdapter[TasklistClient]):
 def open_tasklist(parameters: dict[str, Any], settings: HttpSettings) -> OpenedAdapter:
     client = TasklistClient(parameters["base_url"], read_secret("TASKLIST_TOKEN"), settings)
     return OpenedAdapter(TasklistAdapter(client, parameters["account"], parameters["archived"]), TABLES)
-# ---------------------------------------------------------------- end of the glue
 
 
 @asynccontextmanager
 async def simulated(projects: int, seed: int, **_: Any) -> AsyncIterator[Any]:
     async with serving(TasklistServer(projects).app()) as base_url:
         yield base_url
+# ---------------------------------------------------------------- end of the glue
 
 
 @pytest.fixture
@@ -231,8 +241,62 @@ def test_a_fifth_source_syncs_incrementally_with_stream_semantics(server, wareho
     assert [path for path in server.requests if path.endswith("/notes")] == ["/projects/p2/notes"]
 
 
-def test_the_fifth_source_as_a_prefect_flow_validates_its_parameters(server, warehouse):
+def test_a_wrong_token_fails_naming_the_setting_and_quoting_no_secret(server, warehouse, monkeypatch):
+    monkeypatch.setenv("TASKLIST_TOKEN", "wrong-SECRET-token")
+    with pytest.raises(AuthError) as caught:
+        asyncio.run(run(server, sync_function(TASKLIST), db_path=warehouse))
+    assert "check TASKLIST_TOKEN" in str(caught.value) and "SECRET" not in str(caught.value)
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_the_fifth_source_runs_as_a_prefect_flow_run(server, warehouse):
     sync_tasklist = flow(name=TASKLIST.flow_name, validate_parameters=True)(sync_function(TASKLIST))
     # Prefect validates the made signature: a text number becomes the int the engine needs.
-    assert sync_tasklist.validate_parameters({"base_url": "http://x", "batch_size": "3"})["batch_size"] == 3
-    assert sync_tasklist.parameters.properties["archived"]["default"] is False
+    summary = asyncio.run(run(server, sync_tasklist, db_path=warehouse, batch_size="4"))
+    assert summary["status"] == "success" and summary["units_new"] == 6
+    [(run_id,)] = rows(warehouse, "SELECT run_id FROM pipeline.runs WHERE source = 'tasklist'")
+    assert run_id == summary["run_id"] and sync_tasklist.parameters.properties["archived"]["default"] is False
+
+
+class ServerThread:
+    """The source's server in a background thread, for the synchronous CLI."""
+
+    def __init__(self, server: TasklistServer) -> None:
+        self.server, self.base_url = server, ""
+        self._started, self._loop = threading.Event(), asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_until_complete, args=(self._serve(),), daemon=True)
+
+    async def _serve(self) -> None:
+        self._stop = asyncio.Event()
+        async with serving(self.server.app()) as self.base_url:
+            self._started.set()
+            await self._stop.wait()
+
+    def __enter__(self) -> ServerThread:
+        self._thread.start()
+        assert self._started.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+
+def test_pwh_sync_is_made_from_the_declaration(server, warehouse, monkeypatch):
+    """Registered (as its declaration in SOURCES would be), the source has its `pwh sync`
+    command: the common options, its own option, the stream check, the summary."""
+    monkeypatch.setitem(registry._BY_NAME, "tasklist", TASKLIST)
+    monkeypatch.setattr(syncs, "SOURCES", (*registry.SOURCES, TASKLIST))
+    app = typer.Typer()
+    app.command("tasklist")(sync_command(TASKLIST))
+    app.command("other")(lambda: None)  # two commands: typer keeps the subcommand's name
+    runner = CliRunner()
+    with ServerThread(server) as thread:
+        wrong = runner.invoke(app, ["tasklist", "--base-url", thread.base_url, "--db", warehouse, "--exclude", "memos"])
+        # (pwh's entry point prints it as one line; here it is the exception it raises)
+        assert "tasklist has no stream memos; its streams are notes" in str(wrong.exception)
+        done = runner.invoke(app, ["tasklist", "--base-url", thread.base_url, "--db", warehouse, "--archived",
+                                   "--no-prefect", "--quiet"])
+    assert done.exit_code == 0, done.output
+    assert "/projects?archived=true" in server.requests
+    assert rows(warehouse, "SELECT count(*) FROM tasklist.notes") == [(12,)]

@@ -23,6 +23,7 @@ from pwh.demo import DEMO_SOURCES, EXAMPLE_QUERIES
 from pwh.flows.prefect_yaml import prefect_yaml
 from pwh.flows.registry import RAYTEAMS, SOURCES, flow_entrypoints, resolve, schedulable_flows
 from pwh.flows.schedules import SCHEDULABLE_FLOWS
+from pwh.flows.syncs import taking
 from pwh.warehouse.catalog import all_tables, tables_of
 from pwh.warehouse.marts import PROJECTS, VIEWS
 
@@ -47,7 +48,7 @@ def test_every_flow_is_named_as_declared_and_takes_the_common_parameters():
             # The Prefect flow wraps the very function a plain run calls (a pwh.flows module's own).
             assert flow.fn.__name__ == function and flow.fn.__module__.startswith("pwh.flows.")
             assert getattr(importlib.import_module(flow.fn.__module__), function) is flow.fn
-        parameters = inspect.signature(source.sync_function()).parameters
+        parameters = inspect.signature(source.flow_function(source.flow)).parameters
         assert list(parameters) == [p.name for p in source.flow_parameters()], source.name
 
 
@@ -71,28 +72,52 @@ def test_prefect_yaml_is_made_from_the_registry_and_deploys_every_source():
 def test_the_made_flows_take_the_parameters_the_hand_written_ones_took():
     """Every flow's parameters (names, JSON types, defaults, which are required), as Prefect
     documents and validates them, are those of the hand-written flows they replaced
-    (recorded in tests/data/flow_parameters.json before the change): deployments and
-    schedules that pass them keep working."""
+    (recorded in tests/data/flow_parameters.json before the change, in their order):
+    deployments and schedules that pass them keep working. Those a call could give by
+    position keep their positions; the made flows take the others by name only, so a call
+    written for the old order fails rather than binding a value to the wrong parameter."""
     recorded = json.loads((ROOT / "tests" / "data" / "flow_parameters.json").read_text())
     for source in SOURCES:
         for flow_name, target in source.flow_entrypoints().items():
-            schema = parameter_schema(resolve(target)).model_dump()
+            flow = resolve(target)
+            schema = parameter_schema(flow).model_dump()
             now = {name: {k: v for k, v in p.items() if k not in ("position", "description", "title")}
                    for name, p in schema["properties"].items()}
             now["(required)"] = schema.get("required", [])
             assert now == recorded[flow_name], flow_name
+            signature = inspect.signature(flow.fn).parameters.values()
+            positional = [p.name for p in signature if p.kind is not inspect.Parameter.KEYWORD_ONLY]
+            assert positional == list(recorded[flow_name])[:len(positional)], flow_name
+            if flow_name != "stage-rayteams-shard" and flow_name != "sync-rayteams-sharded":
+                assert len(positional) == 4, flow_name  # the rest by name only
+
+
+def test_the_prefect_flows_describe_every_parameter():
+    for source in SOURCES:
+        for flow_name, target in source.flow_entrypoints().items():
+            if flow_name in ("stage-rayteams-shard", "sync-rayteams-sharded"):
+                continue  # written by hand, documented in their docstrings
+            properties = parameter_schema(resolve(target)).model_dump()["properties"]
+            undescribed = [name for name, p in properties.items() if not p.get("description")]
+            assert not undescribed, (flow_name, undescribed)
+    described = parameter_schema(resolve(RAYTEAMS.flow_entrypoints()["sync-rayteams"])).model_dump()["properties"]
+    assert described["file_types"]["description"].startswith("Fetch only files of this type")
 
 
 def test_a_made_flow_validates_and_binds_its_parameters_like_a_function():
-    sync = RAYTEAMS.sync_function(prefect=True)
+    sync = RAYTEAMS.flow_function(RAYTEAMS.flow, prefect=True)
     validated = sync.validate_parameters({"base_url": "http://x", "concurrency": "8", "file_types": ["face"]})
     assert validated["concurrency"] == 8 and validated["file_types"] == ["face"]
     with pytest.raises(ParameterTypeError):
         sync.validate_parameters({"base_url": "http://x", "concurrency": "many"})
     with pytest.raises(TypeError, match="no_such"):
-        asyncio.run(RAYTEAMS.sync_function()(base_url="http://x", no_such=1))
+        asyncio.run(RAYTEAMS.flow_function(RAYTEAMS.flow)(base_url="http://x", no_such=1))
     with pytest.raises(TypeError, match="base_url"):
-        asyncio.run(RAYTEAMS.sync_function()())
+        asyncio.run(RAYTEAMS.flow_function(RAYTEAMS.flow)())
+    # Past the first four, by name only: the old positions of the options no longer hold.
+    with pytest.raises(TypeError, match="positional"):
+        asyncio.run(RAYTEAMS.flow_function(RAYTEAMS.flow)("http://x", "w.duckdb", "default", "incremental",
+                                                          "aggregate"))
 
 
 def test_every_source_has_its_tables_migrated_documented_and_sync_commands():
@@ -146,3 +171,18 @@ def test_one_package_is_installed_and_the_old_top_level_names_are_gone():
         assert not (ROOT / old).exists()
         spec = find_spec(old)
         assert spec is None or not str(spec.origin or "").startswith(str(ROOT)), old
+
+
+def test_each_call_of_a_made_function_gets_its_own_copy_of_a_list_default():
+    seen = []
+
+    async def run(parameters):
+        parameters["order"].append("mutated")
+        seen.append(list(parameters["order"]))
+        return {}
+
+    signature = inspect.Signature([inspect.Parameter("order", inspect.Parameter.KEYWORD_ONLY, default=["id"])])
+    made = taking(signature, run, name="made", doc="")
+    asyncio.run(made())
+    asyncio.run(made())
+    assert seen == [["id", "mutated"], ["id", "mutated"]] and signature.parameters["order"].default == ["id"]

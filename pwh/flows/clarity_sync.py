@@ -45,9 +45,9 @@ from typing import Any
 
 from pwh.flows.engine import MODES, ClientAdapter, Listing, Unit
 from pwh.flows.registry import CLARITY
+from pwh.flows.runner import OpenedAdapter
 from pwh.flows.secrets import read_secret
 from pwh.flows.streams import UnitStreams
-from pwh.flows.syncs import OpenedAdapter
 from pwh.schemas import clarity as tables
 from pwh.sources.clarity.client import (
     PASSWORD_VARIABLE,
@@ -130,7 +130,6 @@ class ClarityAdapter(ClientAdapter[ClarityClient]):
     # A run reads the details of the files of the projects it fetched only: others stay.
     upserted_dimensions = frozenset({"files"})
     tables = tables.TABLES
-    strategy = None
 
     def __init__(
         self,

@@ -41,9 +41,9 @@ from datetime import datetime
 from typing import Any, TypedDict
 
 from pwh.flows.engine import ClientAdapter, Listing, Unit, listed_units
+from pwh.flows.runner import OpenedAdapter
 from pwh.flows.secrets import read_secret
 from pwh.flows.streams import UnitStreams
-from pwh.flows.syncs import OpenedAdapter
 from pwh.schemas import incoplax as tables
 from pwh.sources.errors import AuthError, NotFoundError, SourceError
 from pwh.sources.http import HttpSettings

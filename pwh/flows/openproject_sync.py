@@ -15,9 +15,9 @@ from typing import Any
 
 from pwh.flows.engine import ClientAdapter, Listing, Unit
 from pwh.flows.registry import OPENPROJECT
+from pwh.flows.runner import OpenedAdapter
 from pwh.flows.secrets import read_secret
 from pwh.flows.streams import UnitStreams, choose_streams
-from pwh.flows.syncs import OpenedAdapter
 from pwh.schemas import openproject as tables
 from pwh.sources.errors import AuthError, NotFoundError, SourceError
 from pwh.sources.http import HttpSettings
@@ -39,7 +39,6 @@ log = logging.getLogger("pwh.openproject")
 
 class OpenProjectAdapter(ClientAdapter[OpenProjectClient]):
     source = "openproject"
-    strategy = None
     dimension_tables = tables.DIMENSION_TABLES
     tables = tables.TABLES
     streams = OPENPROJECT.streams

@@ -14,10 +14,14 @@ from pwh.flows.registry import SOURCES
 
 
 def _flows() -> dict[str, Any]:
-    made = {}
+    made: dict[str, Any] = {}
     for source in SOURCES:
         names = {source.flow: source.flow_name} | {other.name: other.flow_name for other in source.other_flows}
         for function, flow_name in names.items():
+            # Two flows of one name, or a flow named like this module's own names, would
+            # silently replace one another.
+            if function in made or function in globals():
+                raise RuntimeError(f"the registry names the flow function {function!r} twice")
             made[function] = flow(name=flow_name, log_prints=False, validate_parameters=True)(
                 getattr(syncs, function))
     return made

@@ -12,7 +12,6 @@ from pwh.config import ConfigError, load_config
 from pwh.errors import PwhError
 from pwh.flows.host import flow_run_context
 from pwh.flows.rayteams_sync import (
-    DEFAULT_BATCH_SIZE,
     RayteamsAdapter,
     default_key_file,
     oauth_credentials,
@@ -45,8 +44,8 @@ async def stage_rayteams_shard(
     key_file: str | None = None,
     mode: str = "incremental",
     strategy: str = DEFAULT_STRATEGY,
-    concurrency: int = 32,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    concurrency: int = RAYTEAMS.concurrency,
+    batch_size: int = RAYTEAMS.batch_size,
     timeout_s: float = 30.0,
     max_attempts: int = 6,
     allow_mass_delete: bool = False,
@@ -85,8 +84,8 @@ async def sync_rayteams_sharded(
     db_path: str = "warehouse.duckdb",
     mode: str = "incremental",
     strategy: str = DEFAULT_STRATEGY,
-    concurrency: int = 32,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    concurrency: int = RAYTEAMS.concurrency,
+    batch_size: int = RAYTEAMS.batch_size,
     timeout_s: float = 30.0,
     max_attempts: int = 6,
     allow_mass_delete: bool = False,

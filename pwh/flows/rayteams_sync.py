@@ -14,9 +14,10 @@ from pwh.errors import PwhError
 from pwh.flows.engine import ClientAdapter, Listing, Unit, listed_units
 from pwh.flows.host import flow_run_context
 from pwh.flows.registry import RAYTEAMS, FlowParameter
+from pwh.flows.runner import OpenedAdapter
 from pwh.flows.secrets import read_secret
 from pwh.flows.streams import UnitStreams
-from pwh.flows.syncs import OpenedAdapter, flow_signature, run_opened, settings_of, taking
+from pwh.flows.syncs import flow_doc, flow_signature, run_opened, settings_of, taking
 from pwh.schemas import rayteams as tables
 from pwh.settings import choose_key
 from pwh.sources.http import HttpSettings
@@ -36,10 +37,6 @@ from pwh.transforms.redact import Redactor
 from pwh.warehouse.load import UnitState
 
 log = logging.getLogger("pwh.rayteams")
-
-# Projects per load transaction: fewer, larger batches amortise each transaction's fixed
-# costs (commit, one insert per table, a Prefect task); docs/performance.md.
-DEFAULT_BATCH_SIZE = 500
 
 # The tables each strategy sees only in part. ``per_resource`` reads the five documented
 # sub-resources: records of any other kind (``other_records``) are in the aggregate answer
@@ -174,17 +171,27 @@ async def _sync_account(parameters: dict[str, Any]) -> dict[str, Any]:
     return {"account": configured.name, "region": configured.region, **summary}
 
 
-# The parameters of a sync of configured accounts: a sync's, without base_url (pwh.toml has it).
-CONFIG_PATH = FlowParameter("config_path", str | None, None)
-sync_rayteams_account = taking(
-    flow_signature(RAYTEAMS, leading=(FlowParameter("account", str), CONFIG_PATH), without=("base_url", "account")),
-    _sync_account, name="sync_rayteams_account",
-    doc="""Sync one RAYTeams account of ``config_path`` (default ``pwh.toml``), renewing its
-    OAuth access token from its refresh token whenever it expires.
+# The syncs of configured accounts take a sync's parameters without base_url (pwh.toml has it).
+CONFIG_PATH = FlowParameter("config_path", str | None, None, "Configuration file (default pwh.toml).")
+_DB_PATH, _MODE = (p for p in RAYTEAMS.flow_parameters() if p.name in ("db_path", "mode"))
+ACCOUNT_HEAD = (FlowParameter("account", str, help="The [rayteams.accounts.<name>] to sync."), CONFIG_PATH, _DB_PATH,
+                _MODE)
+ACCOUNTS_HEAD = (CONFIG_PATH, _DB_PATH, FlowParameter("account", str | None, None, "Only this account (default: all)."),
+                 _MODE)
 
-    The client secret and refresh token come from ``RAYTEAMS_<NAME>_CLIENT_SECRET`` and
-    ``RAYTEAMS_<NAME>_REFRESH_TOKEN`` (or Secret blocks), never from parameters.
-    """)
+
+def _configured_accounts_flow(head: tuple[FlowParameter, ...], run: Any, name: str, summary: str) -> Any:
+    signature = flow_signature(RAYTEAMS, head=head, without=("base_url",))
+    return taking(signature, run, name=name, doc=flow_doc(summary, signature, (*head, *RAYTEAMS.flow_parameters())))
+
+
+sync_rayteams_account = _configured_accounts_flow(
+    ACCOUNT_HEAD, _sync_account, "sync_rayteams_account",
+    """Sync one RAYTeams account of ``config_path`` (default ``pwh.toml``), renewing its
+OAuth access token from its refresh token whenever it expires.
+
+The client secret and refresh token come from ``RAYTEAMS_<NAME>_CLIENT_SECRET`` and
+``RAYTEAMS_<NAME>_REFRESH_TOKEN`` (or Secret blocks), never from parameters.""")
 
 
 class AccountsFailedError(PwhError, RuntimeError):
@@ -222,14 +229,11 @@ async def _sync_accounts(parameters: dict[str, Any]) -> dict[str, Any]:
     return outcome
 
 
-sync_rayteams_accounts = taking(
-    flow_signature(RAYTEAMS, leading=(CONFIG_PATH, FlowParameter("account", str | None, None)),
-                   without=("base_url", "account")),
-    _sync_accounts, name="sync_rayteams_accounts",
-    doc="""Sync every RAYTeams account of ``config_path`` (or only ``account``), one after
-    another (one DuckDB writer at a time), each with its own ledger row (and, under Prefect,
-    its own subflow run). An account that fails (a refused refresh token, say) does not stop the others;
-    the run then fails naming them, after every account has had its turn.
+sync_rayteams_accounts = _configured_accounts_flow(
+    ACCOUNTS_HEAD, _sync_accounts, "sync_rayteams_accounts",
+    """Sync every RAYTeams account of ``config_path`` (or only ``account``), one after
+another (one DuckDB writer at a time), each with its own ledger row (and, under Prefect,
+its own subflow run). An account that fails (a refused refresh token, say) does not stop the others;
+the run then fails naming them, after every account has had its turn.
 
-    Returns ``{"accounts": {name: summary}, "failed": {name: message}}``.
-    """)
+Returns ``{"accounts": {name: summary}, "failed": {name: message}}``.""")

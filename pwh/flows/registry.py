@@ -61,7 +61,7 @@ class Option:
             default = resolve(self.convert)(default)
         # A converted option may be None (e.g. an empty --order: none sent).
         optional = default is None or self.convert is not None
-        return FlowParameter(self.parameter, kind | None if optional else kind, default)
+        return FlowParameter(self.parameter, kind | None if optional else kind, default, self.help)
 
     @property
     def cli_flag(self) -> str:
@@ -75,6 +75,7 @@ class FlowParameter:
     name: str
     type: Any
     default: Any = REQUIRED
+    help: str = ""  # what Prefect shows beside the parameter
 
 
 @dataclass(frozen=True)
@@ -148,24 +149,31 @@ class Source:
 
     def flow_parameters(self) -> tuple[FlowParameter, ...]:
         """The parameters of the sync flow: those every source takes (with this source's
-        defaults), then its options."""
+        defaults; the first four may be given by position), then its options."""
+        url = f"API base URL, e.g. {self.base_url_example}" + (f" ({self.base_url_help})" if self.base_url_help else "")
         common = (
-            FlowParameter("base_url", str), FlowParameter("db_path", str, "warehouse.duckdb"),
-            FlowParameter("account", str, "default"), FlowParameter("mode", str, "incremental"),
-            FlowParameter("concurrency", int, self.concurrency), FlowParameter("batch_size", int, self.batch_size),
-            FlowParameter("timeout_s", float, self.timeout_s), FlowParameter("max_attempts", int, 6),
-            FlowParameter("max_response_bytes", int | None, None),
-            FlowParameter("allow_mass_delete", bool, False),
-            FlowParameter("select", list[str] | None, None), FlowParameter("exclude", list[str] | None, None),
+            FlowParameter("base_url", str, REQUIRED, url + "."),
+            FlowParameter("db_path", str, "warehouse.duckdb", "DuckDB warehouse file."),
+            FlowParameter("account", str, "default", "Name recorded with every row."),
+            FlowParameter("mode", str, "incremental", "incremental (new and changed projects) or full_refresh "
+                                                      "(refetch every project and reconcile)."),
+            FlowParameter("concurrency", int, self.concurrency, "Requests in flight."),
+            FlowParameter("batch_size", int, self.batch_size, "Projects per load transaction."),
+            FlowParameter("timeout_s", float, self.timeout_s, "Per-request timeout, seconds."),
+            FlowParameter("max_attempts", int, 6, "Attempts per request (transient failures are retried)."),
+            FlowParameter("max_response_bytes", int | None, None, "Largest answer accepted, bytes (default: "
+                                                                  "PWH_MAX_RESPONSE_BYTES, else 64 MiB)."),
+            FlowParameter("allow_mass_delete", bool, False, "Confirm a run that marks more than a quarter of the "
+                                                            "projects deleted (refused otherwise)."),
+            FlowParameter("select", list[str] | None, None, "Fetch only these streams (`pwh sources` lists them)."),
+            FlowParameter("exclude", list[str] | None, None, "Do not fetch these streams: no request is made for "
+                                                             "them and their rows are kept."),
         )
         return common + tuple(option.flow_parameter for option in self.options)
 
-    def sync_function(self, prefect: bool = False) -> Callable[..., Any]:
-        """The sync, as a Prefect flow (``prefect``) or as the plain function."""
-        return self.flow_function(self.flow, prefect)
-
     def flow_function(self, name: str, prefect: bool = False) -> Callable[..., Any]:
-        """One of this source's flows by function name, as a Prefect flow or the plain function."""
+        """One of this source's flows by function name (its sync: ``self.flow``), as a Prefect
+        flow or the plain function."""
         module = importlib.import_module(PREFECT_FLOWS if prefect else PLAIN_FLOWS)
         return getattr(module, name)
 
@@ -218,7 +226,9 @@ RAYTEAMS = Source(
     base_url_example="https://api-ap-northeast-2-project.rayteams.com/v1.0",
     base_url_help="one account, fixed RAYTEAMS_TOKEN; without it: the accounts of pwh.toml",
     concurrency=32,
-    batch_size=500,  # fewer, larger load transactions (docs/performance.md)
+    # Projects per load transaction: fewer, larger batches amortise each transaction's fixed
+    # costs (commit, one insert per table, a Prefect task); docs/performance.md.
+    batch_size=500,
     options=(
         Option("strategy", "aggregate (GET /project/{_id}) or per_resource.", "aggregate", kind="choice",
                choices=("aggregate", "per_resource")),

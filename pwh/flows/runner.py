@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pwh.errors import PwhError
@@ -19,6 +20,7 @@ from pwh.flows.progress import new_progress
 from pwh.flows.streams import choose_streams
 from pwh.schemas.spec import Table
 from pwh.settings import LOCK_WAIT_S, MAX_DELETE_SHARE, PseudonymKey
+from pwh.sources.http import HttpSettings
 from pwh.warehouse.integrity import check_primary
 from pwh.warehouse.lock import open_writer
 from pwh.warehouse.migrations import check_tables, migrate
@@ -64,6 +66,22 @@ class OpenableAdapter(SourceAdapter, Protocol):
     async def __aenter__(self) -> SourceAdapter: ...
 
     async def __aexit__(self, *exc: object) -> None: ...
+
+
+@dataclass(frozen=True)
+class OpenedAdapter:
+    """What a source's ``open_<source>(parameters, settings)`` gives its sync (pwh/flows/syncs.py)."""
+
+    adapter: OpenableAdapter
+    tables: Sequence[Table]  # every table the run may write (per-project and per-account)
+    pseudonym_key: PseudonymKey | None = None  # a source that pseudonymises: the key its adapter uses
+    rekey: bool = False  # that key becomes the warehouse's (a full refresh)
+    # Adds the source's own counts to the run summary (and says what they mean).
+    report: Callable[[dict[str, Any]], None] | None = None
+
+
+# A source's open_<source>: the sync's parameters (all, defaults applied) and HTTP settings.
+Opener = Callable[[dict[str, Any], HttpSettings], OpenedAdapter]
 
 
 async def sync_into_warehouse(

@@ -10,45 +10,42 @@ then the source's options), so Prefect documents and validates the flow paramete
 
 from __future__ import annotations
 
+import copy
 import inspect
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from functools import cache
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from pwh.flows.registry import SOURCES, FlowParameter, Source, resolve
-from pwh.flows.runner import OpenableAdapter, sync_into_warehouse
-from pwh.schemas.spec import Table
-from pwh.settings import PseudonymKey
+from pwh.flows.runner import OpenedAdapter, Opener, sync_into_warehouse
 from pwh.sources.http import HttpSettings
 
-KEYWORD = inspect.Parameter.POSITIONAL_OR_KEYWORD
+# The sync's first parameters (base_url, db_path, account, mode) may be passed by position,
+# as they always could; the others only by name, so a call written for another order
+# fails instead of binding a value to the wrong parameter.
+POSITIONAL = 4
 
 
-@dataclass(frozen=True)
-class OpenedAdapter:
-    """What a source's ``open_<source>(parameters, settings)`` gives the sync."""
-
-    adapter: OpenableAdapter
-    tables: Sequence[Table]  # every table the run may write (per-project and per-account)
-    pseudonym_key: PseudonymKey | None = None  # a source that pseudonymises: the key its adapter uses
-    rekey: bool = False  # that key becomes the warehouse's (a full refresh)
-    # Adds the source's own counts to the run summary (and says what they mean).
-    report: Callable[[dict[str, Any]], None] | None = None
-
-
-Opener = Callable[[dict[str, Any], HttpSettings], OpenedAdapter]
-
-
-def flow_signature(source: Source, *, leading: Sequence[FlowParameter] = (),
+def flow_signature(source: Source, *, head: Sequence[FlowParameter] | None = None,
                    without: Sequence[str] = ()) -> inspect.Signature:
-    """The sync flow's signature; a further flow of the source puts its own ``leading``
-    parameters first and leaves out those it does not take."""
-    parameters = list(leading) + [p for p in source.flow_parameters() if p.name not in without]
+    """The sync flow's signature. A further flow of the source gives its own positional
+    ``head`` instead of the sync's and leaves out the parameters it does not take."""
+    parameters = source.flow_parameters()
+    first = list(parameters[:POSITIONAL] if head is None else head)
+    taken = {p.name for p in first} | set(without)
     return inspect.Signature(
-        [inspect.Parameter(p.name, KEYWORD, default=p.default, annotation=p.type) for p in parameters],
+        [inspect.Parameter(p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=p.default, annotation=p.type)
+         for p in first]
+        + [inspect.Parameter(p.name, inspect.Parameter.KEYWORD_ONLY, default=p.default, annotation=p.type)
+           for p in parameters if p.name not in taken],
         return_annotation=dict[str, Any],
     )
+
+
+def flow_doc(summary: str, signature: inspect.Signature, parameters: Iterable[FlowParameter]) -> str:
+    """``summary`` and an ``Args:`` section: what Prefect shows beside each parameter."""
+    helps = {p.name: p.help for p in parameters}
+    lines = [f"    {name}: {helps[name]}" for name in signature.parameters if helps.get(name)]
+    return f"{summary}\n\nArgs:\n" + "\n".join(lines) + "\n"
 
 
 def settings_of(parameters: dict[str, Any]) -> HttpSettings:
@@ -82,8 +79,11 @@ def taking(signature: inspect.Signature, run: Callable[[dict[str, Any]], Awaitab
 
     async def function(*args: Any, **kwargs: Any) -> dict[str, Any]:
         bound = signature.bind(*args, **kwargs)
-        bound.apply_defaults()
-        return await run(dict(bound.arguments))
+        given = dict(bound.arguments)
+        # A default (e.g. a list) is one object shared by every call: each call gets its own copy.
+        defaults = {name: copy.deepcopy(p.default) for name, p in signature.parameters.items()
+                    if name not in given and p.default is not inspect.Parameter.empty}
+        return await run(defaults | given)
 
     function.__signature__ = signature  # type: ignore[attr-defined]
     function.__annotations__ = {p.name: p.annotation for p in signature.parameters.values()} | {
@@ -94,23 +94,27 @@ def taking(signature: inspect.Signature, run: Callable[[dict[str, Any]], Awaitab
     return function
 
 
-def sync_docstring(source: Source) -> str:
+def sync_summary(source: Source) -> str:
     secrets = " and ".join(source.secrets)
     extra = "".join(f"; with {p}={v!r}: {' and '.join(names)}" for p, v, names in source.secrets_when)
-    return (f"Sync {source.title} into the DuckDB warehouse at ``db_path``: {source.description}\n\n"
+    return (f"Sync {source.title} into the DuckDB warehouse at ``db_path``. {source.description}\n\n"
             f"Credentials come from {secrets}{extra} (the environment or Prefect Secret blocks of those "
-            "names), never from parameters. ``allow_mass_delete`` confirms a run that marks more than a "
-            "quarter of the projects deleted. ``select``/``exclude`` choose the streams (`pwh sources`).")
+            "names), never from parameters.")
 
 
-@cache
+_MADE: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {}
+
+
 def sync_function(source: Source) -> Callable[..., Awaitable[dict[str, Any]]]:
-    """The plain sync function of ``source`` (cached: one function object a source)."""
+    """The plain sync function of ``source`` (made once: one function object a source)."""
+    if source.name not in _MADE:
+        async def run(parameters: dict[str, Any]) -> dict[str, Any]:
+            return await run_source_sync(source, parameters)
 
-    async def run(parameters: dict[str, Any]) -> dict[str, Any]:
-        return await run_source_sync(source, parameters)
-
-    return taking(flow_signature(source), run, name=source.flow, doc=sync_docstring(source))
+        signature = flow_signature(source)
+        _MADE[source.name] = taking(signature, run, name=source.flow,
+                                    doc=flow_doc(sync_summary(source), signature, source.flow_parameters()))
+    return _MADE[source.name]
 
 
 def __getattr__(name: str) -> Any:
