@@ -51,7 +51,7 @@ async def simulator(source: Source, monkeypatch, requests: Requests | None = Non
 
 
 async def sync(source: Source, base_url: str, db: Path, **parameters) -> dict:
-    return await source.sync_function()(base_url=base_url, db_path=str(db), concurrency=4, **parameters)
+    return await source.flow_function(source.flow)(base_url=base_url, db_path=str(db), concurrency=4, **parameters)
 
 
 def hashes(source: Source, db: Path) -> dict[str, str]:

@@ -274,7 +274,7 @@ async def test_openproject_a_forbidden_collection_is_skipped_and_its_rows_kept(t
     db = tmp_path / "w.duckdb"
     async with source.simulated()(8, 3) as simulated:
         monkeypatch.setenv("OPENPROJECT_API_KEY", simulated.credentials["OPENPROJECT_API_KEY"])
-        first = await source.sync_function()(base_url=simulated.base_url, db_path=str(db))
+        first = await source.flow_function(source.flow)(base_url=simulated.base_url, db_path=str(db))
         assert first["status"] == "success"
     con = duckdb.connect(str(db), read_only=True)
     versions_before = con.execute("SELECT * FROM openproject.versions ORDER BY ALL").fetchall()
@@ -282,7 +282,7 @@ async def test_openproject_a_forbidden_collection_is_skipped_and_its_rows_kept(t
     assert versions_before
     async with source.simulated()(8, 3, middlewares=(versions_forbidden,)) as simulated:
         monkeypatch.setenv("OPENPROJECT_API_KEY", simulated.credentials["OPENPROJECT_API_KEY"])
-        run = await source.sync_function()(base_url=simulated.base_url, db_path=str(db), mode="full_refresh")
+        run = await source.flow_function(source.flow)(base_url=simulated.base_url, db_path=str(db), mode="full_refresh")
     assert run["status"] == "partial" and run["units_failed"] == 0 and run["units_deleted"] == 0
     assert run["skipped_streams"] == {"versions": "HTTP 403 MissingPermission"}
     con = duckdb.connect(str(db), read_only=True)
