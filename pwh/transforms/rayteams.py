@@ -29,7 +29,7 @@ from pwh.transforms.coerce import (
 )
 from pwh.transforms.frames import TableBatch
 from pwh.transforms.pseudonym import Pseudonymizer, birth_year
-from pwh.transforms.redact import RawScan, Redactor, patient_identifiers
+from pwh.transforms.redact import UNCHANGED, RawScan, Redactor, patient_identifiers
 
 PROJECT_SK = "project"
 OWNER_GROUP_SK = "project:institute:owner"
@@ -112,8 +112,12 @@ class _ProjectTransform:
         """Raw JSON kept (unmodelled fields, a history's data, an order's treatments …),
         redacted by the cheapest redactor that gives the same result (Redactor.for_raw):
         most parts hold no trace of the patient and no key or link a rule changes."""
-        redact = self.redact.for_raw(RawScan(part)) if isinstance(part, (dict, list)) else self.redact
-        return as_json(redact(part))
+        if not isinstance(part, (dict, list)):
+            return as_json(self.redact(part))
+        scan = RawScan(part)
+        redact = self.redact.for_raw(scan)
+        # Unchanged: the JSON the scan wrote is the one kept (not written twice).
+        return scan.text if redact is UNCHANGED else as_json(redact(part))
 
     def _subject(self, record: Mapping[str, Any], issues: FieldIssues) -> dict[str, Any]:
         subject = issues.nested(record, "subject")
