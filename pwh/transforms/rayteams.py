@@ -135,17 +135,22 @@ class _ProjectTransform:
 
     def _add(self, table: str, project_id: str, key: str, row: dict[str, Any],
              raw: Any, issues: Iterable[FieldIssue]) -> None:
-        key = self._scrub_key(project_id, key)
+        scrubbed_key = self._scrub_key(project_id, key)
         text = self.redact.text
         for column, value in row.items():
             if isinstance(value, str) and column not in NOT_FREE_TEXT:
-                row[column] = self._scrub_sk(value) if column in SK_COLUMNS else text(value)
+                if column not in SK_COLUMNS:
+                    row[column] = text(value)
+                elif key == f"{project_id}/{value}":  # the key is this sk's: scrubbed once, above
+                    row[column] = scrubbed_key[len(project_id) + 1:]
+                else:
+                    row[column] = self._scrub_sk(value)
         row["account"] = self.account
         row["project_id"] = project_id
         # An issue describes digit-and-punctuation values as they are: a birth date typed
         # into another field would show; scrubbed like every other text.
         scrubbed = [replace(i, field=text(i.field), value=text(i.value)) for i in issues] if issues else ()
-        self.batch.buffers[table].append(row, raw, project_id, key, scrubbed)
+        self.batch.buffers[table].append(row, raw, project_id, scrubbed_key, scrubbed)
 
     def _scrub_sk(self, sk: str) -> str:
         """An sk without patient identifiers; its documented kind prefix kept as it is."""
