@@ -74,8 +74,9 @@ class RowBuffer:
                issues: Sequence[FieldIssue] = ()) -> None:
         if issues:
             self.issues[len(self.raws)] = issues
+        get = row.get
         for name, values in self.columns.items():
-            values.append(row.get(name))
+            values.append(get(name))
         self.raws.append(raw)
         self.units.append(unit_key)
         self.keys.append(record_key)

@@ -40,21 +40,27 @@ def first_line(text: str, limit: int = 200) -> str:
 def read_every_table(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """Scan every table of the connection's database whole; return its row counts.
     Raises ``duckdb.Error`` at the first block that does not read back."""
-    return _counts(con, "SELECT count(*), sum(hash(t)) FROM {} t")
+    return _counts(con, "count(*), sum(hash(t))")
 
 
 def row_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """Every table's row count, as its metadata says (cheap: reads no data blocks)."""
-    return _counts(con, "SELECT count(*) FROM {}")
+    return _counts(con, "count(*)")
 
 
-def _counts(con: duckdb.DuckDBPyConnection, query: str) -> dict[str, int]:
+def _counts(con: duckdb.DuckDBPyConnection, aggregates: str) -> dict[str, int]:
+    """``aggregates`` (the row count first) of every table, in one query: a statement per
+    table cost more than the scans of a 2,000-project warehouse."""
     tables = con.execute(
         "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = current_database() "
         "ORDER BY ALL"
     ).fetchall()
-    return {f"{schema}.{table}": con.execute(query.format(f'"{schema}"."{table}"')).fetchall()[0][0]
-            for schema, table in tables}
+    if not tables:
+        return {}
+    query = " UNION ALL ".join(f'SELECT {i}, {aggregates} FROM "{schema}"."{table}" t'
+                               for i, (schema, table) in enumerate(tables))
+    counts = {row[0]: row[1] for row in con.execute(query).fetchall()}
+    return {f"{schema}.{table}": counts[i] for i, (schema, table) in enumerate(tables)}
 
 
 def check_primary(con: duckdb.DuckDBPyConnection, db_path: Path | str) -> dict[str, int]:
