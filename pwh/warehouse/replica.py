@@ -47,10 +47,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow
 
 from pwh.errors import PwhError
 from pwh.warehouse.comments import apply_comments
@@ -66,6 +65,9 @@ from pwh.warehouse.integrity import (
 from pwh.warehouse.lock import writer_lock
 from pwh.warehouse.marts import create_views
 from pwh.warehouse.migrations import migrate
+
+if TYPE_CHECKING:  # pyarrow is imported by duckdb when a ledger is published: ~30 MB a run does not need
+    import pyarrow
 
 log = logging.getLogger("pwh.replica")
 
