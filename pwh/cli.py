@@ -132,17 +132,19 @@ def run_flow(coro_factory, *, show_progress: bool = True) -> dict:
     """Run a flow with a progress bar; return its summary or exit with a one-line cause."""
     from pwh.flows import progress as progress_hook
 
-    bar = _progress_bar() if show_progress else nullcontext()
+    shown = nullcontext()
     if show_progress:
+        bar = _progress_bar()
         task_id = bar.add_task("syncing", total=None, requests=0, retries=0)
 
         def listener(p) -> None:
             bar.update(task_id, total=p.total, completed=p.done, requests=p.requests, retries=p.retries)
 
         progress_hook.set_listener(listener)
+        shown = bar
     stopped_by: list[int] = []
     try:
-        with keep_run_logs_off_console(), bar:
+        with keep_run_logs_off_console(), shown:
             return asyncio.run(_stoppable(coro_factory, stopped_by))
     except BaseException as exc:
         signum = _stopping_signal(exc, stopped_by)
