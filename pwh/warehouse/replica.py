@@ -71,7 +71,9 @@ if TYPE_CHECKING:  # pyarrow is imported by duckdb when a ledger is published: ~
 
 log = logging.getLogger("pwh.replica")
 
-COPY_CHUNK = 8 << 20
+# One buffer, read into again and again: a fresh 8 MiB chunk per read showed as ~13 MB more
+# peak RSS of a no-change sync at 2,000 projects (its whole memory peak).
+COPY_CHUNK = 1 << 20
 # What readers get of a run whose data they must not get (see publish_ledger).
 LEDGER = "pipeline.runs"
 LOADED = "status IN ('success', 'partial')"  # runs whose data was committed (and published)
@@ -319,11 +321,12 @@ def _copy_file(source: Path, temporary: Path) -> int:
         out = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         size = 0
-        with open(source, "rb") as src:
-            while chunk := src.read(COPY_CHUNK):
+        buffer = memoryview(bytearray(COPY_CHUNK))
+        with open(source, "rb", buffering=0) as src:
+            while read := src.readinto(buffer):
                 fail_point("publish-write")
-                _write_all(out, chunk)
-                size += len(chunk)
+                _write_all(out, buffer[:read])
+                size += read
         os.fsync(out)
     finally:
         os.close(out)
@@ -349,8 +352,7 @@ def _replace(temporary: Path, target: Path) -> None:
         os.close(folder)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
+def _write_all(fd: int, view: memoryview) -> None:
     while view:
         view = view[os.write(fd, view):]
 
