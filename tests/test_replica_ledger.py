@@ -219,3 +219,29 @@ def test_a_replica_older_than_the_primarys_schema_gets_the_columns_it_has(tmp_pa
     with open_writer(db) as con, ledger_for_readers(con, db):
         pass
     assert [status for status, _ in runs(replica)] == ["success", "success", "failed"]
+
+
+def test_a_run_that_ends_as_published_does_not_open_the_replica_again(tmp_path, monkeypatch):
+    """The ledger a publish gave readers is known: leaving the run then compares it with the
+    primary's, without opening the replica (a DuckDB instance, ~0.05 s, ~25 MB). A ledger
+    written after that publish still reaches readers."""
+    from pwh.warehouse import replica as replica_module
+
+    db = hand_warehouse(tmp_path / "w.duckdb")
+    replica = replica_path(db)
+    looked_at: list[Path] = []
+    read_replica_ledger = replica_module._replica_ledger_digest
+    monkeypatch.setattr(replica_module, "_replica_ledger_digest",
+                        lambda path: looked_at.append(path) or read_replica_ledger(path))
+    with open_writer(db) as con:
+        with ledger_for_readers(con, db) as readers:
+            readers.publish(publish_replica(con, db))
+        assert looked_at == []
+        assert [status for status, _ in runs(replica)] == ["success", "success", "failed"]
+
+        with ledger_for_readers(con, db) as readers:
+            readers.publish(publish_replica(con, db))
+            save_run(con, RunRecord("run-3", "rayteams", "lab", "incremental", None, started_at=_at(3),
+                                    status="failed", ended_at=_at(3), error="PublishFailedError: disk full"))
+        assert looked_at == [replica]
+    assert [status for status, _ in runs(replica)] == ["success", "success", "failed", "failed"]

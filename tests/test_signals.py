@@ -6,6 +6,7 @@ lands mid-sync."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -194,6 +195,27 @@ def test_a_hand_run_without_a_prefect_api_never_imports_prefect(slow_sim, tmp_pa
     finally:
         con.close()
     assert status == "success" and len(run_id) == 36  # a fresh uuid: no flow run to take it from
+
+
+def test_a_hand_run_with_nothing_changed_imports_no_module_it_does_not_use(slow_sim, clean_sync, tmp_path):
+    """A no-change `pwh sync --quiet` lists, plans and records its run: it imports neither
+    Prefect, nor pyarrow (~30 MB, only a load or a ledger publish converts frames), nor
+    rich (no progress bar is shown), nor pandera's polars backend (only a batch the one-pass
+    check fails is validated by pandera itself)."""
+    db = tmp_path / "w.duckdb"
+    for name in ("w.duckdb", "w.replica.duckdb"):
+        shutil.copyfile(clean_sync.with_name(name), tmp_path / name)
+    process = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "pwh.cli", "sync", "rayteams",
+         "--base-url", slow_sim.base_url, "--db", str(db), *SYNC_ARGS],
+        env=plain_env(tmp_path), capture_output=True, text=True, timeout=120, start_new_session=True, check=False)
+    assert process.returncode == 0, process.stderr[-2000:]
+    assert f"{PROJECTS:,} unchanged" in process.stdout
+    modules = {line.rsplit("|", 1)[-1].strip() for line in process.stderr.splitlines() if "import time:" in line}
+    imported = {module.split(".")[0] for module in modules}
+    assert {"duckdb", "polars", "aiohttp"} <= imported
+    assert not imported & {"prefect", "pyarrow", "rich"}
+    assert not {module for module in modules if module.startswith(("pandera.polars", "pandera.backends.polars"))}
 
 
 def test_without_prefect_a_missing_secret_says_to_set_the_variable(slow_sim, tmp_path):

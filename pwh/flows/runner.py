@@ -125,7 +125,7 @@ async def sync_into_warehouse(
         await asyncio.to_thread(check_primary, con, db_path)
         migrate(con)
         # However the run ends, readers get its ledger (never a failed run's data).
-        stack.enter_context(ledger_for_readers(con, db_path))
+        readers = stack.enter_context(ledger_for_readers(con, db_path))
         check_tables(con, tables)
         if pseudonym_key is not None and settle_key(con, pseudonym_key, source=adapter.source, tables=tables,
                                                     run_id=run_id, rekey=rekey):
@@ -145,7 +145,7 @@ async def sync_into_warehouse(
             # Partial runs publish too: every project they committed is complete.
             try:
                 refresh_analyst_layer(con)
-                await asyncio.to_thread(publish_replica, con, db_path)
+                readers.publish(await asyncio.to_thread(publish_replica, con, db_path))
             except BaseException as exc:
                 # The data is committed but readers did not get it: the ledger says failed,
                 # as the exit status does.

@@ -3,7 +3,7 @@ external ids. The unit of replacement is the project (its LIMS id)."""
 
 from __future__ import annotations
 
-import pandera.polars as pa
+from pandera.api.checks import Check
 
 from pwh.schemas.spec import (
     Table,
@@ -42,8 +42,8 @@ PROJECTS = Table(
         text("researcher_id", "Id of the researcher: the last segment of `researcher_uri`."),
         text("udt_name", "Name of the project's user-defined type (`<udf:type name>`); NULL when it has none."),
         text("priority", "Project priority (`<priority>`, e.g. `Standard`); NULL when the server sends none."),
-        integer("udf_count", "Number of user-defined fields of the project, the UDT's included.", checks=(pa.Check.ge(0),)),
-        integer("file_count", "Number of files attached to the project.", checks=(pa.Check.ge(0),)),
+        integer("udf_count", "Number of user-defined fields of the project, the UDT's included.", checks=(Check.ge(0),)),
+        integer("file_count", "Number of files attached to the project.", checks=(Check.ge(0),)),
         json_text("extra", "Child elements of the project this table does not model, as JSON "
                            "(`[{tag, attributes, text}]`); NULL when none."),
         timestamp("deleted_at", "When the pipeline saw the project vanish from a complete list (UTC); NULL while it exists."),
@@ -62,7 +62,7 @@ PROJECT_UDFS = Table(
         ACCOUNT,
         PROJECT,
         text("scope", "`project` for a standalone UDF, `udt` for a field inside the project's `udf:type`.",
-             nullable=False, checks=(pa.Check.isin(SCOPES),)),
+             nullable=False, checks=(Check.isin(SCOPES),)),
         text("name", "UDF name (`name` attribute).", nullable=False),
         text("udt_name", "Name of the UDT the field belongs to (scope `udt`); NULL for a standalone UDF."),
         text("declared_type", "Declared type (`type` attribute): String, Text, Boolean, Numeric, Date or URI."),
@@ -74,7 +74,7 @@ PROJECT_UDFS = Table(
         text("parse_error", "Why the text did not parse as the declared type (or the type is unknown); "
                             "NULL when it parsed or needs no parsing."),
         integer("position", "0-based position of the field among the project's UDFs (UDT fields first).",
-                checks=(pa.Check.ge(0),)),
+                checks=(Check.ge(0),)),
     ),
     key=("account", "project_limsid", "scope", "name"),
     unit_column="project_limsid",

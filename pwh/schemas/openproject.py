@@ -5,14 +5,14 @@ dimensions (custom field definitions, work-package statuses, users), fetched onc
 
 from __future__ import annotations
 
-import pandera.polars as pa
+from pandera.api.checks import Check
 
 from pwh.schemas.spec import Column, Table, boolean, date, integer, json_text, text, timestamp
 
 SCHEMA = "openproject"
 
-POSITIVE = (pa.Check.ge(1),)
-PERCENT = (pa.Check.in_range(0, 100),)
+POSITIVE = (Check.ge(1),)
+PERCENT = (Check.in_range(0, 100),)
 
 ACCOUNT = text("account", "Name of the OpenProject instance (account) the row was synced from.", nullable=False)
 PROJECT_ID = text("project_id", "Id of the project (`id`, as text) the row was fetched through: the unit of replacement.", nullable=False)
@@ -159,11 +159,11 @@ CUSTOM_VALUES = Table(
         ACCOUNT,
         PROJECT_ID,
         text("owner_type", "`project` or `work_package`: what the value belongs to.", nullable=False,
-             checks=(pa.Check.isin(["project", "work_package"]),)),
+             checks=(Check.isin(["project", "work_package"]),)),
         integer("owner_id", "Id of the project or work package.", nullable=False, checks=POSITIVE),
         text("field", "Property name, e.g. `customField12` or `customComment12`.", nullable=False),
         text("kind", "`value` (a property), `link` (a reference in `_links`: user, list, version…) or `comment` (`customCommentN`).", nullable=False,
-             checks=(pa.Check.isin(["value", "link", "comment"]),)),
+             checks=(Check.isin(["value", "link", "comment"]),)),
         integer("custom_field_id", "N of `customFieldN` / `customCommentN`.", nullable=False, checks=POSITIVE),
         json_text("value", "The value exactly as sent, as JSON (a number, text, boolean, Formattable object, link or array of links)."),
         text("value_text", "A text rendering: numbers and booleans as text, Formattable as its raw text, links as their titles (joined by `, `)."),
@@ -184,7 +184,7 @@ CUSTOM_FIELDS = Table(
         ACCOUNT,
         ID,
         text("applies_to", "`project` or `work_package`: the schema the definition was read from.", nullable=False,
-             checks=(pa.Check.isin(["project", "work_package"]),)),
+             checks=(Check.isin(["project", "work_package"]),)),
         text("name", "The field's name as users see it (`name`)."),
         text("field_type", "The API's type of its values, e.g. `Integer`, `String`, `Formattable`, `Boolean`, `User`, `CustomOption`, `[]CustomOption` (a multi-select list)."),
         text("location", "`_links` when values are links (users, list options, versions), NULL when they are properties."),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import pandera.polars as pa
+from pandera.api.checks import Check
 
 from pwh.schemas.spec import (
     Column,
@@ -18,12 +18,12 @@ from pwh.schemas.spec import (
 
 SCHEMA = "rayteams"
 
-NON_NEGATIVE = (pa.Check.ge(0),)
-BIRTH_YEAR = (pa.Check.in_range(1850, 2200),)
+NON_NEGATIVE = (Check.ge(0),)
+BIRTH_YEAR = (Check.in_range(1850, 2200),)
 
 
-def _sk_prefix(prefix: str) -> tuple[pa.Check, ...]:
-    return (pa.Check.str_startswith(prefix),)
+def _sk_prefix(prefix: str) -> tuple[Check, ...]:
+    return (Check.str_startswith(prefix),)
 
 
 ACCOUNT = text("account", "Name of the RAYTeams account (lab) the row was synced from.", nullable=False)

@@ -9,10 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TypedDict, Unpack
+from typing import TYPE_CHECKING, TypedDict, Unpack
 
-import pandera.polars as pa
 import polars as pl
+
+# The light part of pandera: declaring checks. Its polars backend (~0.1 s and ~10 MB to
+# import) is loaded only when a batch fails the one-pass check (pwh/schemas/validate.py).
+from pandera.api.checks import Check
+
+if TYPE_CHECKING:
+    import pandera.polars as pa
 
 UTC_MS = pl.Datetime("ms", "UTC")
 
@@ -34,7 +40,7 @@ class Column:
     dtype: pl.DataType
     doc: str
     nullable: bool = True
-    checks: tuple[pa.Check, ...] = ()
+    checks: tuple[Check, ...] = ()
     is_json: bool = False  # stored as JSON text in polars, JSON in DuckDB
 
     @property
@@ -53,7 +59,7 @@ class ColumnOptions(TypedDict, total=False):
     """What a column helper passes on to :class:`Column` besides name, dtype and doc."""
 
     nullable: bool
-    checks: tuple[pa.Check, ...]
+    checks: tuple[Check, ...]
 
 
 def text(name: str, doc: str, **kw: Unpack[ColumnOptions]) -> Column:
@@ -133,12 +139,13 @@ class Table:
     def pandera_schema(self) -> pa.DataFrameSchema:
         """Column dtypes, nullability and value checks. Key uniqueness is checked apart
         (schemas.validate), keeping the first copy, which pandera's polars backend cannot."""
-        key_cols = set(self.key)
+        import pandera.polars as pa
+
         return pa.DataFrameSchema(
             {
                 c.name: pa.Column(
                     c.dtype,
-                    nullable=c.nullable and c.name not in key_cols,
+                    nullable=self.nullable(c),
                     checks=list(c.checks),
                     coerce=False,
                 )
@@ -148,9 +155,13 @@ class Table:
             name=self.qualified_name,
         )
 
+    def nullable(self, column: Column) -> bool:
+        """Whether the column may hold nulls: a key column never does."""
+        return column.nullable and column.name not in self.key
+
     def ddl(self) -> str:
         cols = ",\n  ".join(
-            f"{c.name} {c.sql_type}{'' if c.nullable and c.name not in self.key else ' NOT NULL'}"
+            f"{c.name} {c.sql_type}{'' if self.nullable(c) else ' NOT NULL'}"
             for c in self.columns
         )
         return (

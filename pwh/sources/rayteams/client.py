@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -28,6 +28,7 @@ from pwh.sources.http import (
     decode_json,
     loads_json,
 )
+from pwh.sources.json_stream import StreamedArray, stream_member
 from pwh.sources.rayteams.oauth import OAuthCredentials
 from pwh.sources.stream_calls import FetchStream, direct
 
@@ -87,17 +88,37 @@ def read_envelope(answer: Answer) -> Any:
         if answer.status == 404:
             raise NotFoundError("HTTP 404" + (f" {code}" if code else ""))
         raise ApiError(f"HTTP {answer.status}" + (f" {code}" if code else ""), status=answer.status, code=code)
-    body = decode_json(answer)  # not JSON / cut short: transient, retried
+    return _unwrapped(decode_json(answer), answer.status)  # not JSON / cut short: transient, retried
+
+
+# A project list at least this long is walked entry by entry (~0.5 KB a project: from
+# ~16,000 projects on); a shorter one is parsed whole, which is faster.
+STREAMED_LISTING_BYTES = 8 << 20
+
+
+def read_listing(answer: Answer) -> Any:
+    """:func:`read_envelope` for the project list. A long list is not parsed whole: its
+    ``data`` comes back as a :class:`StreamedArray` whose entries are parsed as they are
+    taken (pwh/sources/json_stream.py), so the parsed list is never held whole."""
+    if answer.status < 400 and len(answer.body) >= STREAMED_LISTING_BYTES:
+        members = stream_member(answer.body, "data", loads_json)
+        if members is not None:
+            return _unwrapped(members, answer.status)
+    return read_envelope(answer)
+
+
+def _unwrapped(body: Any, status: int) -> Any:
+    """The ``data`` of a parsed envelope; its custom errors and shapes as typed errors."""
     code = safe_token(body.get("errorCode", body.get("code"))) if isinstance(body, dict) else None
     if isinstance(body, dict) and "errorCode" in body:
         if code == "NO_ITEM":
             raise ProjectNotFoundError("custom error NO_ITEM (no such project)")
-        raise ApiError(f"custom error {code or '(unrecognised code)'}", status=answer.status, code=code)
+        raise ApiError(f"custom error {code or '(unrecognised code)'}", status=status, code=code)
     if not isinstance(body, dict) or "data" not in body:
-        raise ApiError(f"HTTP {answer.status} answer has no 'data' envelope", status=answer.status)
+        raise ApiError(f"HTTP {status} answer has no 'data' envelope", status=status)
     if body.get("status") != "success":
-        status = safe_token(body.get("status"))
-        raise ApiError(f"envelope status {status or '(unrecognised)'}, not success", status=answer.status)
+        envelope_status = safe_token(body.get("status"))
+        raise ApiError(f"envelope status {envelope_status or '(unrecognised)'}, not success", status=status)
     return body["data"]
 
 
@@ -160,8 +181,10 @@ class RayteamsClient(SourceClient):
         api = (self.http,) if self.file_http is self.http else (self.http, self.file_http)
         return api if self.token_http is None else (self.token_http, *api)
 
-    async def list_projects(self) -> list[dict[str, Any]]:
-        return _as_list(await self.http.request("GET", "/project", read_envelope), "GET /project")
+    async def list_projects(self) -> Iterable[Any]:
+        """The project list's entries (a long list: parsed one by one as they are taken)."""
+        data = await self.http.request("GET", "/project", read_listing)
+        return data if isinstance(data, StreamedArray) else _as_list(data, "GET /project")
 
     async def fetch_project_records(self, project_id: str) -> list[dict[str, Any]]:
         """Every record of a project in one answer (``GET /project/{_id}``)."""
