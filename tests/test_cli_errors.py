@@ -228,7 +228,7 @@ def test_choices_are_listed_in_help_and_completion_is_offered(pwh):
     top = pwh("--help")
     assert "--install-completion" in top.out and "--show-completion" in top.out and "--debug" in top.out
     script = pwh("--show-completion", "bash", env={"SHELL": "/bin/bash"})
-    assert script.code == 0 and "complete " in script.out and "_PWH_COMPLETE" in script.out
+    assert script.code == 0 and "complete " in script.out and "_PWH_COMPLETE" in script.out, (script.code, script.err)
 
 
 def test_the_choices_are_the_ones_the_modules_accept():
