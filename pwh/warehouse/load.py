@@ -119,48 +119,46 @@ def write_units(
         schema={"unit_key": pl.Utf8, "table_name": pl.Utf8}, orient="row",
     )
     inserted: dict[str, int] = {}
-    con.register("batch_units", units)
-    con.register("batch_kept", kept)
     for table in tables:
         frame = frames.get(table.name)
         if table.name in partial_tables:
             if frame is not None and frame.height:
                 _delete_same_keys(con, table, frame)
         elif replaced:
-            con.execute(
+            execute_with(
+                con,
                 f"DELETE FROM {table.qualified_name} WHERE account = ? "
                 f"AND {table.unit_column} IN (SELECT unit_key FROM batch_units) "
                 f"AND {table.unit_column} NOT IN (SELECT unit_key FROM batch_kept WHERE table_name = ?)",
-                [account, table.name],
+                [account, table.name], batch_units=units, batch_kept=kept,
             )
         if frame is not None and frame.height:
-            con.register("batch_rows", frame)
-            con.execute(f"INSERT INTO {table.qualified_name} BY NAME SELECT * FROM batch_rows")
-            con.unregister("batch_rows")
+            execute_with(con, f"INSERT INTO {table.qualified_name} BY NAME SELECT * FROM batch_rows", batch_rows=frame)
         inserted[table.name] = 0 if frame is None else frame.height
     partial = list(partial_tables)
     for table, rows in ((pipeline.REJECTED_RECORDS, quarantine), (pipeline.FIELD_ISSUES, field_issues)):
-        con.register("batch_pipeline_rows", rows)
         if replaced:
-            con.execute(
+            execute_with(
+                con,
                 f"DELETE FROM {table.qualified_name} WHERE source = ? AND account = ? "
                 "AND unit_key IN (SELECT unit_key FROM batch_units) "
                 "AND (coalesce(table_name NOT IN (SELECT unnest(?::VARCHAR[])), TRUE) "
                 "     OR record_key IN (SELECT record_key FROM batch_pipeline_rows)) "
                 "AND NOT EXISTS (SELECT 1 FROM batch_kept k WHERE k.unit_key = "
                 f"{table.qualified_name}.unit_key AND k.table_name = {table.qualified_name}.table_name)",
-                [source, account, partial],
+                [source, account, partial], batch_units=units, batch_pipeline_rows=rows, batch_kept=kept,
             )
         if rows.height:
             # Numbered after the unit's kept rows (none unless partial tables).
-            con.execute(
+            execute_with(
+                con,
                 f"INSERT INTO {table.qualified_name} BY NAME SELECT * REPLACE (seq + coalesce(("
                 f"SELECT max(r.seq) + 1 FROM {table.qualified_name} r WHERE r.source = b.source "
-                "AND r.account = b.account AND r.unit_key = b.unit_key), 0) AS seq) FROM batch_pipeline_rows b"
+                "AND r.account = b.account AND r.unit_key = b.unit_key), 0) AS seq) FROM batch_pipeline_rows b",
+                batch_pipeline_rows=rows,
             )
-        con.unregister("batch_pipeline_rows")
-    con.register("batch_state", state)
-    con.execute(
+    execute_with(
+        con,
         """
         MERGE INTO pipeline.unit_state AS s
         USING (SELECT ? AS source, ? AS account, unit_key, cursor, missing_streams FROM batch_state) AS n
@@ -171,20 +169,33 @@ def write_units(
                                       missing_streams)
             VALUES (n.source, n.account, n.unit_key, n.cursor, ?, ?, ?, NULL, n.missing_streams)
         """,
-        [source, account, now, run_id, now, now, run_id],
+        [source, account, now, run_id, now, now, run_id], batch_state=state,
     )
-    con.unregister("batch_state")
-    con.unregister("batch_kept")
-    con.unregister("batch_units")
     return inserted
+
+
+def execute_with(con: duckdb.DuckDBPyConnection, sql: str, parameters: Sequence[Any] | None = None,
+                 **frames: pl.DataFrame) -> list[Any]:
+    """``sql`` with each of ``frames`` as a view of that name for this one statement; its rows.
+
+    DuckDB reads a frame through its Arrow stream (the PyCapsule interface), not through
+    pyarrow, which registering the polars frame itself imports (~30 MB of a sync's peak).
+    A stream is consumed by the one scan: a view serves one statement, registered anew
+    for the next (a second scan would fail loudly, never read nothing)."""
+    for name, frame in frames.items():
+        con.register(name, frame.__arrow_c_stream__())
+    try:
+        return con.execute(sql, parameters).fetchall()
+    finally:
+        for name in frames:
+            con.unregister(name)
 
 
 def _delete_same_keys(con: duckdb.DuckDBPyConnection, table: Table, frame: pl.DataFrame) -> None:
     """Delete the rows of ``table`` whose key a batch frame carries (an upsert's first half)."""
-    con.register("batch_keys", frame.select(list(table.key)))
     match = " AND ".join(f"t.{column} = k.{column}" for column in table.key)
-    con.execute(f"DELETE FROM {table.qualified_name} t USING batch_keys k WHERE {match}")
-    con.unregister("batch_keys")
+    execute_with(con, f"DELETE FROM {table.qualified_name} t USING batch_keys k WHERE {match}",
+                 batch_keys=frame.select(list(table.key)))
 
 
 def mark_deleted(
@@ -217,20 +228,20 @@ def mark_units_deleted(
 ) -> int:
     """The statements of :func:`mark_deleted`, inside the caller's transaction."""
     units = pl.DataFrame({"unit_key": sorted(set(unit_keys))}, schema={"unit_key": pl.Utf8})
-    con.register("gone_units", units)
-    newly = con.execute(
+    newly = execute_with(
+        con,
         "UPDATE pipeline.unit_state SET deleted_at = ? WHERE source = ? AND account = ? "
         "AND deleted_at IS NULL AND unit_key IN (SELECT unit_key FROM gone_units)",
-        [now, source, account],
-    ).fetchall()[0][0]
+        [now, source, account], gone_units=units,
+    )[0][0]
     for table in tables:
         if "deleted_at" in table.managed:
-            con.execute(
+            execute_with(
+                con,
                 f"UPDATE {table.qualified_name} SET deleted_at = ? WHERE account = ? AND deleted_at IS NULL "
                 f"AND {table.unit_column} IN (SELECT unit_key FROM gone_units)",
-                [now, account],
+                [now, account], gone_units=units,
             )
-    con.unregister("gone_units")
     return int(newly)
 
 
@@ -306,21 +317,18 @@ def load_dimensions(
             else:
                 con.execute(f"DELETE FROM {table.qualified_name} WHERE account = ?", [account])
             if frame.height:
-                con.register("dimension_rows", frame)
-                con.execute(f"INSERT INTO {table.qualified_name} BY NAME SELECT * FROM dimension_rows")
-                con.unregister("dimension_rows")
+                execute_with(con, f"INSERT INTO {table.qualified_name} BY NAME SELECT * FROM dimension_rows",
+                             dimension_rows=frame)
             inserted[table.name] = frame.height
-        con.register("dimension_units", units)
         for table, rows in ((pipeline.REJECTED_RECORDS, quarantine), (pipeline.FIELD_ISSUES, field_issues)):
-            con.execute(
+            execute_with(
+                con,
                 f"DELETE FROM {table.qualified_name} WHERE source = ? AND account = ? "
                 "AND unit_key IN (SELECT unit_key FROM dimension_units)",
-                [source, account],
+                [source, account], dimension_units=units,
             )
             if rows.height:
-                con.register("dimension_pipeline_rows", rows)
-                con.execute(f"INSERT INTO {table.qualified_name} BY NAME SELECT * FROM dimension_pipeline_rows")
-                con.unregister("dimension_pipeline_rows")
-        con.unregister("dimension_units")
+                execute_with(con, f"INSERT INTO {table.qualified_name} BY NAME SELECT * FROM dimension_pipeline_rows",
+                             dimension_pipeline_rows=rows)
         crash_point("load-before-commit")
     return inserted
