@@ -4,8 +4,7 @@ Inside a flow run the sync's stages become Prefect tasks (pwh/flows/runner.py)."
 
 from __future__ import annotations
 
-from prefect import flow
-
 from pwh.flows import clarity_sync as plain
+from pwh.flows.prefect_flows import sync_flow
 
-sync_clarity = flow(name="sync-clarity", log_prints=False, validate_parameters=True)(plain.sync_clarity)
+sync_clarity = sync_flow("sync-clarity")(plain.sync_clarity)

@@ -4,8 +4,7 @@ Inside a flow run the sync's stages become Prefect tasks (pwh/flows/runner.py)."
 
 from __future__ import annotations
 
-from prefect import flow
-
 from pwh.flows import incoplax_sync as plain
+from pwh.flows.prefect_flows import sync_flow
 
-sync_incoplax = flow(name="sync-incoplax", log_prints=False, validate_parameters=True)(plain.sync_incoplax)
+sync_incoplax = sync_flow("sync-incoplax")(plain.sync_incoplax)

@@ -4,8 +4,7 @@ Inside a flow run the sync's stages become Prefect tasks (pwh/flows/runner.py)."
 
 from __future__ import annotations
 
-from prefect import flow
-
 from pwh.flows import openproject_sync as plain
+from pwh.flows.prefect_flows import sync_flow
 
-sync_openproject = flow(name="sync-openproject", log_prints=False, validate_parameters=True)(plain.sync_openproject)
+sync_openproject = sync_flow("sync-openproject")(plain.sync_openproject)

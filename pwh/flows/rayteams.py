@@ -4,17 +4,12 @@ Inside a flow run the sync's stages become Prefect tasks (pwh/flows/runner.py)."
 
 from __future__ import annotations
 
-from prefect import flow
-
 from pwh.flows import rayteams_shards as shards
 from pwh.flows import rayteams_sync as plain
+from pwh.flows.prefect_flows import sync_flow
 
-sync_rayteams = flow(name="sync-rayteams", log_prints=False, validate_parameters=True)(plain.sync_rayteams)
-sync_rayteams_account = flow(name="sync-rayteams-account", log_prints=False,
-                             validate_parameters=True)(plain.sync_rayteams_account)
-sync_rayteams_accounts = flow(name="sync-rayteams-accounts", log_prints=False,
-                              validate_parameters=True)(plain.sync_rayteams_accounts)
-stage_rayteams_shard = flow(name="stage-rayteams-shard", log_prints=False,
-                            validate_parameters=True)(shards.stage_rayteams_shard)
-sync_rayteams_sharded = flow(name="sync-rayteams-sharded", log_prints=False,
-                             validate_parameters=True)(shards.sync_rayteams_sharded)
+sync_rayteams = sync_flow("sync-rayteams")(plain.sync_rayteams)
+sync_rayteams_account = sync_flow("sync-rayteams-account")(plain.sync_rayteams_account)
+sync_rayteams_accounts = sync_flow("sync-rayteams-accounts")(plain.sync_rayteams_accounts)
+stage_rayteams_shard = sync_flow("stage-rayteams-shard")(shards.stage_rayteams_shard)
+sync_rayteams_sharded = sync_flow("sync-rayteams-sharded")(shards.sync_rayteams_sharded)
