@@ -5,7 +5,12 @@ the flow run's logs; never the token, and the console sees no more than before."
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
+import sys
+from datetime import datetime, timezone
+from enum import Enum
 from pathlib import Path
 from uuid import UUID
 
@@ -91,6 +96,84 @@ async def failed_run_events(flow_run_id: str) -> list[dict]:
                 return events
             await asyncio.sleep(0.2)
     raise AssertionError(f"no Failed event for flow run {flow_run_id}")
+
+
+class Colour(Enum):
+    RED = "red"
+
+
+def _nested(depth: int) -> object:
+    value: object = []
+    for level in range(depth):
+        value = [value] if level % 2 else {"k": value}
+    return value
+
+
+def _cycle() -> list:
+    value: list = [1]
+    value.append(value)
+    return value
+
+
+@pytest.mark.parametrize("value", [
+    "text", "", 0, -7, 2.5, float("nan"), float("inf"), True, None, [], ["a", "b"], [1, [2.5, None]],
+    {"code": "X-1", "nested": {"list": [1, "two"]}}, {}, _nested(3), _nested(40), {1: "int key"},
+    ("a", "tuple"), {"a", "set"}, Path("/data/w.duckdb"), datetime(2026, 12, 7, 23, 0, tzinfo=timezone.utc),
+    Colour.RED, [Path("/in/a/list")], {"when": datetime(2026, 1, 1)}, _cycle(), object(),
+], ids=repr)
+def test_a_sync_flow_stores_parameters_as_prefects_encoder_does(value):
+    """What a sync flow stores for a parameter is what Prefect's own encoder would store
+    (JSON as it is, anything else through the encoder), in the call's order."""
+    from prefect import Flow
+
+    from pwh.flows.prefect_flows import sync_flow
+
+    def fn(first: object, value: object, last: str = "z") -> None: ...
+
+    made = sync_flow("parameters")(fn)
+    parameters = {"first": "a", "value": value, "last": "z"}
+    ours, prefects = made.serialize_parameters(parameters), Flow.serialize_parameters(made, parameters)
+    assert list(ours.items()) == list(prefects.items())
+
+
+FLOW_CALL = """
+import asyncio, json, sys
+from pwh.flows.prefect_flows import sync_incoplax
+summary = asyncio.run(sync_incoplax(base_url=sys.argv[1], db_path=sys.argv[2], account="Lab_Seoul", page_size=5,
+                                    batch_size=4, mask=["code", "opts.title"], filter={"code": sys.argv[3]}))
+print(json.dumps({"run_id": summary["run_id"], "units_new": summary["units_new"],
+                  "fastapi": sorted(m for m in sys.modules if m.split(".")[0] == "fastapi")}))
+"""
+
+
+async def test_a_flow_run_stores_its_parameters_as_called_and_the_call_imports_no_fastapi(tmp_path: Path):
+    """A sync flow called in a fresh process (as `pwh sync` with a Prefect API runs it): its
+    flow run on the server holds the call's parameters, lists and dicts as JSON, and the
+    process never imported FastAPI (Prefect's parameter encoder; pwh/flows/prefect_flows.py)."""
+    from prefect.settings import PREFECT_API_URL
+
+    dataset = IncoplaxDataset(DatasetConfig(seed=43, n_projects=9))
+    code = dataset.projects[sorted(dataset.projects)[2]]["code"]
+    selected = [pid for pid, project in dataset.projects.items() if project["code"] == code]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(INCOPLAX_TOKEN=TOKEN, PREFECT_API_URL=PREFECT_API_URL.value(), PREFECT_LOGGING_LEVEL="WARNING",
+               PREFECT_HOME=str(tmp_path / "prefect-home"), PYTHONPATH=str(ROOT))
+    async with serving(build_app(dataset, SimulatorOptions(token=TOKEN)), any_method=True) as url:
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", FLOW_CALL, url, str(tmp_path / "w.duckdb"), code, env=env, cwd=str(tmp_path),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(child.communicate(), timeout=300)
+    assert child.returncode == 0, err.decode()[-3000:]
+    called = json.loads(out.decode().strip().splitlines()[-1])
+    assert called["units_new"] == len(selected) and called["fastapi"] == []
+    async with get_client() as client:
+        flow_run = await client.read_flow_run(UUID(called["run_id"]))
+    called_with = {
+        "base_url": url, "db_path": str(tmp_path / "w.duckdb"), "account": "Lab_Seoul", "page_size": 5,
+        "batch_size": 4, "mask": ["code", "opts.title"], "filter": {"code": code},
+        "order": ["id"], "max_response_bytes": None, "timeout_s": 30.0, "allow_mass_delete": False,  # defaults
+    }
+    assert {name: flow_run.parameters.get(name) for name in called_with} == called_with
 
 
 async def test_the_documented_automation_is_accepted_and_matches_a_failed_sync_only(tmp_path, monkeypatch):
