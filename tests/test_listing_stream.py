@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pwh.flows.rayteams_sync import sync_rayteams
+from pwh.flows.syncs import sync_rayteams
 from pwh.simulators.rayteams.dataset import DatasetConfig, RayteamsDataset
 from pwh.simulators.rayteams.simulator import SimulatorOptions, running_simulator
 from pwh.sources import json_stream
