@@ -6,6 +6,7 @@ data."""
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -185,10 +186,18 @@ def execute_with(con: duckdb.DuckDBPyConnection, sql: str, parameters: Sequence[
     for name, frame in frames.items():
         con.register(name, frame.__arrow_c_stream__())
     try:
-        return con.execute(sql, parameters).fetchall()
-    finally:
+        rows = con.execute(sql, parameters).fetchall()
+    except BaseException:
+        # The failed statement aborted the transaction, so DuckDB refuses the unregister
+        # too ("transaction is aborted"); the rollback drops the views. Raised from here,
+        # that refusal would hide the real error (say, out of memory) from the user.
         for name in frames:
-            con.unregister(name)
+            with suppress(duckdb.Error):
+                con.unregister(name)
+        raise
+    for name in frames:
+        con.unregister(name)
+    return rows
 
 
 def _delete_same_keys(con: duckdb.DuckDBPyConnection, table: Table, frame: pl.DataFrame) -> None:
