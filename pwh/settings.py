@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -80,6 +81,22 @@ def _bytes(text: str) -> int:
     return value
 
 
+MIN_DUCKDB_MEMORY = 8_000_000
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT])(i?)B\s*", re.IGNORECASE)
+
+
+def _memory(text: str) -> int:
+    """A size as DuckDB writes one (512MB, 2GB, 1.5GiB; MB = 1000², MiB = 1024²), in bytes."""
+    size = _SIZE.fullmatch(text)
+    if size is None:
+        raise ValueError("must be a size such as 512MB or 2GB")
+    number, unit, binary = size.groups()
+    value = int(float(number) * (1024 if binary else 1000) ** ("KMGT".index(unit.upper()) + 1))
+    if value < MIN_DUCKDB_MEMORY:
+        raise ValueError("must be at least 8MB (DuckDB cannot open a warehouse in less)")
+    return value
+
+
 MIN_KEY_BYTES = 16
 
 
@@ -112,6 +129,9 @@ PSEUDONYM_KEY = Variable(
     "PWH_PSEUDONYM_KEY", "the key patient pseudonyms are made with (else the key file beside the "
     "warehouse)", _key, secret=True)
 KEY_VARIABLE = PSEUDONYM_KEY.name
+DUCKDB_MEMORY = Variable(
+    "PWH_DUCKDB_MEMORY", "DuckDB's memory limit for a sync's warehouse connection, e.g. 512MB or 2GB "
+    "(default: DuckDB's own, 80% of the machine's memory)", _memory)
 LOG_FILE = Variable(
     "PWH_LOG_FILE", "where an unexpected error's traceback is written "
     "(default $XDG_STATE_HOME/pwh/pwh.log)", _path)
@@ -121,7 +141,7 @@ CRASH_AT = Variable(
 FAIL_AT = Variable("PWH_FAIL_AT", "test hook: the disk is full at POINT", str)
 
 VARIABLES: tuple[Variable[Any], ...] = (
-    LOCK_WAIT_S, MAX_DELETE_SHARE, MAX_RESPONSE_BYTES, PSEUDONYM_KEY, LOG_FILE, CRASH_AT, FAIL_AT,
+    LOCK_WAIT_S, MAX_DELETE_SHARE, MAX_RESPONSE_BYTES, DUCKDB_MEMORY, PSEUDONYM_KEY, LOG_FILE, CRASH_AT, FAIL_AT,
 )
 
 # What the fingerprint of a key is an HMAC of: a fixed label, so the fingerprint proves

@@ -129,7 +129,7 @@ class SimulatorThread:
 def pwh_env(api_url: str | None, **extra: str) -> dict[str, str]:
     """The environment of a `pwh` subprocess: credentials as variables, never arguments."""
     env = {**os.environ, "RAYTEAMS_TOKEN": TOKEN, "RAYTEAMS_CLIENT_ID": CLIENT_ID}
-    for name in ("PWH_CRASH_AT", "PWH_FAIL_AT", "PREFECT_API_URL", "PWH_LOCK_WAIT_S"):
+    for name in ("PWH_CRASH_AT", "PWH_FAIL_AT", "PREFECT_API_URL", "PWH_LOCK_WAIT_S", "PWH_DUCKDB_MEMORY"):
         env.pop(name, None)
     if api_url:
         env["PREFECT_API_URL"] = api_url

@@ -11,6 +11,7 @@ import pytest
 from pwh.errors import SettingError
 from pwh.settings import (
     CRASH_AT,
+    DUCKDB_MEMORY,
     LOCK_WAIT_S,
     MAX_DELETE_SHARE,
     MAX_RESPONSE_BYTES,
@@ -33,6 +34,8 @@ def test_every_pwh_variable_the_code_names_is_declared_in_settings():
     (LOCK_WAIT_S, "0", 0.0), (LOCK_WAIT_S, " 2.5 ", 2.5), (LOCK_WAIT_S, "1e3", 1000.0),
     (MAX_DELETE_SHARE, "0", 0.0), (MAX_DELETE_SHARE, "1", 1.0), (MAX_DELETE_SHARE, ".1", 0.1),
     (MAX_RESPONSE_BYTES, "1", 1), (MAX_RESPONSE_BYTES, "1048576", 1048576),
+    (DUCKDB_MEMORY, "512MB", 512_000_000), (DUCKDB_MEMORY, " 2 gb ", 2_000_000_000),
+    (DUCKDB_MEMORY, "1.5GiB", 1_610_612_736), (DUCKDB_MEMORY, "8MB", 8_000_000), (DUCKDB_MEMORY, "1TB", 10**12),
     (CRASH_AT, "load-before-commit", ("load-before-commit", 1)), (CRASH_AT, "load-after-commit:2", ("load-after-commit", 2)),
 ])
 def test_a_well_formed_value_is_read(monkeypatch, variable, text, value):
@@ -49,6 +52,11 @@ def test_a_well_formed_value_is_read(monkeypatch, variable, text, value):
     (MAX_DELETE_SHARE, "25%", "PWH_MAX_DELETE_SHARE must be a share between 0 and 1, not '25%'"),
     (MAX_RESPONSE_BYTES, "64MB", "PWH_MAX_RESPONSE_BYTES must be a whole number of bytes, not '64MB'"),
     (MAX_RESPONSE_BYTES, "0", "PWH_MAX_RESPONSE_BYTES must be at least 1 byte, not '0'"),
+    (DUCKDB_MEMORY, "lots", "PWH_DUCKDB_MEMORY must be a size such as 512MB or 2GB, not 'lots'"),
+    (DUCKDB_MEMORY, "512", "PWH_DUCKDB_MEMORY must be a size such as 512MB or 2GB, not '512'"),
+    (DUCKDB_MEMORY, "-1GB", "PWH_DUCKDB_MEMORY must be a size such as 512MB or 2GB, not '-1GB'"),
+    (DUCKDB_MEMORY, "2GB; SET threads=1", "PWH_DUCKDB_MEMORY must be a size such as 512MB or 2GB, not '2GB; SET threads=1'"),
+    (DUCKDB_MEMORY, "7.9MB", "PWH_DUCKDB_MEMORY must be at least 8MB (DuckDB cannot open a warehouse in less), not '7.9MB'"),
     (CRASH_AT, "load:0", "PWH_CRASH_AT must be POINT or POINT:N (N from 1), not 'load:0'"),
     (CRASH_AT, ":2", "PWH_CRASH_AT must be POINT or POINT:N (N from 1), not ':2'"),
 ])

@@ -13,6 +13,7 @@ from pathlib import Path
 import duckdb
 
 from pwh.errors import PwhError
+from pwh.settings import DUCKDB_MEMORY
 from pwh.warehouse.integrity import damaged
 
 DEFAULT_PATH = Path("warehouse.duckdb")
@@ -23,6 +24,10 @@ STORAGE_COMPATIBILITY = "v1.4.0"
 
 class WarehouseBusyError(PwhError, RuntimeError):
     """Another process has the warehouse file open."""
+
+
+class WarehouseMemoryError(PwhError, MemoryError):
+    """DuckDB could not get the memory a write needed; nothing of that transaction landed."""
 
 
 _umask_lock = threading.Lock()
@@ -53,16 +58,18 @@ def private_files() -> Iterator[None]:
 
 
 def connect(path: Path | str, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse file; a writer takes ``PWH_DUCKDB_MEMORY`` as DuckDB's memory limit."""
     path = Path(path)
+    config: dict[str, str | bool | int | float | list[str]] = {}
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
+        config["storage_compatibility_version"] = STORAGE_COMPATIBILITY
+        memory = DUCKDB_MEMORY.read()
+        if memory is not None:
+            config["memory_limit"] = f"{memory}B"
     try:
         with private_files():
-            con = duckdb.connect(
-                str(path),
-                read_only=read_only,
-                config={} if read_only else {"storage_compatibility_version": STORAGE_COMPATIBILITY},
-            )
+            con = duckdb.connect(str(path), read_only=read_only, config=config)
     except duckdb.Error as exc:
         message = str(exc)
         if isinstance(exc, duckdb.IOException) and "lock" in message.lower():
@@ -87,7 +94,21 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
     con.execute("BEGIN TRANSACTION")
     try:
         yield con
-    except BaseException:
+    except BaseException as exc:
         con.execute("ROLLBACK")
+        if isinstance(exc, duckdb.OutOfMemoryException):
+            raise _out_of_memory(con) from exc
         raise
     con.execute("COMMIT")
+
+
+def _out_of_memory(con: duckdb.DuckDBPyConnection) -> WarehouseMemoryError:
+    limit = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    if DUCKDB_MEMORY.read() is not None:
+        fix = f"raise {DUCKDB_MEMORY.name} (e.g. 2GB), or unset it for DuckDB's default (80% of the memory)"
+    else:
+        fix = "free memory on this machine, or lower --batch-size"
+    return WarehouseMemoryError(
+        f"DuckDB ran out of memory writing the warehouse (its limit: {limit}); nothing of that "
+        f"transaction was written: {fix}"
+    )

@@ -1,0 +1,67 @@
+"""``PWH_DUCKDB_MEMORY`` bounds DuckDB's memory on a sync's warehouse connection; a write that
+needs more fails in one line naming the variable, and nothing of it lands."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from pwh.simulators.rayteams.dataset import DatasetConfig, RayteamsDataset
+from pwh.simulators.rayteams.simulator import SimulatorOptions
+from pwh.warehouse.connection import connect
+from tests.live import CLIENT_ID, TOKEN, SimulatorThread, pwh, pwh_env
+
+
+@pytest.fixture(scope="module")
+def sim():
+    dataset = RayteamsDataset(DatasetConfig(seed=57, n_projects=30))
+    with SimulatorThread(dataset, SimulatorOptions(token=TOKEN, client_id=CLIENT_ID)) as running:
+        yield running
+
+
+def sync(sim: SimulatorThread, db, **env: str) -> tuple[int, str, str]:
+    process = pwh("sync", "rayteams", "--base-url", sim.base_url, "--db", str(db), "--quiet",
+                  env=pwh_env(None, **env))
+    out, err = process.communicate(timeout=120)
+    return process.returncode, out, err
+
+
+def limit_of(con: duckdb.DuckDBPyConnection) -> str:
+    return con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+
+
+def test_a_writer_takes_the_limit_and_a_reader_keeps_duckdbs_default(tmp_path, monkeypatch):
+    db = tmp_path / "w.duckdb"
+    default = limit_of(duckdb.connect())
+    monkeypatch.setenv("PWH_DUCKDB_MEMORY", "300MB")
+    writer = connect(db)
+    assert limit_of(writer) == "286.1 MiB"  # 300,000,000 bytes, as DuckDB prints it
+    writer.close()
+    reader = connect(db, read_only=True)
+    assert limit_of(reader) == default
+    reader.close()
+
+
+def test_a_load_beyond_the_limit_fails_in_one_line_and_the_next_run_loads_everything(sim, tmp_path):
+    db = tmp_path / "w.duckdb"
+    code, _, err = sync(sim, db, PWH_DUCKDB_MEMORY="8MB")
+    assert code == 1
+    assert err.startswith("pwh: error: WarehouseMemoryError: DuckDB ran out of memory writing the warehouse "
+                          "(its limit: 7.6 MiB); nothing of that transaction was written: raise PWH_DUCKDB_MEMORY")
+    assert err.count("\n") == 1 and "Traceback" not in err
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        status, error = con.execute("SELECT status, error FROM pipeline.runs").fetchall()[0]
+        projects = con.execute("SELECT count(*) FROM rayteams.projects").fetchall()[0][0]
+    finally:
+        con.close()
+    assert status == "failed" and error.startswith("WarehouseMemoryError: DuckDB ran out of memory")
+    assert projects == 0  # the one batch's transaction rolled back whole
+
+    code, out, err = sync(sim, db)  # no limit: DuckDB's default
+    assert code == 0, err
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM rayteams.projects").fetchall() == [(30,)]
+    finally:
+        con.close()
