@@ -4,11 +4,12 @@ Each client Prefect makes for a flow run (the engine's, the result-storage looku
 events and log workers', and the events client's server-version check) builds its own
 verified TLS context from certifi's bundle, ~18 ms of CPU each (more on a busy machine),
 five a run, three of them on Prefect's background thread competing with the sync for two
-cores (docs/performance.md, "Prefect per-run overhead"). With an ``http://`` API URL (a
-local or in-cluster server) none of them negotiates TLS, so they share one context, made
-by the very call Prefect makes. An ``https://`` API, an insecure (unverified) setup or
-any other call gets a context of its own, as before: what a TLS connection verifies
-does not change.
+cores (docs/performance.md, "Prefect start-up"). With an ``http://`` API URL (a local or
+in-cluster server) none of them negotiates TLS, so they share one context, made by the
+very call Prefect makes (should the server redirect to https, which Prefect's clients
+follow, that context verifies it as before). An ``https://`` API, an insecure
+(unverified) setup or any other call gets a context of its own, as before: what a TLS
+connection verifies does not change.
 
 This replaces the name ``ssl`` inside the two Prefect modules that build those contexts
 (a monkeypatch: Prefect offers no setting for it); a Prefect that builds them elsewhere
