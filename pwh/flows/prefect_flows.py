@@ -19,7 +19,11 @@ from typing import Any, ParamSpec, TypeVar
 from prefect import Flow
 
 from pwh.flows import syncs
+from pwh.flows.prefect_tls import share_tls_contexts
 from pwh.flows.registry import SOURCES
+
+# Every flow run of this process: one TLS context for Prefect's clients of an http API.
+share_tls_contexts()
 
 P = ParamSpec("P")
 R = TypeVar("R")
