@@ -62,6 +62,14 @@ def describe_failure(exc: BaseException) -> str:
     """The one line a failed command prints (after ``pwh: error:``): a project error's own
     message, else :func:`describe_unexpected`."""
     if not isinstance(exc, PwhError):
+        if "duckdb" in sys.modules:  # only then can it be DuckDB's; importing it here would cost every command
+            from pwh.warehouse.connection import memory_error, out_of_memory
+
+            if out_of_memory(exc):  # a read, a scan or a checkpoint (writes raise WarehouseMemoryError themselves)
+                if _debug:
+                    traceback.print_exception(exc, file=sys.stderr)
+                error = memory_error("reading or checking the warehouse")
+                return f"{type(error).__name__}: {error}"
         return describe_unexpected(exc)
     if _debug:
         traceback.print_exception(exc, file=sys.stderr)

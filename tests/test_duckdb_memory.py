@@ -6,9 +6,10 @@ from __future__ import annotations
 import duckdb
 import pytest
 
+from pwh.failures import describe_failure
 from pwh.simulators.rayteams.dataset import DatasetConfig, RayteamsDataset
 from pwh.simulators.rayteams.simulator import SimulatorOptions
-from pwh.warehouse.connection import connect
+from pwh.warehouse.connection import WarehouseMemoryError, connect, transaction
 from tests.live import CLIENT_ID, TOKEN, SimulatorThread, pwh, pwh_env
 
 
@@ -47,7 +48,8 @@ def test_a_load_beyond_the_limit_fails_in_one_line_and_the_next_run_loads_everyt
     code, _, err = sync(sim, db, PWH_DUCKDB_MEMORY="8MB")
     assert code == 1
     assert err.startswith("pwh: error: WarehouseMemoryError: DuckDB ran out of memory writing the warehouse "
-                          "(its limit: 7.6 MiB); nothing of that transaction was written: raise PWH_DUCKDB_MEMORY")
+                          "(its limit: PWH_DUCKDB_MEMORY=8MB); nothing of that transaction was written: "
+                          "raise PWH_DUCKDB_MEMORY")
     assert err.count("\n") == 1 and "Traceback" not in err
     con = duckdb.connect(str(db), read_only=True)
     try:
@@ -65,3 +67,36 @@ def test_a_load_beyond_the_limit_fails_in_one_line_and_the_next_run_loads_everyt
         assert con.execute("SELECT count(*) FROM rayteams.projects").fetchall() == [(30,)]
     finally:
         con.close()
+
+
+def test_a_commit_that_runs_out_of_memory_is_one_line_and_lands_nothing(tmp_path, monkeypatch):
+    # Once the primary-key index outgrows the limit, DuckDB fails at COMMIT, in a
+    # TransactionException ("Failed to commit: failed to pin block …"), not at the INSERT.
+    monkeypatch.setenv("PWH_DUCKDB_MEMORY", "16MB")
+    con = connect(tmp_path / "w.duckdb")
+    con.execute("CREATE TABLE t (k VARCHAR PRIMARY KEY)")
+    batch, committed = 20_000, 0
+    with pytest.raises(WarehouseMemoryError) as raised:
+        for start in range(0, 200 * batch, batch):
+            with transaction(con):
+                con.execute(f"INSERT INTO t SELECT md5(range::VARCHAR) FROM range({start}, {start + batch})")
+            committed += batch
+    assert str(raised.value).startswith(
+        "DuckDB ran out of memory committing to the warehouse (its limit: PWH_DUCKDB_MEMORY=16MB); nothing of that "
+        "transaction was written: raise PWH_DUCKDB_MEMORY")
+    assert committed > 0 and con.execute("SELECT count(*) FROM t").fetchall() == [(committed,)]
+    con.close()
+
+
+def test_running_out_of_memory_outside_a_write_is_one_line_naming_the_limit(monkeypatch, tmp_path):
+    monkeypatch.setenv("PWH_LOG_FILE", str(tmp_path / "pwh.log"))  # where the unexpected one's traceback goes
+    line = describe_failure(duckdb.OutOfMemoryException("Out of Memory Error: failed to allocate data of size 32 KiB"))
+    assert line == ("WarehouseMemoryError: DuckDB ran out of memory reading or checking the warehouse (its limit: "
+                    "DuckDB's default, 80% of the memory): free memory on this machine")
+    monkeypatch.setenv("PWH_DUCKDB_MEMORY", " 2GB ")
+    assert describe_failure(duckdb.TransactionException("Failed to commit: could not allocate block of size 256 KiB")) \
+        .startswith("WarehouseMemoryError: DuckDB ran out of memory reading or checking the warehouse (its limit: "
+                    "PWH_DUCKDB_MEMORY=2GB): raise PWH_DUCKDB_MEMORY")
+    # Another transaction error is not a memory one.
+    assert describe_failure(duckdb.TransactionException("Current transaction is aborted")).startswith(
+        "unexpected TransactionException")

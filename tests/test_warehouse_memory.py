@@ -6,8 +6,9 @@ from __future__ import annotations
 import duckdb
 import pytest
 
+from pwh.warehouse import integrity
 from pwh.warehouse.connection import connect
-from pwh.warehouse.integrity import SCAN_MEMORY, check_primary
+from pwh.warehouse.integrity import SCAN_MEMORY, check_copy, check_primary
 from pwh.warehouse.load import STATE_CHUNK, read_state
 from pwh.warehouse.migrations import migrate
 
@@ -43,6 +44,31 @@ def test_the_primarys_check_reads_every_block_without_keeping_them(big_file, mon
         # The file is ~2x the scan's limit: it was read through the pool, not kept in it.
         assert buffered_bytes(con) <= SCAN_MEMORY
         assert limit_of(con) == before  # the writer's own limit again (DuckDB's default, or the variable's)
+    finally:
+        con.close()
+
+
+def test_where_the_bound_is_too_small_the_scan_runs_again_under_the_connections_own_limit(big_file, monkeypatch):
+    # What a scan needs grows with DuckDB's threads and the tables' columns: on a machine
+    # with many cores 64 MB can be short. That is never reported as damage.
+    monkeypatch.setattr(integrity, "SCAN_MEMORY", 1 << 20)
+    con = connect(big_file)
+    try:
+        before = limit_of(con)
+        assert check_primary(con, big_file) == {"main.t": 4_500_000}
+        assert limit_of(con) == before
+    finally:
+        con.close()
+    assert check_copy(big_file) == {"main.t": 4_500_000}
+
+
+def test_a_scan_short_of_the_users_own_limit_is_out_of_memory_not_damage(big_file, monkeypatch):
+    monkeypatch.setenv("PWH_DUCKDB_MEMORY", "8MB")
+    con = connect(big_file)
+    try:
+        con.execute("SET threads = 64")  # a scan of this file needs more than 8 MB then
+        with pytest.raises(duckdb.OutOfMemoryException):
+            check_primary(con, big_file)
     finally:
         con.close()
 

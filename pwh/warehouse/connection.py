@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 
 from pwh.errors import PwhError
-from pwh.settings import DUCKDB_MEMORY
+from pwh.settings import DUCKDB_MEMORY, environment_value
 from pwh.warehouse.integrity import damaged
 
 DEFAULT_PATH = Path("warehouse.duckdb")
@@ -96,19 +96,41 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
         yield con
     except BaseException as exc:
         con.execute("ROLLBACK")
-        if isinstance(exc, duckdb.OutOfMemoryException):
-            raise _out_of_memory(con) from exc
+        if out_of_memory(exc):
+            raise memory_error("writing the warehouse", "nothing of that transaction was written") from exc
         raise
-    con.execute("COMMIT")
+    try:
+        con.execute("COMMIT")
+    except duckdb.Error as exc:
+        # A COMMIT that fails ends the transaction, rolled back. Out of memory there (the
+        # usual way once the primary-key indexes outgrow a limit) reads "Failed to commit:
+        # could not allocate block" in a TransactionException.
+        if out_of_memory(exc):
+            raise memory_error("committing to the warehouse", "nothing of that transaction was written") from exc
+        raise
 
 
-def _out_of_memory(con: duckdb.DuckDBPyConnection) -> WarehouseMemoryError:
-    limit = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
-    if DUCKDB_MEMORY.read() is not None:
+# How DuckDB words a COMMIT that ran out of memory ("Failed to commit: could not allocate
+# block of size …", "… failed to pin block …").
+_MEMORY_SHORT = re.compile(r"Out of Memory|could not allocate|failed to allocate|failed to pin block", re.IGNORECASE)
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether a DuckDB error says that DuckDB ran out of memory."""
+    if isinstance(exc, duckdb.OutOfMemoryException):
+        return True
+    return isinstance(exc, duckdb.TransactionException) and _MEMORY_SHORT.search(str(exc)) is not None
+
+
+def memory_error(doing: str, outcome: str | None = None) -> WarehouseMemoryError:
+    """The one-line error for DuckDB running out of memory while ``doing``, naming its limit
+    and what to change."""
+    limit = DUCKDB_MEMORY.read()
+    if limit is not None:
+        where = f"its limit: {DUCKDB_MEMORY.name}={(environment_value(DUCKDB_MEMORY.name) or '').strip()}"
         fix = f"raise {DUCKDB_MEMORY.name} (e.g. 2GB), or unset it for DuckDB's default (80% of the memory)"
     else:
-        fix = "free memory on this machine, or lower --batch-size"
-    return WarehouseMemoryError(
-        f"DuckDB ran out of memory writing the warehouse (its limit: {limit}); nothing of that "
-        f"transaction was written: {fix}"
-    )
+        where = "its limit: DuckDB's default, 80% of the memory"
+        fix = "free memory on this machine"
+    return WarehouseMemoryError(f"DuckDB ran out of memory {doing} ({where})" + (f"; {outcome}" if outcome else "")
+                                + f": {fix}")

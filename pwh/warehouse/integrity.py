@@ -11,14 +11,18 @@ block in the middle and a garbage header were each caught, at open or by the sca
 The scan reads the whole file through DuckDB's buffer pool, which keeps what it read up to
 its memory limit (by default 80% of the machine's memory): a warehouse of 200,000 RAYTeams
 projects (1.4 GB) took a no-change sync from 166 to 478 MB before it had listed anything.
-The scan itself needs a few megabytes, so it runs under :data:`SCAN_MEMORY`, and the blocks
-it read are evicted as it goes.
+So the scan first runs under :data:`SCAN_MEMORY`, evicting the blocks it read as it goes.
+What a scan needs grows with DuckDB's threads (one per core) and the tables' columns; where
+the bound is too small (many cores, wide tables, a user's ``PWH_DUCKDB_MEMORY`` below it), or
+cannot be set (a replayed WAL's index already holds more), the scan runs again under the
+connection's own limit. Running out of memory is never reported as damage: it is raised as
+``duckdb.OutOfMemoryException``, which ``pwh`` reports in one line naming ``PWH_DUCKDB_MEMORY``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -26,8 +30,10 @@ import duckdb
 from pwh.errors import PwhError
 from pwh.settings import DUCKDB_MEMORY
 
-# DuckDB's memory limit while an integrity scan reads a file (bytes): ample for a streaming
-# aggregate over every table, small beside the file.
+log = logging.getLogger("pwh.integrity")
+
+# DuckDB's memory limit an integrity scan first tries (bytes): small beside a large file, and
+# enough for the streaming aggregate over this project's tables on a few cores.
 SCAN_MEMORY = 64 << 20
 
 
@@ -78,28 +84,43 @@ def _counts(con: duckdb.DuckDBPyConnection, aggregates: str) -> dict[str, int]:
 
 def check_primary(con: duckdb.DuckDBPyConnection, db_path: Path | str) -> dict[str, int]:
     """Every table of the open primary reads, or :class:`WarehouseDamagedError` saying how to recover."""
-    with _scan_memory(con):
-        try:
-            return read_every_table(con)
-        except duckdb.Error as exc:
-            raise damaged(db_path, str(exc)) from None
+    try:
+        return _bounded(lambda: _scan_under_bound(con), lambda: read_every_table(con))
+    except duckdb.OutOfMemoryException:
+        raise  # the machine's (or PWH_DUCKDB_MEMORY's) memory, not the file
+    except duckdb.Error as exc:
+        raise damaged(db_path, str(exc)) from None
 
 
-@contextmanager
-def _scan_memory(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """The writer's connection under :data:`SCAN_MEMORY` (or ``PWH_DUCKDB_MEMORY`` if lower)
-    for a scan, then under its own limit again (``PWH_DUCKDB_MEMORY``, else DuckDB's default)."""
+def _scan_under_bound(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """read_every_table under :data:`SCAN_MEMORY` (or ``PWH_DUCKDB_MEMORY`` if lower), then
+    the connection's own limit again (``PWH_DUCKDB_MEMORY``, else DuckDB's default)."""
     limit = DUCKDB_MEMORY.read()
     con.execute(f"SET memory_limit = '{min(SCAN_MEMORY, limit or SCAN_MEMORY)}B'")
     try:
-        yield
+        return read_every_table(con)
     finally:
         con.execute("RESET memory_limit" if limit is None else f"SET memory_limit = '{limit}B'")
 
 
+def _bounded(bounded: Callable[[], dict[str, int]], unbounded: Callable[[], dict[str, int]]) -> dict[str, int]:
+    """``bounded()``; if it runs out of memory (the bound too small here, or not settable), ``unbounded()``."""
+    try:
+        return bounded()
+    except duckdb.OutOfMemoryException:
+        log.info("the integrity scan needed more than %d MB here; scanning again under the connection's own limit",
+                 SCAN_MEMORY >> 20)
+    return unbounded()
+
+
 def check_copy(path: Path | str) -> dict[str, int]:
-    """Open a file read-only and read every table; ``duckdb.Error`` if it does not."""
-    con = duckdb.connect(str(path), read_only=True, config={"memory_limit": f"{SCAN_MEMORY}B"})
+    """Open a file read-only and read every table; ``duckdb.Error`` if it does not
+    (``duckdb.OutOfMemoryException`` when the machine's memory, not the file, is short)."""
+    return _bounded(lambda: _read_copy(path, SCAN_MEMORY), lambda: _read_copy(path, None))
+
+
+def _read_copy(path: Path | str, memory: int | None) -> dict[str, int]:
+    con = duckdb.connect(str(path), read_only=True, config={} if memory is None else {"memory_limit": f"{memory}B"})
     try:
         return read_every_table(con)
     finally:

@@ -295,6 +295,8 @@ class NothingToRestoreError(PwhError, RuntimeError):
 def _reads_whole(path: Path) -> bool:
     try:
         check_copy(path)
+    except duckdb.OutOfMemoryException:
+        raise  # unproven, not damaged: nothing may replace it on that ground
     except duckdb.Error as exc:
         if isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower():
             raise WarehouseBusyError(f"{path} is open in another process: close it and retry") from None
@@ -336,6 +338,8 @@ def _copy_file(source: Path, temporary: Path) -> int:
 def _prove_whole(path: Path, expected: dict[str, int] | None, refused: Callable[[str], Exception]) -> None:
     try:
         counts = check_copy(path)
+    except duckdb.OutOfMemoryException:
+        raise  # the machine's memory, not the copy: not reported as a damaged primary
     except duckdb.Error as exc:
         raise refused(str(exc)) from None
     if expected is not None and counts != expected:
