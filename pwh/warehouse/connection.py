@@ -27,7 +27,7 @@ class WarehouseBusyError(PwhError, RuntimeError):
 
 
 class WarehouseMemoryError(PwhError, MemoryError):
-    """DuckDB could not get the memory a write needed; nothing of that transaction landed."""
+    """DuckDB could not get the memory a statement needed (a write's transaction is rolled back)."""
 
 
 _umask_lock = threading.Lock()
@@ -96,8 +96,7 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
         yield con
     except BaseException as exc:
         con.execute("ROLLBACK")
-        if out_of_memory(exc):
-            raise memory_error("writing the warehouse", "nothing of that transaction was written") from exc
+        _raise_if_out_of_memory(exc, "writing the warehouse")
         raise
     try:
         con.execute("COMMIT")
@@ -105,9 +104,13 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
         # A COMMIT that fails ends the transaction, rolled back. Out of memory there (the
         # usual way once the primary-key indexes outgrow a limit) reads "Failed to commit:
         # could not allocate block" in a TransactionException.
-        if out_of_memory(exc):
-            raise memory_error("committing to the warehouse", "nothing of that transaction was written") from exc
+        _raise_if_out_of_memory(exc, "committing to the warehouse")
         raise
+
+
+def _raise_if_out_of_memory(exc: BaseException, doing: str) -> None:
+    if out_of_memory(exc):
+        raise memory_error(doing, "nothing of that transaction was written") from exc
 
 
 # How DuckDB words a COMMIT that ran out of memory ("Failed to commit: could not allocate

@@ -45,12 +45,13 @@ def read_state(con: duckdb.DuckDBPyConnection, source: str, account: str) -> dic
     )
     states: dict[str, UnitState] = {}
     run_ids: dict[str | None, str | None] = {}
-    stream_sets: dict[str | None, frozenset[str]] = {None: frozenset()}
+    stream_sets: dict[str, frozenset[str]] = {}
+    none: frozenset[str] = frozenset()
     while rows := result.fetchmany(STATE_CHUNK):
         for key, cursor, deleted, run_id, missing in rows:
-            streams = stream_sets.get(missing)
+            streams = stream_sets.get(missing) if missing else none
             if streams is None:
-                streams = stream_sets[missing] = frozenset(missing.split(",")) if missing else frozenset()
+                streams = stream_sets[missing] = frozenset(missing.split(","))
             states[key] = UnitState(cursor, deleted, run_ids.setdefault(run_id, run_id), streams)
     return states
 
