@@ -3,6 +3,8 @@ needs more fails in one line naming the variable, and nothing of it lands."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import duckdb
 import pytest
 
@@ -12,10 +14,24 @@ from pwh.simulators.rayteams.simulator import SimulatorOptions
 from pwh.warehouse.connection import WarehouseMemoryError, connect, transaction
 from tests.live import CLIENT_ID, TOKEN, SimulatorThread, pwh, pwh_env
 
+PROJECTS = 30
+
+
+class DatasetWithALongMemo(RayteamsDataset):
+    """One project carries a memo of 12 MB. Beyond its limit DuckDB writes rows out to disk,
+    so many small rows fit in 8 MB (the smallest limit pwh takes); one value that size does not."""
+
+    def aggregate(self, project_id: str) -> list[dict[str, Any]] | None:
+        records = super().aggregate(project_id)
+        if records is not None and project_id == self.project_ids()[0]:
+            records.append({"_id": project_id, "sk": "memo:1700000000000", "content": "x" * 12_000_000,
+                            "created": 1_700_000_000_000})
+        return records
+
 
 @pytest.fixture(scope="module")
 def sim():
-    dataset = RayteamsDataset(DatasetConfig(seed=57, n_projects=30))
+    dataset = DatasetWithALongMemo(DatasetConfig(seed=57, n_projects=PROJECTS))
     with SimulatorThread(dataset, SimulatorOptions(token=TOKEN, client_id=CLIENT_ID)) as running:
         yield running
 
@@ -64,7 +80,7 @@ def test_a_load_beyond_the_limit_fails_in_one_line_and_the_next_run_loads_everyt
     assert code == 0, err
     con = duckdb.connect(str(db), read_only=True)
     try:
-        assert con.execute("SELECT count(*) FROM rayteams.projects").fetchall() == [(30,)]
+        assert con.execute("SELECT count(*) FROM rayteams.projects").fetchall() == [(PROJECTS,)]
     finally:
         con.close()
 

@@ -159,12 +159,25 @@ class Table:
         """Whether the column may hold nulls: a key column never does."""
         return column.nullable and column.name not in self.key
 
-    def ddl(self) -> str:
+    @property
+    def enforces_key(self) -> bool:
+        """Whether the file enforces the key as a PRIMARY KEY. A source's tables of a unit's
+        child rows (keyed within the unit: memos, histories, work packages, …) do not.
+        DuckDB holds a key's index whole in memory and in the file: at 200,000 projects it
+        was most of a sync's memory growth and 1.0 of the file's 1.4 GB (docs/performance.md).
+        Their keys stay unique by how they are loaded (pwh/warehouse/load.py): a batch's
+        rows are validated unique, and every key holds its unit, whose rows a load deletes
+        before it inserts. The tables of the units themselves (one row a unit) keep theirs,
+        so rows the state does not know of still fail a load; so do the pipeline's tables."""
+        if self.schema == "pipeline" or self.unit_column is None:
+            return True
+        return set(self.key) <= {"account", self.unit_column}
+
+    def ddl(self, name: str | None = None) -> str:
+        """``CREATE TABLE`` of this table (as ``name``, a qualified name: a rebuild's)."""
         cols = ",\n  ".join(
             f"{c.name} {c.sql_type}{'' if self.nullable(c) else ' NOT NULL'}"
             for c in self.columns
         )
-        return (
-            f"CREATE TABLE IF NOT EXISTS {self.qualified_name} (\n  {cols},\n"
-            f"  PRIMARY KEY ({', '.join(self.key)})\n)"
-        )
+        key = f",\n  PRIMARY KEY ({', '.join(self.key)})" if self.enforces_key else ""
+        return f"CREATE TABLE IF NOT EXISTS {name or self.qualified_name} (\n  {cols}{key}\n)"

@@ -71,7 +71,9 @@ def markdown_reference(tables: tuple[Table | View, ...] | None = None) -> str:
                 lines.append(f"{docs[table.schema]}\n")
         if isinstance(table, Table):
             key = ", ".join(f"`{k}`" for k in table.key)
-            lines.append(f"#### `{table.qualified_name}`\n\n{table.doc} Key: {key}.\n")
+            # Analysts' tools show a PRIMARY KEY; where there is none, the reference says the key holds anyway.
+            held = "" if table.enforces_key else " (unique, kept so by each load; not declared as a PRIMARY KEY)"
+            lines.append(f"#### `{table.qualified_name}`\n\n{table.doc} Key: {key}{held}.\n")
             keyed = set(table.key)
         else:
             sources = ", ".join(f"`{s}`" for s in dict.fromkeys(p.source for p in table.parts))

@@ -11,6 +11,7 @@ import duckdb
 from pwh.errors import PwhError
 from pwh.schemas import clarity, incoplax, openproject, pipeline, rayteams
 from pwh.schemas.spec import Table
+from pwh.warehouse.catalog import all_tables
 from pwh.warehouse.connection import transaction
 
 
@@ -43,6 +44,28 @@ def add_column(table: Table, column: str) -> Callable[[duckdb.DuckDBPyConnection
     return apply
 
 
+def drop_key_constraints(tables: Iterable[Table]) -> Callable[[duckdb.DuckDBPyConnection], None]:
+    """Rebuild each of ``tables`` whose spec no longer enforces its key (Table.enforces_key)
+    but whose file still does, without the PRIMARY KEY: DuckDB cannot drop one."""
+    tables = tuple(t for t in tables if not t.enforces_key)
+
+    def apply(con: duckdb.DuckDBPyConnection) -> None:
+        for table in tables:
+            if not con.execute(
+                "SELECT 1 FROM duckdb_constraints() WHERE database_name = current_database() AND schema_name = ? "
+                "AND table_name = ? AND constraint_type = 'PRIMARY KEY'", [table.schema, table.name],
+            ).fetchall():
+                continue
+            rebuilt = f"{table.schema}.{table.name}__rebuilt"
+            con.execute(table.ddl(rebuilt))
+            # By name: a column a migration added sits last in the file, not where the spec has it.
+            con.execute(f"INSERT INTO {rebuilt} BY NAME SELECT * FROM {table.qualified_name}")
+            con.execute(f"DROP TABLE {table.qualified_name}")
+            con.execute(f"ALTER TABLE {rebuilt} RENAME TO {table.name}")
+
+    return apply
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "pipeline tables and the RAYTeams tables", create_tables((
         pipeline.SCHEMA_VERSION, pipeline.RUNS, pipeline.REJECTED_RECORDS, pipeline.UNIT_STATE, *rayteams.TABLES))),
@@ -62,6 +85,8 @@ MIGRATIONS: list[Migration] = [
     Migration(10, "Clarity researchers (with their lab) and file details", create_tables(clarity.DIMENSION_TABLES)),
     Migration(11, "pipeline.shard_loads: the load log of sharded syncs (each shard loaded once)",
               create_tables((pipeline.SHARD_LOADS,))),
+    Migration(12, "unit child tables without PRIMARY KEY: its index was most of a large account's memory",
+              drop_key_constraints(all_tables())),
 ]
 
 
