@@ -68,7 +68,7 @@ def describe_failure(exc: BaseException) -> str:
             if out_of_memory(exc):  # a read, a scan or a checkpoint (writes raise WarehouseMemoryError themselves)
                 if _debug:
                     traceback.print_exception(exc, file=sys.stderr)
-                error = memory_error("reading or checking the warehouse")
+                error = memory_error("reading or checking the warehouse", writer=False)
                 return f"{type(error).__name__}: {error}"
         return describe_unexpected(exc)
     if _debug:

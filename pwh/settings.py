@@ -131,7 +131,28 @@ PSEUDONYM_KEY = Variable(
 KEY_VARIABLE = PSEUDONYM_KEY.name
 DUCKDB_MEMORY = Variable(
     "PWH_DUCKDB_MEMORY", "DuckDB's memory limit for a sync's warehouse connection, e.g. 512MB or 2GB "
-    "(default: DuckDB's own, 80% of the machine's memory)", _memory)
+    "(default: 128MiB, or a quarter of the warehouse file's size if that is more)", _memory)
+# A sync's DuckDB limit when PWH_DUCKDB_MEMORY is unset. Under DuckDB's own (80 % of the
+# machine's memory) it keeps every block a sync writes, and each checkpoint's working set:
+# a 200,000-project sync peaked at 1,050 MB, and at 522 MB under 128 MiB, in about the
+# same time (docs/performance.md). What it cannot write out grows with the units' keys
+# (80–170 bytes a project at 200,000), as the file does (~2 KB a project): a quarter of
+# the file leaves that room many times over.
+DEFAULT_DUCKDB_MEMORY = 128 * 1024**2
+FILE_SHARE_OF_MEMORY = 4
+
+
+def duckdb_memory(warehouse: Path) -> int:
+    """DuckDB's memory limit on a sync's connection to ``warehouse``, in bytes."""
+    value = DUCKDB_MEMORY.read()
+    if value is not None:
+        return value
+    try:
+        size = warehouse.stat().st_size
+    except OSError:  # not made yet
+        size = 0
+    return max(DEFAULT_DUCKDB_MEMORY, size // FILE_SHARE_OF_MEMORY)
+
 LOG_FILE = Variable(
     "PWH_LOG_FILE", "where an unexpected error's traceback is written "
     "(default $XDG_STATE_HOME/pwh/pwh.log)", _path)

@@ -9,6 +9,7 @@ import duckdb
 import pytest
 
 from pwh.failures import describe_failure
+from pwh.settings import duckdb_memory
 from pwh.simulators.rayteams.dataset import DatasetConfig, RayteamsDataset
 from pwh.simulators.rayteams.simulator import SimulatorOptions
 from pwh.warehouse.connection import WarehouseMemoryError, connect, transaction
@@ -50,6 +51,10 @@ def limit_of(con: duckdb.DuckDBPyConnection) -> str:
 def test_a_writer_takes_the_limit_and_a_reader_keeps_duckdbs_default(tmp_path, monkeypatch):
     db = tmp_path / "w.duckdb"
     default = limit_of(duckdb.connect())
+    monkeypatch.delenv("PWH_DUCKDB_MEMORY", raising=False)
+    writer = connect(db)
+    assert limit_of(writer) == "128.0 MiB"  # pwh's default
+    writer.close()
     monkeypatch.setenv("PWH_DUCKDB_MEMORY", "300MB")
     writer = connect(db)
     assert limit_of(writer) == "286.1 MiB"  # 300,000,000 bytes, as DuckDB prints it
@@ -57,6 +62,17 @@ def test_a_writer_takes_the_limit_and_a_reader_keeps_duckdbs_default(tmp_path, m
     reader = connect(db, read_only=True)
     assert limit_of(reader) == default
     reader.close()
+
+
+def test_without_the_variable_a_large_warehouse_gets_a_quarter_of_its_size(tmp_path, monkeypatch):
+    monkeypatch.delenv("PWH_DUCKDB_MEMORY", raising=False)
+    db = tmp_path / "w.duckdb"
+    assert duckdb_memory(db) == 128 * 1024**2  # not made yet
+    with db.open("wb") as file:
+        file.truncate(2 * 1024**3)  # sparse: its size, not its blocks
+    assert duckdb_memory(db) == 512 * 1024**2
+    monkeypatch.setenv("PWH_DUCKDB_MEMORY", "100MB")
+    assert duckdb_memory(db) == 100_000_000
 
 
 def test_a_load_beyond_the_limit_fails_in_one_line_and_the_next_run_loads_everything(sim, tmp_path):
@@ -76,7 +92,7 @@ def test_a_load_beyond_the_limit_fails_in_one_line_and_the_next_run_loads_everyt
     assert status == "failed" and error.startswith("WarehouseMemoryError: DuckDB ran out of memory")
     assert projects == 0  # the one batch's transaction rolled back whole
 
-    code, out, err = sync(sim, db)  # no limit: DuckDB's default
+    code, out, err = sync(sim, db)  # pwh's default limit
     assert code == 0, err
     con = duckdb.connect(str(db), read_only=True)
     try:
@@ -107,12 +123,14 @@ def test_a_commit_that_runs_out_of_memory_is_one_line_and_lands_nothing(tmp_path
 def test_running_out_of_memory_outside_a_write_is_one_line_naming_the_limit(monkeypatch, tmp_path):
     monkeypatch.setenv("PWH_LOG_FILE", str(tmp_path / "pwh.log"))  # where the unexpected one's traceback goes
     line = describe_failure(duckdb.OutOfMemoryException("Out of Memory Error: failed to allocate data of size 32 KiB"))
-    assert line == ("WarehouseMemoryError: DuckDB ran out of memory reading or checking the warehouse (its limit: "
-                    "DuckDB's default, 80% of the memory): free memory on this machine")
+    assert line == ("WarehouseMemoryError: DuckDB ran out of memory reading or checking the warehouse (a sync's "
+                    "limit: pwh's default, 128MiB or a quarter of the file; a reader's: DuckDB's, 80% of the memory): "
+                    "raise PWH_DUCKDB_MEMORY "
+                    "(e.g. 2GB), or free memory on this machine")
     monkeypatch.setenv("PWH_DUCKDB_MEMORY", " 2GB ")
     assert describe_failure(duckdb.TransactionException("Failed to commit: could not allocate block of size 256 KiB")) \
-        .startswith("WarehouseMemoryError: DuckDB ran out of memory reading or checking the warehouse (its limit: "
-                    "PWH_DUCKDB_MEMORY=2GB): raise PWH_DUCKDB_MEMORY")
+        .startswith("WarehouseMemoryError: DuckDB ran out of memory reading or checking the warehouse (a sync's "
+                    "limit: PWH_DUCKDB_MEMORY=2GB; a reader's: DuckDB's, 80% of the memory): raise PWH_DUCKDB_MEMORY")
     # Another transaction error is not a memory one.
     assert describe_failure(duckdb.TransactionException("Current transaction is aborted")).startswith(
         "unexpected TransactionException")

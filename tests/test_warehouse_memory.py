@@ -43,7 +43,7 @@ def test_the_primarys_check_reads_every_block_without_keeping_them(big_file, mon
         assert check_primary(con, big_file) == {"main.t": 4_500_000}
         # The file is ~2x the scan's limit: it was read through the pool, not kept in it.
         assert buffered_bytes(con) <= SCAN_MEMORY
-        assert limit_of(con) == before  # the writer's own limit again (DuckDB's default, or the variable's)
+        assert limit_of(con) == before  # the writer's own limit again (pwh's default, or the variable's)
     finally:
         con.close()
 

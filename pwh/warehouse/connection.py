@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 
 from pwh.errors import PwhError
-from pwh.settings import DUCKDB_MEMORY, environment_value
+from pwh.settings import DEFAULT_DUCKDB_MEMORY, DUCKDB_MEMORY, duckdb_memory, environment_value
 from pwh.warehouse.integrity import damaged
 
 DEFAULT_PATH = Path("warehouse.duckdb")
@@ -58,15 +58,14 @@ def private_files() -> Iterator[None]:
 
 
 def connect(path: Path | str, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the warehouse file; a writer takes ``PWH_DUCKDB_MEMORY`` as DuckDB's memory limit."""
+    """Open the warehouse file; a writer's DuckDB memory limit is ``PWH_DUCKDB_MEMORY`` (else
+    pwh's default: :func:`~pwh.settings.duckdb_memory`), a reader's DuckDB's own default."""
     path = Path(path)
     config: dict[str, str | bool | int | float | list[str]] = {}
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
         config["storage_compatibility_version"] = STORAGE_COMPATIBILITY
-        memory = DUCKDB_MEMORY.read()
-        if memory is not None:
-            config["memory_limit"] = f"{memory}B"
+        config["memory_limit"] = f"{duckdb_memory(path)}B"
     try:
         with private_files():
             con = duckdb.connect(str(path), read_only=read_only, config=config)
@@ -125,15 +124,14 @@ def out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, duckdb.TransactionException) and _MEMORY_SHORT.search(str(exc)) is not None
 
 
-def memory_error(doing: str, outcome: str | None = None) -> WarehouseMemoryError:
+def memory_error(doing: str, outcome: str | None = None, *, writer: bool = True) -> WarehouseMemoryError:
     """The one-line error for DuckDB running out of memory while ``doing``, naming its limit
-    and what to change."""
-    limit = DUCKDB_MEMORY.read()
-    if limit is not None:
-        where = f"its limit: {DUCKDB_MEMORY.name}={(environment_value(DUCKDB_MEMORY.name) or '').strip()}"
-        fix = f"raise {DUCKDB_MEMORY.name} (e.g. 2GB), or unset it for DuckDB's default (80% of the memory)"
+    and what to change. ``writer``: on a sync's connection (else it may be a reader's too)."""
+    if DUCKDB_MEMORY.read() is not None:
+        limit = f"{DUCKDB_MEMORY.name}={(environment_value(DUCKDB_MEMORY.name) or '').strip()}"
     else:
-        where = "its limit: DuckDB's default, 80% of the memory"
-        fix = "free memory on this machine"
+        limit = f"pwh's default, {DEFAULT_DUCKDB_MEMORY >> 20}MiB or a quarter of the file"
+    where = f"its limit: {limit}" if writer else f"a sync's limit: {limit}; a reader's: DuckDB's, 80% of the memory"
+    fix = f"raise {DUCKDB_MEMORY.name} (e.g. 2GB), or free memory on this machine"
     return WarehouseMemoryError(f"DuckDB ran out of memory {doing} ({where})" + (f"; {outcome}" if outcome else "")
                                 + f": {fix}")

@@ -9,7 +9,7 @@ DuckDB read every block of every column. Measured on this machine: 0.06 s for 9 
 block in the middle and a garbage header were each caught, at open or by the scan.
 
 The scan reads the whole file through DuckDB's buffer pool, which keeps what it read up to
-its memory limit (by default 80% of the machine's memory): a warehouse of 200,000 RAYTeams
+its memory limit (DuckDB's default: 80% of the machine's memory): a warehouse of 200,000 RAYTeams
 projects (1.4 GB) took a no-change sync from 166 to 478 MB before it had listed anything.
 So the scan first runs under :data:`SCAN_MEMORY`, evicting the blocks it read as it goes.
 What a scan needs grows with DuckDB's threads (one per core) and the tables' columns; where
@@ -28,7 +28,7 @@ from pathlib import Path
 import duckdb
 
 from pwh.errors import PwhError
-from pwh.settings import DUCKDB_MEMORY
+from pwh.settings import duckdb_memory
 
 log = logging.getLogger("pwh.integrity")
 
@@ -85,22 +85,22 @@ def _counts(con: duckdb.DuckDBPyConnection, aggregates: str) -> dict[str, int]:
 def check_primary(con: duckdb.DuckDBPyConnection, db_path: Path | str) -> dict[str, int]:
     """Every table of the open primary reads, or :class:`WarehouseDamagedError` saying how to recover."""
     try:
-        return _bounded(lambda: _scan_under_bound(con), lambda: read_every_table(con))
+        return _bounded(lambda: _scan_under_bound(con, Path(db_path)), lambda: read_every_table(con))
     except duckdb.OutOfMemoryException:
         raise  # the machine's (or PWH_DUCKDB_MEMORY's) memory, not the file
     except duckdb.Error as exc:
         raise damaged(db_path, str(exc)) from None
 
 
-def _scan_under_bound(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    """read_every_table under :data:`SCAN_MEMORY` (or ``PWH_DUCKDB_MEMORY`` if lower), then
-    the connection's own limit again (``PWH_DUCKDB_MEMORY``, else DuckDB's default)."""
-    limit = DUCKDB_MEMORY.read()
-    con.execute(f"SET memory_limit = '{min(SCAN_MEMORY, limit or SCAN_MEMORY)}B'")
+def _scan_under_bound(con: duckdb.DuckDBPyConnection, db_path: Path) -> dict[str, int]:
+    """read_every_table under :data:`SCAN_MEMORY` (or a sync's limit if lower), then the
+    connection's own limit again (``PWH_DUCKDB_MEMORY``, else pwh's default)."""
+    limit = duckdb_memory(db_path)
+    con.execute(f"SET memory_limit = '{min(SCAN_MEMORY, limit)}B'")
     try:
         return read_every_table(con)
     finally:
-        con.execute("RESET memory_limit" if limit is None else f"SET memory_limit = '{limit}B'")
+        con.execute(f"SET memory_limit = '{limit}B'")
 
 
 def _bounded(bounded: Callable[[], dict[str, int]], unbounded: Callable[[], dict[str, int]]) -> dict[str, int]:
