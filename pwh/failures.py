@@ -63,7 +63,8 @@ def describe_failure(exc: BaseException) -> str:
     message, else :func:`describe_unexpected`."""
     if not isinstance(exc, PwhError):
         if "duckdb" in sys.modules:  # only then can it be DuckDB's; importing it here would cost every command
-            from pwh.warehouse.connection import memory_error, out_of_memory
+            from pwh.warehouse.connection import memory_error
+            from pwh.warehouse.integrity import out_of_memory
 
             if out_of_memory(exc):  # a read, a scan or a checkpoint (writes raise WarehouseMemoryError themselves)
                 if _debug:

@@ -14,7 +14,7 @@ import duckdb
 
 from pwh.errors import PwhError
 from pwh.settings import DEFAULT_DUCKDB_MEMORY, DUCKDB_MEMORY, duckdb_memory, environment_value
-from pwh.warehouse.integrity import damaged
+from pwh.warehouse.integrity import damaged, out_of_memory
 
 DEFAULT_PATH = Path("warehouse.duckdb")
 # Files readable by DuckDB 1.4+ clients too (BI tools often embed 1.x); 2.0's own format
@@ -79,6 +79,8 @@ def connect(path: Path | str, *, read_only: bool = False) -> duckdb.DuckDBPyConn
                 "DuckDB allows one writer at a time: wait for it to finish and retry"
             ) from None
         if not read_only and path.exists() and "permission denied" not in message.lower():
+            if out_of_memory(exc):  # replaying its write-ahead log under the limit: not damage
+                raise memory_error("opening the warehouse (replaying its write-ahead log)") from None
             raise damaged(path, message) from None  # the primary is there but does not open
         raise
     if not read_only:
@@ -111,17 +113,6 @@ def _raise_if_out_of_memory(exc: BaseException, doing: str) -> None:
     if out_of_memory(exc):
         raise memory_error(doing, "nothing of that transaction was written") from exc
 
-
-# How DuckDB words a COMMIT that ran out of memory ("Failed to commit: could not allocate
-# block of size …", "… failed to pin block …").
-_MEMORY_SHORT = re.compile(r"Out of Memory|could not allocate|failed to allocate|failed to pin block", re.IGNORECASE)
-
-
-def out_of_memory(exc: BaseException) -> bool:
-    """Whether a DuckDB error says that DuckDB ran out of memory."""
-    if isinstance(exc, duckdb.OutOfMemoryException):
-        return True
-    return isinstance(exc, duckdb.TransactionException) and _MEMORY_SHORT.search(str(exc)) is not None
 
 
 def memory_error(doing: str, outcome: str | None = None, *, writer: bool = True) -> WarehouseMemoryError:

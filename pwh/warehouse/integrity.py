@@ -22,6 +22,7 @@ connection's own limit. Running out of memory is never reported as damage: it is
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,6 +45,21 @@ class WarehouseDamagedError(PwhError, RuntimeError):
 def recovery_hint(db_path: Path | str) -> str:
     return (f"restore it from the readers' replica with `pwh restore --db {db_path}`, or move it aside "
             "and sync every source into a new file (--full-refresh)")
+
+
+# How DuckDB words running out of memory outside an OutOfMemoryException: a COMMIT's
+# TransactionException ("Failed to commit: could not allocate block of size …", "… failed to
+# pin block …"), a write-ahead log replayed at open in an InternalException ("Failure while
+# replaying WAL … Out of Memory Error …").
+_MEMORY_SHORT = re.compile(r"Out of Memory|could not allocate|failed to allocate|failed to pin block", re.IGNORECASE)
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether a DuckDB error says that DuckDB ran out of memory. Such a file is unproven,
+    never damaged: nothing may replace it on that ground."""
+    if isinstance(exc, duckdb.OutOfMemoryException):
+        return True
+    return isinstance(exc, duckdb.Error) and _MEMORY_SHORT.search(str(exc)) is not None
 
 
 def damaged(db_path: Path | str, detail: str) -> WarehouseDamagedError:
@@ -86,9 +102,9 @@ def check_primary(con: duckdb.DuckDBPyConnection, db_path: Path | str) -> dict[s
     """Every table of the open primary reads, or :class:`WarehouseDamagedError` saying how to recover."""
     try:
         return _bounded(lambda: _scan_under_bound(con, Path(db_path)), lambda: read_every_table(con))
-    except duckdb.OutOfMemoryException:
-        raise  # the machine's (or PWH_DUCKDB_MEMORY's) memory, not the file
     except duckdb.Error as exc:
+        if out_of_memory(exc):
+            raise  # the machine's (or PWH_DUCKDB_MEMORY's) memory, not the file
         raise damaged(db_path, str(exc)) from None
 
 
@@ -107,7 +123,9 @@ def _bounded(bounded: Callable[[], dict[str, int]], unbounded: Callable[[], dict
     """``bounded()``; if it runs out of memory (the bound too small here, or not settable), ``unbounded()``."""
     try:
         return bounded()
-    except duckdb.OutOfMemoryException:
+    except duckdb.Error as exc:
+        if not out_of_memory(exc):
+            raise
         log.info("the integrity scan needed more than %d MB here; scanning again under the connection's own limit",
                  SCAN_MEMORY >> 20)
     return unbounded()

@@ -59,6 +59,7 @@ from pwh.warehouse.integrity import (
     WarehouseDamagedError,
     check_copy,
     first_line,
+    out_of_memory,
     recovery_hint,
     row_counts,
 )
@@ -295,9 +296,9 @@ class NothingToRestoreError(PwhError, RuntimeError):
 def _reads_whole(path: Path) -> bool:
     try:
         check_copy(path)
-    except duckdb.OutOfMemoryException:
-        raise  # unproven, not damaged: nothing may replace it on that ground
     except duckdb.Error as exc:
+        if out_of_memory(exc):
+            raise  # unproven, not damaged: nothing may replace it on that ground
         if isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower():
             raise WarehouseBusyError(f"{path} is open in another process: close it and retry") from None
         return False
@@ -338,9 +339,9 @@ def _copy_file(source: Path, temporary: Path) -> int:
 def _prove_whole(path: Path, expected: dict[str, int] | None, refused: Callable[[str], Exception]) -> None:
     try:
         counts = check_copy(path)
-    except duckdb.OutOfMemoryException:
-        raise  # the machine's memory, not the copy: not reported as a damaged primary
     except duckdb.Error as exc:
+        if out_of_memory(exc):
+            raise  # the machine's memory, not the copy: not reported as a damaged primary
         raise refused(str(exc)) from None
     if expected is not None and counts != expected:
         differ = sorted(name for name in set(counts) | set(expected) if counts.get(name) != expected.get(name))
