@@ -6,9 +6,11 @@ stages, real DuckDB files."""
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
+import polars as pl
 import pytest
 
 from pwh.flows.engine import run_sync
@@ -21,6 +23,7 @@ from pwh.sources.rayteams.client import RayteamsClient
 from pwh.transforms.pseudonym import Pseudonymizer
 from pwh.warehouse.catalog import all_tables
 from pwh.warehouse.connection import connect
+from pwh.warehouse.load import StrayRowsError, replace_units
 from pwh.warehouse.marts import PROJECTS as PROJECTS_MART
 from pwh.warehouse.marts import create_views
 from pwh.warehouse.migrations import MIGRATIONS, migrate
@@ -131,3 +134,26 @@ async def test_rows_the_state_does_not_know_of_still_fail_a_load(tmp_path):
     with connect(str(db)) as con:
         assert con.execute("SELECT count(*) FROM rayteams.memos").fetchall() == memos
         assert con.execute("SELECT status FROM pipeline.runs WHERE run_id = 'r2'").fetchall() == [("failed",)]
+
+
+def test_a_batch_carrying_rows_of_a_unit_it_does_not_replace_lands_nothing(tmp_path):
+    """The child tables' keys hold because a load deletes each unit's rows first: rows of a
+    unit outside the batch (a transform's bug) would escape that delete, so they are refused."""
+    con = connect(tmp_path / "w.duckdb")
+    migrate(con)
+
+    def rows(table: Table, *project_ids: str) -> pl.DataFrame:
+        return pl.DataFrame([{"account": "acct", "project_id": pid, "sk": f"memo:{n}"}
+                             for n, pid in enumerate(project_ids)], schema=table.polars_schema)
+
+    load = {"source": "rayteams", "account": "acct", "run_id": "r1", "tables": rayteams.TABLES,
+            "cursors": {"p1": "1"}, "rejected": [], "now": datetime.now(timezone.utc)}
+    projects = pl.DataFrame([{"account": "acct", "project_id": "p1"}], schema=rayteams.PROJECTS.polars_schema)
+    with pytest.raises(StrayRowsError, match=r"rayteams\.memos: the batch carried rows of 1 project\(s\) it does "
+                                             r"not replace \(p2\); nothing of it was written"):
+        replace_units(con, frames={"projects": projects, "memos": rows(rayteams.MEMOS, "p1", "p2")}, **load)
+    assert con.execute("SELECT count(*) FROM rayteams.projects").fetchall() == [(0,)]
+    assert con.execute("SELECT count(*) FROM pipeline.unit_state").fetchall() == [(0,)]
+    replace_units(con, frames={"projects": projects, "memos": rows(rayteams.MEMOS, "p1")}, **load)
+    assert con.execute("SELECT count(*) FROM rayteams.memos").fetchall() == [(1,)]
+    con.close()

@@ -15,6 +15,7 @@ import duckdb
 import orjson
 import polars as pl
 
+from pwh.errors import PwhError
 from pwh.schemas import pipeline
 from pwh.schemas.rows import RejectedRecord, RowIssue, dimension_unit
 from pwh.schemas.spec import Table
@@ -136,6 +137,7 @@ def write_units(
     inserted: dict[str, int] = {}
     for table in tables:
         frame = frames.get(table.name)
+        _check_units(table, frame, cursors)
         if table.name in partial_tables:
             if frame is not None and frame.height:
                 _delete_same_keys(con, table, frame)
@@ -187,6 +189,23 @@ def write_units(
         [source, account, now, run_id, now, now, run_id], batch_state=state,
     )
     return inserted
+
+
+class StrayRowsError(PwhError, RuntimeError):
+    """A batch carried rows of a unit it does not replace (a transform's bug)."""
+
+
+def _check_units(table: Table, frame: pl.DataFrame | None, cursors: Mapping[str, str | None]) -> None:
+    """Refuse rows of units outside the batch. A child table's key is unique only because
+    every row holds a unit whose rows the load deleted first (Table.enforces_key)."""
+    if frame is None or not frame.height or table.unit_column is None:
+        return
+    units = frame.get_column(table.unit_column)
+    strays = units.filter(~units.is_in(list(cursors))).unique(maintain_order=True)
+    if strays.len():
+        named = ", ".join(map(str, strays.head(3).to_list()))
+        raise StrayRowsError(f"{table.qualified_name}: the batch carried rows of {strays.len()} project(s) it does "
+                             f"not replace ({named}); nothing of it was written: report this as a bug of pwh")
 
 
 def execute_with(con: duckdb.DuckDBPyConnection, sql: str, parameters: Sequence[Any] | None = None,
