@@ -114,7 +114,6 @@ def _raise_if_out_of_memory(exc: BaseException, doing: str) -> None:
         raise memory_error(doing, "nothing of that transaction was written") from exc
 
 
-
 def memory_error(doing: str, outcome: str | None = None, *, writer: bool = True) -> WarehouseMemoryError:
     """The one-line error for DuckDB running out of memory while ``doing``, naming its limit
     and what to change. ``writer``: on a sync's connection (else it may be a reader's too)."""
